@@ -1,0 +1,57 @@
+"""blockzoo: composable PyTorch blocks that know their parameters.
+
+The top level re-exports the names most code needs; the subpackages
+(:mod:`blockzoo.layers`, :mod:`blockzoo.blocks`, :mod:`blockzoo.testing`) hold
+the rest.
+
+Example:
+    >>> import torch, blockzoo
+    >>> model = torch.nn.Sequential(
+    ...     blockzoo.ConvBlock(3, 32), blockzoo.ConvBlock(32, 64), blockzoo.ClassifierHead(64, 10)
+    ... )
+    >>> model(torch.randn(2, 3, 32, 32)).shape
+    torch.Size([2, 10])
+"""
+
+from blockzoo._version import __version__
+from blockzoo.blocks import (
+    MLP,
+    Block,
+    ClassifierHead,
+    ConvBlock,
+    ConvNormAct,
+    DepthwiseSeparableConv,
+    DropBlock,
+    DropPath,
+    SqueezeExcite,
+)
+from blockzoo.errors import CheckpointError, InputError, UnknownNameError, UnsafeCheckpointError
+from blockzoo.layers import list_layers, register_layer, resolve_layer
+from blockzoo.roles import Role, param_roles, select
+from blockzoo.shapes import ShapeRecord, infer_shape, trace_shapes
+
+__all__ = [
+    "MLP",
+    "Block",
+    "CheckpointError",
+    "ClassifierHead",
+    "ConvBlock",
+    "ConvNormAct",
+    "DepthwiseSeparableConv",
+    "DropBlock",
+    "DropPath",
+    "InputError",
+    "Role",
+    "ShapeRecord",
+    "SqueezeExcite",
+    "UnknownNameError",
+    "UnsafeCheckpointError",
+    "__version__",
+    "infer_shape",
+    "list_layers",
+    "param_roles",
+    "register_layer",
+    "resolve_layer",
+    "select",
+    "trace_shapes",
+]

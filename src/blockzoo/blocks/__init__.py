@@ -1,0 +1,20 @@
+"""Composable blocks: every one follows the contract that :func:`blockzoo.testing.check_block` checks."""
+
+from blockzoo.blocks._base import Block, ChannelsFirstBlock
+from blockzoo.blocks._conv import ConvBlock, ConvNormAct, DepthwiseSeparableConv
+from blockzoo.blocks._drop import DropBlock, DropPath
+from blockzoo.blocks._mlp import MLP, ClassifierHead
+from blockzoo.blocks._se import SqueezeExcite
+
+__all__ = [
+    "MLP",
+    "Block",
+    "ChannelsFirstBlock",
+    "ClassifierHead",
+    "ConvBlock",
+    "ConvNormAct",
+    "DepthwiseSeparableConv",
+    "DropBlock",
+    "DropPath",
+    "SqueezeExcite",
+]

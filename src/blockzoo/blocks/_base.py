@@ -1,0 +1,119 @@
+"""The :class:`Block` base class."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from blockzoo.blocks._checks import layout, layout_error
+from blockzoo.errors import InputError
+from blockzoo.roles import Role, param_roles
+from blockzoo.shapes import infer_shape_meta
+
+__all__ = ["Block", "ChannelsFirstBlock"]
+
+
+def _reset(module: nn.Module) -> None:
+    reset = getattr(module, "reset_parameters", None)
+    if callable(reset):
+        reset()
+        return
+    for child in module.children():
+        _reset(child)
+
+
+class Block(nn.Module):
+    """Base class of every blockzoo block; subclass it for your own.
+
+    A block adds to :class:`torch.nn.Module`: a static :meth:`output_shape`,
+    cheap input checks that raise :class:`~blockzoo.InputError`, the roles of its
+    parameters (:meth:`param_roles`), and :meth:`reset_parameters`.
+    :func:`blockzoo.testing.check_block` verifies the whole contract on any
+    subclass.
+
+    Example:
+        >>> import torch
+        >>> import blockzoo
+        >>> class Scale(blockzoo.Block):
+        ...     def __init__(self, channels: int, *, device=None, dtype=None) -> None:
+        ...         super().__init__()
+        ...         self.gamma = torch.nn.Parameter(torch.ones(channels, 1, 1, device=device, dtype=dtype))
+        ...     def own_param_roles(self):
+        ...         return {"gamma": blockzoo.Role.SCALE}
+        ...     def reset_parameters(self) -> None:
+        ...         torch.nn.init.ones_(self.gamma)
+        ...     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ...         return x * self.gamma
+        >>> block = Scale(4)
+        >>> block.param_roles()
+        {'gamma': <Role.SCALE: 'scale'>}
+        >>> block.output_shape((2, 4, 8, 8))
+        torch.Size([2, 4, 8, 8])
+    """
+
+    def own_param_roles(self) -> Mapping[str, Role]:
+        """Roles of the parameters registered on this block itself (not on children).
+
+        Override it to declare a role that cannot be inferred, such as
+        :attr:`Role.SCALE` for a learned per-channel scale. Undeclared own
+        parameters are :attr:`Role.OTHER`.
+        """
+        return {}
+
+    def param_roles(self) -> dict[str, Role]:
+        """The role of every parameter of this block (see :func:`blockzoo.param_roles`)."""
+        return param_roles(self)
+
+    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
+        """The output shape for an input of ``input_shape``, computed without data.
+
+        The base class runs a forward pass on the meta device; blockzoo's own
+        blocks override it with a static computation that also validates the
+        input layout.
+        """
+        return infer_shape_meta(self, input_shape)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter of the block, in place."""
+        for child in self.children():
+            _reset(child)
+
+
+class ChannelsFirstBlock(Block):
+    """A block whose input is a channels-first map ``[N, C, *spatial]``.
+
+    Subclasses set ``in_channels`` and ``spatial_dims`` and call
+    :meth:`_check` at the top of ``forward``.
+
+    Example:
+        >>> import blockzoo
+        >>> isinstance(blockzoo.ConvNormAct(3, 8), blockzoo.blocks.ChannelsFirstBlock)
+        True
+    """
+
+    in_channels: int
+    spatial_dims: int
+
+    def _check(self, x: Tensor) -> None:
+        # A handful of integer comparisons: cheap in eager mode, guards under compile.
+        if x.dim() != self.spatial_dims + 2 or x.shape[1] != self.in_channels or not x.is_floating_point():
+            raise self._layout_error(x.shape, x.dtype)
+
+    def _check_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
+        shape = tuple(input_shape)
+        if len(shape) != self.spatial_dims + 2 or shape[1] != self.in_channels:
+            raise self._layout_error(shape, None)
+        return shape
+
+    def _layout_error(self, shape: Sequence[int], dtype: torch.dtype | None, hint: str | None = None) -> InputError:
+        return layout_error(
+            type(self).__name__,
+            shape,
+            dtype,
+            expected=layout(self.in_channels, self.spatial_dims),
+            channels=self.in_channels,
+            rank=self.spatial_dims + 2,
+            hint=hint,
+        )

@@ -1,0 +1,160 @@
+"""Structured dropout: stochastic depth (DropPath) and DropBlock."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from blockzoo.blocks._base import Block
+from blockzoo.blocks._checks import (
+    check_choice,
+    check_positive_int,
+    check_probability,
+    check_spatial_dims,
+    layout,
+    layout_error,
+)
+
+__all__ = ["DropBlock", "DropPath"]
+
+_MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+
+
+class DropPath(Block):
+    """Stochastic depth (Huang et al. 2016): drop a residual branch for whole samples.
+
+    In training, each sample's input (``mode="row"``) or the whole batch
+    (``mode="batch"``) is zeroed with probability ``p`` and the rest scaled by
+    ``1 / (1 - p)``; in eval mode it is the identity. Written here rather than
+    taken from ``torchvision.ops.stochastic_depth`` so that ``import blockzoo``
+    never imports torchvision.
+
+    Args:
+        p: Drop probability in ``[0, 1)``.
+        mode: ``"row"`` (per sample) or ``"batch"``.
+        device: Accepted for a uniform block constructor; DropPath has no tensors.
+        dtype: Accepted for a uniform block constructor; DropPath has no tensors.
+
+    Shape:
+        - Input: ``[N, *]``.
+        - Output: the same.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo import DropPath
+        >>> drop = DropPath(0.5)
+        >>> x = torch.ones(4, 3)
+        >>> torch.equal(drop.eval()(x), x)
+        True
+        >>> sorted(set(drop.train()(torch.ones(1000, 1)).flatten().tolist()))
+        [0.0, 2.0]
+    """
+
+    def __init__(
+        self,
+        p: float = 0.0,
+        *,
+        mode: str = "row",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.p = check_probability("p", p)
+        self.mode = check_choice("mode", mode, ("row", "batch"))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() < 1 or not x.is_floating_point():
+            raise layout_error(
+                type(self).__name__, x.shape, x.dtype, expected="[N, *]", channels=0, rank=max(1, x.dim())
+            )
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        shape = (x.shape[0],) + (1,) * (x.dim() - 1) if self.mode == "row" else (1,) * x.dim()
+        mask = x.new_empty(shape).bernoulli_(keep).div_(keep)
+        return x * mask
+
+    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
+        return torch.Size(input_shape)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}" + ("" if self.mode == "row" else f", mode={self.mode!r}")
+
+
+class DropBlock(Block):
+    """DropBlock (Ghiasi et al. 2018): drop contiguous square regions of a feature map.
+
+    In training, block seeds are drawn with the paper's rate ``gamma`` so that
+    about a fraction ``p`` of the positions is dropped, each seed zeroes a
+    ``block_size`` window (clipped to the map), and the kept values are
+    rescaled so the mean is preserved. In eval mode it is the identity. Written
+    here rather than taken from ``torchvision.ops.DropBlock2d`` so that
+    ``import blockzoo`` never imports torchvision, and to cover 1-D and 3-D maps.
+
+    Args:
+        p: Fraction of positions to drop, in ``[0, 1)``.
+        block_size: Side of the dropped regions.
+        spatial_dims: 1, 2 or 3.
+        device: Accepted for a uniform block constructor; DropBlock has no tensors.
+        dtype: Accepted for a uniform block constructor; DropBlock has no tensors.
+
+    Shape:
+        - Input: ``[N, C, *spatial]``.
+        - Output: the same.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo import DropBlock
+        >>> drop = DropBlock(0.2, 3)
+        >>> drop(torch.randn(2, 8, 16, 16)).shape
+        torch.Size([2, 8, 16, 16])
+    """
+
+    def __init__(
+        self,
+        p: float = 0.1,
+        block_size: int = 7,
+        *,
+        spatial_dims: int = 2,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.p = check_probability("p", p)
+        self.block_size = check_positive_int("block_size", block_size)
+        self.spatial_dims = check_spatial_dims(spatial_dims)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != self.spatial_dims + 2 or not x.is_floating_point():
+            raise layout_error(
+                type(self).__name__,
+                x.shape,
+                x.dtype,
+                expected=layout("C", self.spatial_dims),
+                channels=-1,
+                rank=self.spatial_dims + 2,
+            )
+        if not self.training or self.p == 0.0:
+            return x
+        spatial = x.shape[2:]
+        blocks = [min(self.block_size, s) for s in spatial]
+        valid = [s - b + 1 for s, b in zip(spatial, blocks, strict=False)]
+        # Seeds only where a whole block fits (Ghiasi et al. 2018, eq. 1).
+        gamma = min(1.0, self.p * math.prod(spatial) / (math.prod(blocks) * math.prod(valid)))
+        seeds = x.new_empty((*x.shape[:2], *valid)).bernoulli_(gamma)
+        # Pad so that the window ending at each position sees the seeds whose block covers it.
+        pad = [p for b in reversed(blocks) for p in (b - 1, b - 1)]
+        dropped = _MAX_POOL[self.spatial_dims](F.pad(seeds, pad), tuple(blocks), stride=1)
+        keep = 1.0 - dropped
+        scale = keep.numel() / keep.sum().clamp(min=1.0)
+        return x * keep * scale
+
+    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
+        return torch.Size(input_shape)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, block_size={self.block_size}"

@@ -1,0 +1,95 @@
+"""The few layers torch.nn lacks that blockzoo's registries need."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["ChannelLayerNorm", "GlobalPool"]
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """Layer norm over the channel dimension of a channels-first map.
+
+    ``nn.LayerNorm`` normalises the trailing dimensions, so on an ``[N, C, H, W]``
+    map it would mix spatial positions. This normalises each position's ``C``
+    values, as ConvNeXt does. Written here because torch has no channels-first
+    layer norm.
+
+    Args:
+        num_channels: ``C``.
+        eps: Added to the variance.
+        elementwise_affine: Learn a per-channel scale and shift.
+        bias: Learn the shift.
+        device: Where the parameters live.
+        dtype: The parameters' dtype.
+
+    Shape:
+        - Input: ``[N, C, *]``.
+        - Output: the same.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo.layers import ChannelLayerNorm
+        >>> ChannelLayerNorm(8)(torch.randn(2, 8, 4, 4)).shape
+        torch.Size([2, 8, 4, 4])
+    """
+
+    def __init__(
+        self,
+        num_channels: int,
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(num_channels, eps, elementwise_affine, bias, device=device, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.layer_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return y.movedim(-1, 1)  # [N, *, C] -> [N, C, *]
+
+
+class GlobalPool(nn.Module):
+    """Average or max over every spatial position: ``[N, C, *] -> [N, C]``.
+
+    Args:
+        mode: ``"avg"`` or ``"max"``.
+        spatial_dims: How many trailing dimensions are spatial (1, 2 or 3).
+
+    Shape:
+        - Input: ``[N, C, *spatial]``.
+        - Output: ``[N, C]``.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo.layers import GlobalPool
+        >>> GlobalPool("max")(torch.randn(2, 8, 4, 4)).shape
+        torch.Size([2, 8])
+    """
+
+    def __init__(self, mode: str = "avg", spatial_dims: int = 2) -> None:
+        super().__init__()
+        if mode not in ("avg", "max"):
+            raise ValueError(f"mode must be 'avg' or 'max'. Received: mode={mode!r}")
+        if spatial_dims not in (1, 2, 3):
+            raise ValueError(f"spatial_dims must be 1, 2 or 3. Received: spatial_dims={spatial_dims!r}")
+        self.mode = mode
+        self.spatial_dims = spatial_dims
+        self._dims = tuple(range(-spatial_dims, 0))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "avg":
+            return x.mean(self._dims)
+        return x.amax(self._dims)
+
+    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
+        """``[N, C]`` from ``[N, C, *spatial]``."""
+        return torch.Size(input_shape[: len(input_shape) - self.spatial_dims])
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, spatial_dims={self.spatial_dims}"
