@@ -24,13 +24,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 CUDA = torch.cuda.is_available()
 
-DEVICES = [
-    pytest.param("cpu", id="cpu"),
-    pytest.param(
-        "cuda", id="cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")]
-    ),
-]
-
 
 @pytest.fixture(autouse=True)
 def _restore_rng() -> Iterator[None]:

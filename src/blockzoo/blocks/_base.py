@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -52,6 +53,11 @@ class Block(nn.Module):
         >>> block.output_shape((2, 4, 8, 8))
         torch.Size([2, 4, 8, 8])
     """
+
+    #: Where the channels (features) are: 1 for channels-first maps, -1 for
+    #: feature-last inputs such as an MLP's. :func:`~blockzoo.testing.check_block`
+    #: checks that channels-first blocks keep channels_last memory.
+    channel_dim: ClassVar[int] = 1
 
     def own_param_roles(self) -> Mapping[str, Role]:
         """Roles of the parameters registered on this block itself (not on children).

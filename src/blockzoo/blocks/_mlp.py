@@ -91,6 +91,8 @@ class MLP(Block):
         ['layers.0.fc.weight', 'layers.0.fc.bias', 'layers.1.fc.weight']
     """
 
+    channel_dim = -1
+
     def __init__(
         self,
         in_features: int,

@@ -47,7 +47,18 @@ def _same(actual: Tensor, expected: Tensor, what: str, *, exact: bool = False) -
         if not torch.equal(actual, expected):
             _fail(f"{what}: outputs differ (expected bit-identical)")
     else:
-        torch.testing.assert_close(actual, expected, msg=lambda m: f"{what}: {m}")
+        # Half-precision results from another kernel (channels_last, compiled) differ by
+        # rounding; torch's default bfloat16 atol of 1e-5 is below one ulp near 1.
+        low = actual.dtype in (torch.float16, torch.bfloat16)
+        tol = {"rtol": 1.6e-2, "atol": 1e-2} if low else {}
+        torch.testing.assert_close(actual, expected, msg=lambda m: f"{what}: {m}", **tol)
+
+
+def _torch_conv_keeps(x: Tensor, fmt: torch.memory_format) -> bool:
+    """Whether torch's own conv returns ``fmt`` for ``x`` (float64 Conv3d on CPU does not)."""
+    weight = torch.ones((x.shape[1], x.shape[1], *([1] * (x.dim() - 2))), dtype=x.dtype, device=x.device)
+    conv = {4: torch.nn.functional.conv2d, 5: torch.nn.functional.conv3d}[x.dim()]
+    return bool(conv(x, weight.contiguous(memory_format=fmt)).is_contiguous(memory_format=fmt))
 
 
 def _channels_last_format(rank: int) -> torch.memory_format | None:
@@ -97,10 +108,14 @@ def _check_one(
         _same(block(x), ref, "second eval forward", exact=True)
 
     fmt = _channels_last_format(len(shape))
-    if fmt is not None:
+    if fmt is not None and getattr(block, "channel_dim", 1) == 1:
         with law("channels_last input gives channels_last output"), torch.no_grad():
-            y = block(x.contiguous(memory_format=fmt))
-            if y.dim() == len(shape) and y.shape[1] > 1 and not y.is_contiguous(memory_format=fmt):
+            x_cl = x.contiguous(memory_format=fmt)
+            y = block(x_cl)
+            # Only an unambiguous input (not also contiguous, as with one channel) fixes the format,
+            # and only where torch's own convolution keeps it for this dtype and device.
+            expected_cl = not x_cl.is_contiguous() and _torch_conv_keeps(x_cl, fmt)
+            if expected_cl and y.dim() == len(shape) and not y.is_contiguous(memory_format=fmt):
                 _fail(f"output strides {y.stride()} are not channels_last")
             _same(y, ref, "channels_last output")
 
@@ -166,7 +181,8 @@ def check_block(
     :func:`~blockzoo.infer_shape`) equals the real one; dtype and device are
     kept; every parameter gets a finite gradient; eval forward is
     deterministic; channels_last input gives channels_last output with the
-    same values; it constructs and runs on the meta device; deepcopy, pickle
+    same values (for channels-first blocks, where torch's own conv keeps the
+    format); it constructs and runs on the meta device; deepcopy, pickle
     and a state_dict round trip (through ``torch.save`` and
     ``torch.load(weights_only=True)``) give bit-identical outputs;
     ``reset_parameters()`` runs; ``torch.compile(fullgraph=True)`` (backend
