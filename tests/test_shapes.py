@@ -104,7 +104,8 @@ def test_trace_shapes_prints_each_layer_and_restores_state() -> None:
     lines = buf.getvalue().splitlines()
     assert lines[0].split() == ["name", "layer", "output", "shape", "dtype", "device"]
     assert lines[-1].split()[:2] == ["3", "Linear"]
-    assert net.training and net[1].training
+    assert net.training
+    assert net[1].training
     assert torch.equal(net[1].running_mean, stats)
     assert not net[0]._forward_hooks
 

@@ -50,8 +50,8 @@ def _same(actual: Tensor, expected: Tensor, what: str, *, exact: bool = False) -
         # Half-precision results from another kernel (channels_last, compiled) differ by
         # rounding; torch's default bfloat16 atol of 1e-5 is below one ulp near 1.
         low = actual.dtype in (torch.float16, torch.bfloat16)
-        tol = {"rtol": 1.6e-2, "atol": 1e-2} if low else {}
-        torch.testing.assert_close(actual, expected, msg=lambda m: f"{what}: {m}", **tol)
+        rtol, atol = (1.6e-2, 1e-2) if low else (None, None)
+        torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, msg=lambda m: f"{what}: {m}")
 
 
 def _torch_conv_keeps(x: Tensor, fmt: torch.memory_format) -> bool:
