@@ -1,0 +1,70 @@
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import blockzoo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_is_light() -> None:
+    # Only what blockzoo adds counts: torch itself imports tqdm when it is installed.
+    code = (
+        "import sys, torch; before = set(sys.modules); import blockzoo;"
+        "added = {m.split('.')[0] for m in set(sys.modules) - before};"
+        "heavy = {'torchvision', 'matplotlib', 'sklearn', 'hypothesis', 'tqdm', 'pytest', 'numpy', 'safetensors'};"
+        "print(sorted(added & heavy), 'torchvision' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[]", "False"]
+
+
+def test_public_names_are_exported_and_documented() -> None:
+    for name in blockzoo.__all__:
+        obj = getattr(blockzoo, name)
+        if name != "__version__":
+            assert obj.__doc__, name
+            assert "Example" in obj.__doc__ or "  >>> " in obj.__doc__, f"{name} has no example"
+
+
+def test_version_is_single_sourced() -> None:
+    from importlib.metadata import version
+
+    assert version("blockzoo") == blockzoo.__version__
+    assert (ROOT / "src" / "blockzoo" / "py.typed").exists()
+
+
+def test_the_course_cnn_takes_five_lines() -> None:
+    model = nn.Sequential(
+        blockzoo.ConvBlock(3, 32),
+        blockzoo.ConvBlock(32, 64),
+        blockzoo.ClassifierHead(64 * 8 * 8, 10, pool_layer=None, log_probs=True),
+    )
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    loss = nn.NLLLoss()(model(x), y)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    kinds = [type(m).__name__ for m in model.modules() if not list(m.children())]
+    assert kinds[:4] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
+
+
+def test_readme_example_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert code is not None
+    namespace: dict[str, object] = {}
+    exec(compile(code.group(1), "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    assert namespace["model"](torch.randn(2, 3, 32, 32)).shape == (2, 10)  # type: ignore[operator]
+    assert [n for n, _ in namespace["no_decay"]][:2] == ["0.convs.0.norm.weight", "0.convs.0.norm.bias"]  # type: ignore[attr-defined]
+
+
+def test_example_script_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "cifar10_cnn.py")], capture_output=True, text=True, check=True
+    ).stdout
+    assert "3.log_softmax   LogSoftmax   [8, 10]" in out
+    assert "gradients on 11 of 11 parameters" in out
