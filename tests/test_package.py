@@ -57,7 +57,7 @@ def test_readme_example_runs() -> None:
     code = re.search(r"```python\n(.*?)```", readme, re.S)
     assert code is not None
     namespace: dict[str, object] = {}
-    exec(compile(code.group(1), "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(code.group(1), "README.md", "exec"), namespace)
     assert namespace["model"](torch.randn(2, 3, 32, 32)).shape == (2, 10)  # type: ignore[operator]
     assert [n for n, _ in namespace["no_decay"]][:2] == ["0.convs.0.norm.weight", "0.convs.0.norm.bias"]  # type: ignore[attr-defined]
 

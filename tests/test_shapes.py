@@ -23,6 +23,7 @@ def conv_cases(draw: st.DrawFn) -> tuple[nn.Module, tuple[int, ...]]:
     if transposed:
         cls = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[nd]
         op = draw(st.integers(0, max(0, min(s, d) - 1)))
+        p = min(p, ((size - 1) * s + d * (k - 1) + op) // 2)  # keep the output non-empty
         layer = cls(2, 3, k, stride=s, padding=p, dilation=d, output_padding=op)
     else:
         layer = cls(2, 3, k, stride=s, padding=p, dilation=d)

@@ -217,3 +217,19 @@ def test_top_level_names() -> None:
         "Block",
     ]:
         assert getattr(blockzoo, name) is getattr(blockzoo.blocks, name)
+
+
+def test_replacing_a_sub_layer_changes_forward() -> None:
+    block = ConvNormAct(2, 4, act_layer=None).eval()
+    x = torch.randn(2, 2, 5, 5)
+    block.act = nn.Tanh()
+    torch.testing.assert_close(block(x), torch.tanh(block.norm(block.conv(x))))
+    block.norm = nn.Identity()  # fusing a norm into the conv leaves an identity behind
+    torch.testing.assert_close(block(x), torch.tanh(block.conv(x)))
+    del block.act
+    with pytest.raises(AttributeError, match=r"ConvNormAct has no 'act' sub-layer; assign a module to it"):
+        block(x)
+    clone = __import__("copy").deepcopy(ConvBlock(2, 4))
+    clone.pool = nn.AvgPool2d(2)
+    y = torch.randn(2, 2, 4, 4)
+    torch.testing.assert_close(clone.eval()(y), nn.functional.avg_pool2d(clone.convs(y), 2))

@@ -29,7 +29,8 @@ def test_required_activations_are_registered() -> None:
         ("batchnorm", 2, nn.BatchNorm2d),
         ("batchnorm", 3, nn.BatchNorm3d),
         ("instancenorm", 1, nn.InstanceNorm1d),
-        ("instancenorm", 3, nn.InstanceNorm3d),
+        ("instancenorm", 2, blockzoo.layers.InstanceNorm2d),
+        ("instancenorm", 3, blockzoo.layers.InstanceNorm3d),
         ("layernorm", 0, nn.LayerNorm),
         ("layernorm", 2, ChannelLayerNorm),
         ("groupnorm", 2, nn.GroupNorm),
@@ -103,7 +104,12 @@ def test_bad_specs_raise_type_errors_naming_the_argument() -> None:
         resolve_layer("norm", "instancenorm", spatial_dims=0)(4)
 
 
-def test_register_layer_adds_a_name_and_refuses_duplicates() -> None:
+def test_register_layer_adds_a_name_and_refuses_duplicates(monkeypatch: pytest.MonkeyPatch) -> None:
+    from blockzoo.layers._factories import _REGISTRIES
+
+    # registries are global: give this test its own copy so the name does not leak
+    monkeypatch.setattr(_REGISTRIES["norm"], "_items", dict(_REGISTRIES["norm"]._items))
+
     @register_layer("norm", "test_rms_norm")
     def rms(num_features: int, *, spatial_dims: int = 2, **kwargs: object) -> nn.Module:
         return ChannelLayerNorm(num_features, **kwargs) if spatial_dims else nn.LayerNorm(num_features, **kwargs)  # type: ignore[arg-type]

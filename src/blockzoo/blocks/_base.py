@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
 import torch
@@ -14,6 +14,18 @@ from blockzoo.roles import Role, param_roles
 from blockzoo.shapes import infer_shape_meta
 
 __all__ = ["Block", "ChannelsFirstBlock"]
+
+
+class _MissingStage:
+    """Stands in ``Block._stages`` for a sub-layer that is not there."""
+
+    def __init__(self, block: str, name: str) -> None:
+        self.block, self.name = block, name
+
+    def __call__(self, x: Tensor) -> Tensor:
+        raise AttributeError(
+            f"{self.block} has no {self.name!r} sub-layer; assign a module to it (nn.Identity() to disable it)"
+        )
 
 
 def _reset(module: nn.Module) -> None:
@@ -58,6 +70,49 @@ class Block(nn.Module):
     #: feature-last inputs such as an MLP's. :func:`~blockzoo.testing.check_block`
     #: checks that channels-first blocks keep channels_last memory.
     channel_dim: ClassVar[int] = 1
+
+    # Children that ``forward`` runs in order (see ``_set_stages``); ``_stages``
+    # holds those that are not ``nn.Identity``.
+    _stage_names: tuple[str, ...] = ()
+    _stages: tuple[Callable[[Tensor], Tensor], ...] = ()
+
+    def _set_stages(self, *names: str) -> None:
+        """Declare the children that :meth:`_run_stages` calls, in order.
+
+        Disabled slots hold ``nn.Identity`` so that ``print(block)`` and the
+        state-dict keys stay stable, but calling an identity costs a module call
+        (about 1.5 us on a 2-core CPU, several percent of a small block's
+        forward), so ``_run_stages`` skips them. The list is rebuilt whenever a
+        stage is replaced through attribute assignment (``block.act = nn.GELU()``).
+        """
+        self.__dict__["_stage_names"] = names
+        self._refresh_stages()
+
+    def _refresh_stages(self) -> None:
+        modules = self._modules
+        stages: list[Callable[[Tensor], Tensor]] = []
+        for name in self._stage_names:
+            module = modules.get(name)
+            if module is None:  # not assigned yet, or deleted: fail loudly if forward runs
+                stages.append(_MissingStage(type(self).__name__, name))
+            elif type(module) is not nn.Identity:
+                stages.append(module)
+        self.__dict__["_stages"] = tuple(stages)
+
+    def __setattr__(self, name: str, value: Tensor | nn.Module) -> None:
+        super().__setattr__(name, value)
+        if name in self._stage_names:
+            self._refresh_stages()
+
+    def __delattr__(self, name: str) -> None:
+        super().__delattr__(name)
+        if name in self._stage_names:
+            self._refresh_stages()
+
+    def _run_stages(self, x: Tensor) -> Tensor:
+        for stage in self._stages:
+            x = stage(x)
+        return x
 
     def own_param_roles(self) -> Mapping[str, Role]:
         """Roles of the parameters registered on this block itself (not on children).

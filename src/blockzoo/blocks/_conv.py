@@ -115,9 +115,8 @@ class ConvNormAct(ChannelsFirstBlock):
         if bias is not None and not isinstance(bias, bool):
             raise TypeError(f"bias must be True, False or None. Received: bias={bias!r}")
         self.order = check_choice("order", order, _ORDERS)
-        self._pre_act = order == "norm-act-conv"
         placement: Placement = {"device": device, "dtype": dtype}
-        norm_channels = in_channels if self._pre_act else out_channels
+        norm_channels = in_channels if order == "norm-act-conv" else out_channels
         norm = build_layer("norm", norm_layer, norm_channels, spatial_dims=nd, **placement)
         act = build_layer("act", act_layer, spatial_dims=nd, **placement)
         conv = build_layer(
@@ -135,15 +134,16 @@ class ConvNormAct(ChannelsFirstBlock):
             **placement,
         )
         # Registered in forward order, so print(block) reads top to bottom.
-        if self._pre_act:
+        if self.order == "norm-act-conv":
+            self._set_stages("norm", "act", "conv")
             self.norm, self.act, self.conv = norm, act, conv
         else:
+            self._set_stages("conv", "norm", "act")
             self.conv, self.norm, self.act = conv, norm, act
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        x = self.conv(self.act(self.norm(x))) if self._pre_act else self.act(self.norm(self.conv(x)))
-        return x
+        return self._run_stages(x)
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
         return infer_shape(self.conv, self._check_shape(input_shape))
@@ -239,6 +239,7 @@ class ConvBlock(ChannelsFirstBlock):
                 for i in range(num_convs)
             )
         )
+        self._set_stages("pool", "drop")
         self.pool = build_layer("pool", pool_layer, pool_size, spatial_dims=nd, **placement)
         self.drop = build_layer("dropout", "dropout" if drop_rate else None, drop_rate)
         # torch's own message for a map smaller than the window does not say which
@@ -248,11 +249,12 @@ class ConvBlock(ChannelsFirstBlock):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        y: Tensor = self.convs(x)
+        y = x
+        for conv in self.convs:  # iterating skips nn.Sequential's own call
+            y = conv(y)
         if self._pool_window and min(y.shape[2:]) < self._pool_window:
             raise self._pool_error(x.shape, y.shape[2:])
-        y = self.drop(self.pool(y))
-        return y
+        return self._run_stages(y)
 
     def _pool_error(self, input_shape: Sequence[int], spatial: Sequence[int]) -> Exception:
         return self._layout_error(

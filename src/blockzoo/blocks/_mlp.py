@@ -30,7 +30,7 @@ def _check_features(name: str, value: Sequence[int]) -> tuple[int, ...]:
     return tuple(check_positive_int(name, v) for v in value)
 
 
-class _LinearNormAct(nn.Module):
+class _LinearNormAct(Block):
     """One hidden layer of an MLP: linear -> norm -> act -> dropout."""
 
     def __init__(
@@ -46,14 +46,14 @@ class _LinearNormAct(nn.Module):
         dtype: torch.dtype | None,
     ) -> None:
         super().__init__()
+        self._set_stages("fc", "norm", "act", "drop")
         self.fc = nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self.norm = build_layer("norm", norm_layer, out_features, spatial_dims=0, device=device, dtype=dtype)
         self.act = build_layer("act", act_layer, spatial_dims=0, device=device, dtype=dtype)
         self.drop = build_layer("dropout", "dropout" if drop_rate else None, drop_rate)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.drop(self.act(self.norm(self.fc(x))))
-        return x
+        return self._run_stages(x)
 
 
 class MLP(Block):
@@ -134,6 +134,7 @@ class MLP(Block):
                 for a, b in itertools.pairwise(widths)
             )
         )
+        self._set_stages("out")
         self.out = (
             nn.Identity()
             if out_features is None
@@ -150,8 +151,9 @@ class MLP(Block):
             or (self._flat_only and x.dim() != 2)
         ):
             raise self._input_error(x.shape, x.dtype)
-        x = self.out(self.layers(x))
-        return x
+        for layer in self.layers:  # iterating skips nn.Sequential's own call
+            x = layer(x)
+        return self._run_stages(x)
 
     def _input_error(self, shape: Sequence[int], dtype: torch.dtype | None) -> InputError:
         expected = f"[N, {self.in_features}]" if self._flat_only else f"[N, *, {self.in_features}]"
@@ -227,6 +229,7 @@ class ClassifierHead(Block):
         check_probability("drop_rate", drop_rate)
         self._flatten_input = pool_layer is None
         placement: Placement = {"device": device, "dtype": dtype}
+        self._set_stages("pool", "flatten", "hidden", "drop", "fc", "log_softmax")
         self.pool = build_layer("pool", pool_layer, spatial_dims=spatial_dims, **placement)
         self.flatten = nn.Flatten(1)
         self.hidden = MLP(in_features, hidden, act_layer=act_layer, **placement) if hidden else nn.Identity()
@@ -277,8 +280,7 @@ class ClassifierHead(Block):
     def forward(self, x: Tensor) -> Tensor:
         if not x.is_floating_point() or not self._fits(x.shape):
             raise self._input_error(x.shape, x.dtype)
-        x = self.log_softmax(self.fc(self.drop(self.hidden(self.flatten(self.pool(x))))))
-        return x
+        return self._run_stages(x)
 
     def _input_error(self, shape: Sequence[int], dtype: torch.dtype | None) -> InputError:
         rank = max(2, len(shape)) if self._flatten_input else self.spatial_dims + 2

@@ -15,11 +15,13 @@ from blockzoo.layers._factories import (
     register_layer,
     resolve_layer,
 )
-from blockzoo.layers._modules import ChannelLayerNorm, GlobalPool
+from blockzoo.layers._modules import ChannelLayerNorm, GlobalPool, InstanceNorm2d, InstanceNorm3d
 
 __all__ = [
     "ChannelLayerNorm",
     "GlobalPool",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
     "LayerKind",
     "LayerSpec",
     "Placement",

@@ -32,7 +32,7 @@ from torch import nn
 from blockzoo._names import close_matches, format_choices
 from blockzoo._registry import Registry
 from blockzoo.errors import UnknownNameError
-from blockzoo.layers._modules import ChannelLayerNorm, GlobalPool
+from blockzoo.layers._modules import ChannelLayerNorm, GlobalPool, InstanceNorm2d, InstanceNorm3d
 
 __all__ = ["LayerKind", "LayerSpec", "Placement", "build_layer", "list_layers", "register_layer", "resolve_layer"]
 
@@ -238,7 +238,8 @@ def _layernorm(num_features: int, *, spatial_dims: int = 2, **kwargs: Any) -> nn
 
 @register_layer("norm", "instancenorm")
 def _instancenorm(num_features: int, *, spatial_dims: int = 2, **kwargs: Any) -> nn.Module:
-    cls = _by_dims(spatial_dims, {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}, "instancenorm")
+    # blockzoo's 2-D and 3-D classes keep channels_last memory, which torch's do not.
+    cls = _by_dims(spatial_dims, {1: nn.InstanceNorm1d, 2: InstanceNorm2d, 3: InstanceNorm3d}, "instancenorm")
     return cls(num_features, **kwargs)
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ChannelLayerNorm", "GlobalPool"]
+__all__ = ["ChannelLayerNorm", "GlobalPool", "InstanceNorm2d", "InstanceNorm3d"]
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -93,3 +93,52 @@ class GlobalPool(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}, spatial_dims={self.spatial_dims}"
+
+
+def _keep_channels_last(x: Tensor, y: Tensor) -> Tensor:
+    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+    if fmt is not None and not x.is_contiguous() and x.is_contiguous(memory_format=fmt):
+        return y.contiguous(memory_format=fmt)
+    return y
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """:class:`torch.nn.InstanceNorm2d` that keeps channels_last memory.
+
+    torch's instance norm returns a contiguous tensor for a channels_last
+    input, which would make every following layer convert back; this one
+    returns the input's memory format, as blocks promise.
+
+    Shape:
+        - Input: ``[N, C, H, W]``.
+        - Output: the same, in the input's memory format.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo.layers import InstanceNorm2d
+        >>> x = torch.randn(2, 4, 5, 5).contiguous(memory_format=torch.channels_last)
+        >>> InstanceNorm2d(4)(x).is_contiguous(memory_format=torch.channels_last)
+        True
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return _keep_channels_last(input, super().forward(input))
+
+
+class InstanceNorm3d(nn.InstanceNorm3d):
+    """:class:`torch.nn.InstanceNorm3d` that keeps channels_last_3d memory (see :class:`InstanceNorm2d`).
+
+    Shape:
+        - Input: ``[N, C, D, H, W]``.
+        - Output: the same, in the input's memory format.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo.layers import InstanceNorm3d
+        >>> x = torch.randn(2, 4, 3, 3, 3).contiguous(memory_format=torch.channels_last_3d)
+        >>> InstanceNorm3d(4)(x).is_contiguous(memory_format=torch.channels_last_3d)
+        True
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return _keep_channels_last(input, super().forward(input))

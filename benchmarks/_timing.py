@@ -1,0 +1,44 @@
+"""Timing helpers shared by the benchmarks: alternating runs, medians, ratios."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from torch.utils import benchmark
+
+
+def median_seconds(fn: Callable[[], object], min_run_time: float) -> float:
+    """Median time of one call of ``fn``, from torch.utils.benchmark."""
+    return benchmark.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median
+
+
+def alternate(fns: dict[str, Callable[[], object]], *, rounds: int, min_run_time: float) -> dict[str, list[float]]:
+    """Per-round median times of each function, measured in alternation so that they share the machine's noise.
+
+    The order within a round rotates, so no function always runs first.
+    """
+    for fn in fns.values():  # warm up: allocator, kernels, lazy init
+        for _ in range(3):
+            fn()
+    names = list(fns)
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            samples[name].append(median_seconds(fns[name], min_run_time))
+    return samples
+
+
+def median_ratio(a: list[float], b: list[float]) -> float:
+    """Median over rounds of ``a / b``: each round's pair ran back to back."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
+def process_seconds(code: str) -> float:
+    """Wall time of a fresh interpreter running ``code``."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return time.perf_counter() - start

@@ -1,0 +1,32 @@
+"""Run every blockzoo benchmark in one go and print the ratios.
+
+Usage: ``python benchmarks/run.py [--quick]``. Nothing here is a test: machines
+are noisy, so read medians and ratios, never one absolute time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_blocks
+import bench_import
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, small shape only")
+    args = parser.parse_args()
+    bench_import.main(runs=5 if args.quick else 10)
+    bench_blocks.run(
+        rounds=5 if args.quick else 9,
+        min_run_time=0.1 if args.quick else 0.2,
+        shapes=["small"] if args.quick else ["small", "realistic"],
+    )
+
+
+if __name__ == "__main__":
+    main()
