@@ -37,6 +37,11 @@ def median_ratio(a: list[float], b: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
+def best_ratio(a: list[float], b: list[float]) -> float:
+    """``min(a) / min(b)``: interference only ever adds time, so the fastest round is the least disturbed."""
+    return min(a) / min(b)
+
+
 def process_seconds(code: str) -> float:
     """Wall time of a fresh interpreter running ``code``."""
     start = time.perf_counter()

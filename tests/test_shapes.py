@@ -118,3 +118,17 @@ def test_trace_shapes_shows_the_rows_before_a_shape_error() -> None:
         trace_shapes(net, torch.randn(2, 1, 6, 6), file=buf)
     assert buf.getvalue().splitlines()[-1].split()[:3] == ["1", "Flatten", "[2,"]
     assert all(not m._forward_hooks for m in net.modules())
+
+
+def test_meta_fallback_needs_one_tensor_out() -> None:
+    class Pair(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x, x
+
+    with pytest.raises(TypeError, match=r"infer_shape needs a module that returns one tensor; Pair returned tuple"):
+        infer_shape(Pair(), (1, 2))
+
+
+def test_trace_shapes_needs_a_tensor() -> None:
+    with pytest.raises(TypeError, match=r"trace_shapes needs a tensor input\. Received: x=list"):
+        trace_shapes(nn.ReLU(), [1.0])  # type: ignore[arg-type]

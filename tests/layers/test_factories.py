@@ -129,3 +129,21 @@ def test_build_layer_places_tensors() -> None:
     assert prelu.weight.dtype == torch.float64
     norm = build_layer("norm", "batchnorm", 4, device="meta")
     assert norm.weight.device.type == "meta"
+
+
+def test_module_argument_errors() -> None:
+    with pytest.raises(ValueError, match=r"mode must be 'avg' or 'max'\. Received: mode='mean'"):
+        GlobalPool("mean")
+    with pytest.raises(ValueError, match=r"spatial_dims must be 1, 2 or 3\. Received: spatial_dims=0"):
+        GlobalPool("avg", 0)
+    with pytest.raises(TypeError, match=r"register_layer needs a callable factory\. Received: factory=3"):
+        register_layer("act", "not_callable_demo")(3)  # type: ignore[arg-type]
+    assert "not_callable_demo" not in list_layers("act")
+
+
+def test_instance_norm_keeps_channels_last() -> None:
+    x = torch.randn(2, 4, 5, 5).contiguous(memory_format=torch.channels_last)
+    norm = resolve_layer("norm", "instancenorm")(4, affine=True)
+    y = norm(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, nn.functional.instance_norm(x.contiguous(), weight=norm.weight, bias=norm.bias))

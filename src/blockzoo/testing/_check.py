@@ -100,6 +100,16 @@ def _check_one(
                 _fail(f"{name} got {'no' if p.grad is None else 'a non-finite'} gradient")
         block.zero_grad(set_to_none=True)
 
+    if dtype == torch.float32:
+        with law("runs under autocast"), torch.no_grad():
+            low = torch.bfloat16 if device == "cpu" else torch.float16
+            with torch.autocast(device_type=torch.device(device).type, dtype=low):
+                auto = block(x)
+            if auto.shape != out.shape or not torch.isfinite(auto.float()).all():
+                _fail(
+                    f"autocast forward gave shape {tuple(auto.shape)} with finite={bool(torch.isfinite(auto.float()).all())}"
+                )
+
     block.eval()
     with torch.no_grad():
         ref = block(x)
