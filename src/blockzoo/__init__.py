@@ -27,6 +27,14 @@ from blockzoo.blocks import (
 )
 from blockzoo.errors import CheckpointError, InputError, UnknownNameError, UnsafeCheckpointError
 from blockzoo.layers import list_layers, register_layer, resolve_layer
+from blockzoo.optim import (
+    check_param_groups,
+    create_optimizer,
+    create_scheduler,
+    explain_param_groups,
+    list_optimizers,
+    list_schedulers,
+)
 from blockzoo.roles import Role, param_roles, select
 from blockzoo.shapes import ShapeRecord, infer_shape, trace_shapes
 
@@ -47,8 +55,14 @@ __all__ = [
     "UnknownNameError",
     "UnsafeCheckpointError",
     "__version__",
+    "check_param_groups",
+    "create_optimizer",
+    "create_scheduler",
+    "explain_param_groups",
     "infer_shape",
     "list_layers",
+    "list_optimizers",
+    "list_schedulers",
     "param_roles",
     "register_layer",
     "resolve_layer",

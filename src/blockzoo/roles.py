@@ -132,7 +132,8 @@ def _role_in_context(modules: dict[str, nn.Module], prefix: str, sub: nn.Module,
     return _infer_role(sub, pname)
 
 
-def _as_roles(roles: Role | str | Iterable[Role | str]) -> frozenset[Role]:
+def as_roles(roles: Role | str | Iterable[Role | str]) -> frozenset[Role]:
+    """Validate role names and return them as a set of :class:`Role` (used by every tool that takes ``roles=``)."""
     items = [roles] if isinstance(roles, str) else list(roles)
     result = set()
     valid = [r.value for r in Role]
@@ -186,7 +187,7 @@ def select(
         >>> [name for name, _ in select(model, include="2.*")]
         ['2.weight', '2.bias']
     """
-    wanted = None if roles is None else _as_roles(roles)
+    wanted = None if roles is None else as_roles(roles)
     inc = as_patterns(include, "include")
     exc = as_patterns(exclude, "exclude")
     params = dict(module.named_parameters())

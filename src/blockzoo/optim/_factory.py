@@ -1,0 +1,159 @@
+"""create_optimizer: any torch.optim optimizer by name, with role-based groups."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from blockzoo._names import close_matches, format_choices
+from blockzoo.optim._groups import DEFAULT_NO_WEIGHT_DECAY_ROLES, GroupRule, ParamsLike, param_groups
+from blockzoo.optim._specs import OptimizerSpec, get_optimizer_spec
+from blockzoo.roles import Role
+
+__all__ = ["create_optimizer"]
+
+
+@dataclass(frozen=True)
+class FactoryRecord:
+    """What :func:`create_optimizer` decided, kept for :func:`explain_param_groups`."""
+
+    spec: OptimizerSpec
+    implementation: str
+    rules: tuple[GroupRule, ...]
+
+
+# Optimizers built here -> the decisions behind them (no attribute is added to the optimizer).
+RECORDS: weakref.WeakKeyDictionary[torch.optim.Optimizer, FactoryRecord] = weakref.WeakKeyDictionary()
+
+_FUSED_DEVICES = ("cpu", "cuda", "xpu")
+
+
+def _has_sparse_layers(model_or_params: ParamsLike) -> bool:
+    if not isinstance(model_or_params, nn.Module):
+        return False
+    return any(getattr(m, "sparse", False) is True for m in model_or_params.modules())
+
+
+def _choose_implementation(
+    spec: OptimizerSpec, groups: list[dict[str, Any]], kwargs: dict[str, Any], sparse: bool
+) -> tuple[dict[str, bool], str]:
+    """Pick fused, then foreach, when the user did not choose."""
+    if "fused" in kwargs or "foreach" in kwargs:
+        chosen = "fused" if kwargs.get("fused") else "foreach" if kwargs.get("foreach") else "for-loop"
+        return {}, f"{chosen} (as requested)"
+    if sparse or kwargs.get("differentiable"):
+        return {}, "torch's default (sparse or differentiable parameters)"
+    params = [p for g in groups for _, p in g["params"]]
+    plain = all(type(p) is nn.Parameter for p in params)  # DTensor and other subclasses: let torch decide
+    if spec.has_fused and plain and all(p.is_floating_point() and p.device.type in _FUSED_DEVICES for p in params):
+        return {"fused": True}, "fused (chosen: every parameter is a floating-point tensor on a fused-capable device)"
+    if spec.has_foreach:
+        return {"foreach": True}, "foreach (chosen: no fused implementation for these parameters)"
+    return {}, "for-loop (the only implementation)"
+
+
+def _check_kwargs(spec: OptimizerSpec, kwargs: Mapping[str, Any]) -> None:
+    for key in (k for k in kwargs if k not in spec.kwargs):
+        hint = close_matches(key, spec.kwargs)
+        did_you_mean = f" Did you mean {format_choices(hint)}?" if hint else ""
+        raise TypeError(
+            f"{spec.cls.__name__} does not take {key!r}.{did_you_mean} It accepts: {format_choices(spec.kwargs)}. "
+            f"Received: {key}={kwargs[key]!r}"
+        )
+
+
+def _merge_by_lr(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Without weight decay only the lr tells groups apart (L-BFGS takes a single group)."""
+    merged: dict[float, dict[str, Any]] = {}
+    for group in groups:
+        target = merged.setdefault(group["lr"], {"params": [], "lr": group["lr"], "initial_lr": group["lr"]})
+        target["params"].extend(group["params"])
+    return list(merged.values())
+
+
+def create_optimizer(
+    model_or_params: ParamsLike,
+    name: str = "adamw",
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    no_weight_decay_roles: Iterable[Role | str] = DEFAULT_NO_WEIGHT_DECAY_ROLES,
+    lr_multipliers: Mapping[str, float] | None = None,
+    layer_decay: float | None = None,
+    **kwargs: Any,
+) -> torch.optim.Optimizer:
+    """Build any registered optimizer with parameter groups by role.
+
+    Biases, norm parameters, embeddings, scales and other 1-D parameters get no
+    weight decay by default; frozen parameters are left out; ``lr_multipliers``
+    and ``layer_decay`` write the real ``lr`` (and ``initial_lr``) into each
+    group, so any ``torch.optim.lr_scheduler`` keeps the ratios (see
+    :func:`param_groups`). When neither ``fused`` nor ``foreach`` is given, the
+    fastest implementation that fits the parameters is chosen (fused, then
+    foreach); :func:`explain_param_groups` says which.
+
+    A whole configuration can come from a plain dict:
+    ``create_optimizer(model, **{"name": "sgd", "lr": 0.1, "momentum": 0.9})``.
+
+    Args:
+        model_or_params: A model, or parameters (optionally ``(name, p)`` pairs).
+        name: A registered optimizer name (:func:`list_optimizers`).
+        lr: The base learning rate.
+        weight_decay: Weight decay of the decayed groups.
+        no_weight_decay_roles: Roles exempt from weight decay.
+        lr_multipliers: ``{name_glob: factor}``; the last matching glob wins.
+        layer_decay: Layer-wise lr decay in ``(0, 1]``.
+        **kwargs: Passed to the optimizer; checked against its signature.
+
+    Returns:
+        The optimizer.
+
+    Raises:
+        UnknownNameError: ``name`` is not registered (close matches suggested).
+        TypeError: a keyword the optimizer does not take (the accepted ones are listed).
+        ValueError: see :func:`param_groups`; or parameters of the wrong rank
+            for an optimizer that needs one (Muon: 2-D).
+
+    Example:
+        >>> import torch.nn as nn
+        >>> import blockzoo
+        >>> model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
+        >>> opt = blockzoo.create_optimizer(model, "sgd", lr=0.1, weight_decay=1e-4, momentum=0.9)
+        >>> [(g["param_names"], g["weight_decay"]) for g in opt.param_groups]
+        [(['0.weight', '2.weight'], 0.0001), (['0.bias', '1.weight', '1.bias', '2.bias'], 0.0)]
+        >>> opt.defaults["fused"]
+        True
+    """
+    spec = get_optimizer_spec(name)
+    _check_kwargs(spec, kwargs)
+    groups, rules = param_groups(
+        model_or_params,
+        lr=lr,
+        weight_decay=weight_decay,
+        no_weight_decay_roles=no_weight_decay_roles,
+        lr_multipliers=lr_multipliers,
+        layer_decay=layer_decay,
+    )
+    if spec.param_ndim is not None:
+        wrong = [n for g in groups for n, p in g["params"] if p.ndim != spec.param_ndim]
+        if wrong:
+            raise ValueError(
+                f"{spec.cls.__name__} only takes {spec.param_ndim}-D parameters; {len(wrong)} are not, such as "
+                f"{wrong[:3]}. Select the {spec.param_ndim}-D ones (blockzoo.select) and give the rest to another "
+                "optimizer."
+            )
+    if "weight_decay" not in spec.kwargs:
+        if weight_decay:
+            raise TypeError(f"{spec.cls.__name__} has no weight decay. Received: weight_decay={weight_decay!r}")
+        groups = _merge_by_lr(groups)
+        rules = [GroupRule(False, g["lr"] / lr if lr else 1.0, "no weight decay in this optimizer") for g in groups]
+    implementation, described = _choose_implementation(spec, groups, kwargs, _has_sparse_layers(model_or_params))
+    optimizer_cls: Any = spec.cls  # each subclass has its own keywords; checked above against its signature
+    optimizer: torch.optim.Optimizer = optimizer_cls(groups, lr=lr, **implementation, **kwargs)
+    RECORDS[optimizer] = FactoryRecord(spec, described, tuple(rules))
+    return optimizer

@@ -1,0 +1,207 @@
+"""Parameter groups by role: weight decay, lr multipliers and layer-wise lr decay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from blockzoo._names import matches_any
+from blockzoo.roles import Role, as_roles, param_roles
+
+__all__ = ["DEFAULT_NO_WEIGHT_DECAY_ROLES", "GroupRule", "ParamsLike", "param_groups"]
+
+DEFAULT_NO_WEIGHT_DECAY_ROLES = ("bias", "norm", "embedding", "scale")
+
+ParamsLike = nn.Module | Iterable[nn.Parameter] | Iterable[tuple[str, nn.Parameter]]
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    """Why the parameters of one group share their settings.
+
+    Attributes:
+        decay: Whether weight decay applies.
+        lr_scale: The group's lr over the base lr (multiplier times layer decay).
+        reason: In words, for :func:`explain_param_groups`.
+
+    Example:
+        >>> from blockzoo.optim import GroupRule
+        >>> GroupRule(False, 1.0, "no decay: role bias").reason
+        'no decay: role bias'
+    """
+
+    decay: bool
+    lr_scale: float
+    reason: str
+
+
+def _named(params: ParamsLike) -> tuple[list[tuple[str, nn.Parameter]], dict[str, Role] | None]:
+    if isinstance(params, nn.Module):
+        return list(params.named_parameters()), param_roles(params)
+    items: list[Any] = list(params)
+    if all(isinstance(p, nn.Parameter) for p in items):
+        return [(f"params.{i}", p) for i, p in enumerate(items)], None
+    if all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[1], nn.Parameter) for p in items):
+        return [(str(name), p) for name, p in items], None
+    raise TypeError(
+        "model_or_params must be an nn.Module, an iterable of nn.Parameter or of (name, nn.Parameter) pairs. "
+        f"Received: model_or_params={type(params).__name__}"
+    )
+
+
+def _depths(model: nn.Module | None, names: Sequence[str]) -> dict[str, int]:
+    """Depth of each parameter from the input: a model's ``param_depths()``, else its children's order."""
+    declared = getattr(model, "param_depths", None)
+    if callable(declared):
+        depths = dict(declared())
+        missing = [n for n in names if n not in depths]
+        if missing:
+            raise ValueError(f"param_depths() of {type(model).__name__} leaves out {missing[:3]}")
+        return {n: int(depths[n]) for n in names}
+    order: dict[str, int] = {}
+    for name in names:
+        top = name.split(".", 1)[0] if "." in name else ""
+        order.setdefault(top, len(order))
+    return {n: order[n.split(".", 1)[0] if "." in n else ""] for n in names}
+
+
+def _check_factor(name: str, value: Any, *, low: float, high: float | None = None) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be a number {bound}. Received: {name}={value!r}")
+    return float(value)
+
+
+def param_groups(
+    model_or_params: ParamsLike,
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    no_weight_decay_roles: Iterable[Role | str] = DEFAULT_NO_WEIGHT_DECAY_ROLES,
+    lr_multipliers: Mapping[str, float] | None = None,
+    layer_decay: float | None = None,
+) -> tuple[list[dict[str, Any]], list[GroupRule]]:
+    """Split the trainable parameters into optimizer groups by role, lr multiplier and depth.
+
+    Rules:
+
+    * frozen parameters (``requires_grad=False``) are left out; a shared
+      parameter appears once;
+    * a parameter gets ``weight_decay`` unless its role is in
+      ``no_weight_decay_roles`` or it is a 1-D parameter of role ``other``
+      (without a model, every parameter of one dimension or fewer is exempt);
+    * ``lr_multipliers`` maps name globs to factors; the last matching glob wins;
+    * ``layer_decay`` scales the lr of a parameter at depth ``d`` of ``L`` by
+      ``layer_decay ** (L - 1 - d)``, so the last layer trains at the full lr.
+      Depth comes from the model's ``param_depths()`` when it has one, else from
+      the order of its top-level children.
+
+    Each group carries the real ``lr`` and ``initial_lr``, so any
+    ``torch.optim.lr_scheduler`` keeps the ratios, and its parameters as
+    ``(name, parameter)`` pairs, which torch's optimizers keep as the group's
+    ``param_names``.
+
+    Args:
+        model_or_params: A model, or parameters (optionally as ``(name, p)`` pairs).
+        lr: The base learning rate.
+        weight_decay: Weight decay of the decayed groups.
+        no_weight_decay_roles: Roles exempt from weight decay.
+        lr_multipliers: ``{name_glob: factor}``.
+        layer_decay: Layer-wise lr decay in ``(0, 1]``, or ``None``.
+
+    Returns:
+        The groups, and the rule that formed each one.
+
+    Raises:
+        ValueError: a negative lr or weight decay, a multiplier glob that
+            matches no trainable parameter, a layer decay outside ``(0, 1]``,
+            or no trainable parameter at all.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> from blockzoo.optim import param_groups
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8, 2))
+        >>> groups, rules = param_groups(model, lr=0.1, weight_decay=1e-4, lr_multipliers={"3.*": 10})
+        >>> [([n for n, _ in g["params"]], g["lr"], g["weight_decay"]) for g in groups]
+        [(['0.weight'], 0.1, 0.0001), (['0.bias', '1.weight', '1.bias'], 0.1, 0.0), (['3.weight'], 1.0, 0.0001), (['3.bias'], 1.0, 0.0)]
+    """
+    lr = _check_factor("lr", lr, low=0.0)
+    weight_decay = _check_factor("weight_decay", weight_decay, low=0.0)
+    exempt = as_roles(no_weight_decay_roles)
+    if layer_decay is not None and (
+        isinstance(layer_decay, bool) or not isinstance(layer_decay, (int, float)) or not 0 < layer_decay <= 1
+    ):
+        raise ValueError(f"layer_decay must be a number in (0, 1] or None. Received: layer_decay={layer_decay!r}")
+    multipliers = dict(lr_multipliers or {})
+    for glob, factor in multipliers.items():
+        _check_factor(f"lr_multipliers[{glob!r}]", factor, low=0.0)
+
+    named, roles = _named(model_or_params)
+    seen: set[int] = set()
+    trainable = []
+    for name, p in named:
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            trainable.append((name, p))
+    if not trainable:
+        raise ValueError("model_or_params has no trainable parameter (all are frozen or there are none).")
+    names = [n for n, _ in trainable]
+    for glob in multipliers:
+        if not matches_any_name(glob, names):
+            raise ValueError(
+                f"lr_multipliers glob {glob!r} matches no trainable parameter; check the name "
+                f"(for example {names[0]!r}). Received: lr_multipliers={multipliers!r}"
+            )
+    model = model_or_params if isinstance(model_or_params, nn.Module) else None
+    depths = _depths(model, names) if layer_decay is not None else {}
+    num_layers = max(depths.values(), default=0) + 1
+
+    buckets: dict[tuple[bool, float], tuple[GroupRule, list[tuple[str, nn.Parameter]]]] = {}
+    for name, p in trainable:
+        role = roles[name] if roles is not None else Role.OTHER
+        if role in exempt:
+            decay, why = False, f"no decay: role {role.value}"
+        elif role is Role.OTHER and p.ndim <= 1:
+            decay, why = False, "no decay: 1-D parameter"
+        else:
+            decay, why = True, "decay"
+        scale = 1.0
+        hits = [g for g in multipliers if matches_any(name, (g,))]
+        if hits:
+            scale *= multipliers[hits[-1]]
+            why += f", lr x{multipliers[hits[-1]]:g} ({hits[-1]})"
+        if layer_decay is not None:
+            depth = depths[name]
+            scale *= layer_decay ** (num_layers - 1 - depth)
+            why += f", layer {depth}/{num_layers - 1}"
+        key = (decay, scale)
+        if key not in buckets:
+            buckets[key] = (GroupRule(decay, scale, why), [])
+        buckets[key][1].append((name, p))
+
+    groups, rules = [], []
+    for (decay, scale), (rule, members) in buckets.items():
+        group_lr = lr * scale
+        groups.append(
+            {
+                "params": members,  # (name, parameter) pairs: torch keeps the names as "param_names"
+                "lr": group_lr,
+                "initial_lr": group_lr,
+                "weight_decay": weight_decay if decay else 0.0,
+            }
+        )
+        rules.append(rule)
+    return groups, rules
+
+
+def matches_any_name(glob: str, names: Sequence[str]) -> bool:
+    """Whether ``glob`` matches at least one of ``names``."""
+    return any(matches_any(n, (glob,)) for n in names)
