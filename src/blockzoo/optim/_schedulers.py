@@ -19,7 +19,9 @@ _Builder = Callable[..., Scheduler]
 
 # name -> (scheduler class, builder(optimizer, steps, **kwargs)); the class's
 # signature is what user keywords are checked against.
-_SCHEDULERS: Registry[tuple[Callable[..., Any], _Builder]] = Registry("scheduler", list_call="blockzoo.list_schedulers()")
+_SCHEDULERS: Registry[tuple[Callable[..., Any], _Builder]] = Registry(
+    "scheduler", list_call="blockzoo.list_schedulers()"
+)
 
 
 def _needs_steps(name: str, steps: int | None) -> int:
@@ -131,9 +133,7 @@ def create_scheduler(
         raise ValueError(
             f"total_steps must be an int greater than warmup_steps ({warmup_steps}). Received: total_steps={total_steps!r}"
         )
-    accepted = [
-        p for p in inspect.signature(cls).parameters if p not in ("optimizer", "last_epoch", "verbose")
-    ]
+    accepted = [p for p in inspect.signature(cls).parameters if p not in ("optimizer", "last_epoch", "verbose")]
     accepted = [p for p in accepted if p not in _SET_BY_US.get(name, set())]
     for key in kwargs:
         if key not in accepted:

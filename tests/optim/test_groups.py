@@ -1,0 +1,163 @@
+"""Laws of the parameter groups, on drawn models."""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+import blockzoo
+from blockzoo import Role, create_optimizer, param_roles
+from blockzoo.optim import param_groups
+
+
+class Gate(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(3))  # a user's 1-D parameter: role other
+        self.table = nn.Parameter(torch.ones(3, 3))  # a user's matrix: role other, decayed
+
+
+LAYERS = {
+    "conv": lambda: nn.Conv2d(3, 3, 3),
+    "bn": lambda: nn.BatchNorm2d(3),
+    "linear": lambda: nn.Linear(3, 3),
+    "ln": lambda: nn.LayerNorm(3),
+    "emb": lambda: nn.Embedding(5, 3),
+    "prelu": nn.PReLU,
+    "gate": Gate,
+    "block": lambda: blockzoo.ConvNormAct(3, 3, norm_layer="groupnorm"),
+    "mlp": lambda: blockzoo.MLP(3, (4,), 2, norm_layer="layernorm"),
+}
+
+
+@st.composite
+def models(draw: st.DrawFn) -> nn.Module:
+    kinds = draw(st.lists(st.sampled_from(sorted(LAYERS)), min_size=1, max_size=6))
+    layers = [LAYERS[k]() for k in kinds]
+    if len(layers) > 1 and draw(st.booleans()):
+        layers.append(layers[0])  # a shared module
+    model = nn.Sequential(*layers)
+    params = list(model.parameters())
+    frozen = draw(st.lists(st.integers(0, len(params) - 1), max_size=len(params) - 1, unique=True))
+    for i in frozen:
+        params[i].requires_grad_(False)
+    return model
+
+
+def trainable(model: nn.Module) -> dict[int, str]:
+    return {id(p): n for n, p in model.named_parameters() if p.requires_grad}
+
+
+@given(models(), st.floats(0.0, 0.1))
+def test_groups_partition_the_trainable_parameters(model: nn.Module, wd: float) -> None:
+    opt = create_optimizer(model, "sgd", lr=0.1, weight_decay=wd)
+    ids = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == set(trainable(model))
+    assert blockzoo.check_param_groups(opt, model) == []
+
+
+@given(models())
+def test_default_no_decay_rule(model: nn.Module) -> None:
+    roles = param_roles(model)
+    opt = create_optimizer(model, "adamw", lr=0.1, weight_decay=0.05)
+    for group in opt.param_groups:
+        for name, p in zip(group["param_names"], group["params"], strict=True):
+            exempt = roles[name] in (Role.BIAS, Role.NORM, Role.EMBEDDING, Role.SCALE) or p.ndim <= 1
+            assert group["weight_decay"] == (0.0 if exempt else 0.05), name
+
+
+@given(models(), st.floats(0.1, 1.0), st.floats(1e-4, 1.0))
+def test_layer_decay_follows_the_formula(model: nn.Module, decay: float, lr: float) -> None:
+    groups, _ = param_groups(model, lr=lr, layer_decay=decay)
+    tops = [n for n, m in model.named_children()]
+    used = sorted({tops.index(name.split(".")[0]) for name in trainable(model).values()})
+    depth_of = {t: used.index(tops.index(t)) for t in {tops[i] for i in used}}
+    depth_count = len(used)
+    for group in groups:
+        for name, _ in group["params"]:
+            expected = lr * decay ** (depth_count - 1 - depth_of[name.split(".")[0]])
+            assert group["lr"] == pytest.approx(expected)
+            assert group["initial_lr"] == group["lr"]
+
+
+@given(models(), st.floats(0.01, 10.0), st.integers(1, 20))
+def test_lr_multipliers_survive_cosine_annealing(model: nn.Module, factor: float, steps: int) -> None:
+    first = next(iter(trainable(model).values()))
+    glob = first.split(".")[0] + ".*"
+    opt = create_optimizer(model, "sgd", lr=0.1, lr_multipliers={glob: factor})
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=25)
+    start = [g["lr"] for g in opt.param_groups]
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+    now = [g["lr"] for g in opt.param_groups]
+    ratios = [n / s for n, s in zip(now, start, strict=True)]
+    assert ratios == pytest.approx([ratios[0]] * len(ratios))
+    for g in opt.param_groups:
+        if any(n.startswith(glob[:-1]) for n in g["param_names"]):
+            assert g["initial_lr"] == pytest.approx(0.1 * factor)
+
+
+def test_explicit_depths_from_the_model() -> None:
+    class Deep(nn.Sequential):
+        def param_depths(self) -> dict[str, int]:
+            return {n: (0 if n.startswith("0.") else 1) for n, _ in self.named_parameters()}
+
+    model = Deep(nn.Linear(2, 2), nn.Linear(2, 2), nn.Linear(2, 2))
+    groups, _ = param_groups(model, lr=1.0, layer_decay=0.5)
+    lrs = {n: g["lr"] for g in groups for n, _ in g["params"]}
+    assert lrs == {"0.weight": 0.5, "0.bias": 0.5, "1.weight": 1.0, "1.bias": 1.0, "2.weight": 1.0, "2.bias": 1.0}
+
+
+def test_plain_parameters_and_named_pairs() -> None:
+    lin = nn.Linear(3, 2)
+    groups, _ = param_groups(lin.parameters(), lr=0.1, weight_decay=0.1)
+    assert [(len(g["params"]), g["weight_decay"]) for g in groups] == [(1, 0.1), (1, 0.0)]
+    groups, _ = param_groups(lin.named_parameters(), lr=0.1, weight_decay=0.1)
+    assert [[n for n, _ in g["params"]] for g in groups] == [["weight"], ["bias"]]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"lr": -1.0}, ValueError, r"lr must be a number >= 0\.0\. Received: lr=-1\.0"),
+        (
+            {"lr": 0.1, "weight_decay": -0.1},
+            ValueError,
+            r"weight_decay must be a number >= 0\.0\. Received: weight_decay=-0\.1",
+        ),
+        (
+            {"lr": 0.1, "layer_decay": 1.5},
+            ValueError,
+            r"layer_decay must be a number in \(0, 1\] or None\. Received: layer_decay=1\.5",
+        ),
+        (
+            {"lr": 0.1, "lr_multipliers": {"head.*": 2.0}},
+            ValueError,
+            r"lr_multipliers glob 'head\.\*' matches no trainable parameter; check the name \(for example '0\.weight'\)",
+        ),
+        (
+            {"lr": 0.1, "lr_multipliers": {"0.*": -2.0}},
+            ValueError,
+            r"lr_multipliers\['0\.\*'\] must be a number >= 0\.0\. Received",
+        ),
+        (
+            {"lr": 0.1, "no_weight_decay_roles": ["biases"]},
+            blockzoo.UnknownNameError,
+            r"Unknown role 'biases'\. Did you mean 'bias'",
+        ),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, object], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        param_groups(nn.Sequential(nn.Linear(2, 2)), **kwargs)  # type: ignore[arg-type]
+
+
+def test_all_frozen_and_wrong_types() -> None:
+    model = nn.Linear(2, 2).requires_grad_(False)
+    with pytest.raises(ValueError, match=r"model_or_params has no trainable parameter"):
+        param_groups(model, lr=0.1)
+    with pytest.raises(TypeError, match=r"model_or_params must be an nn\.Module.*Received: model_or_params=list"):
+        param_groups([1, 2], lr=0.1)  # type: ignore[list-item]
