@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_blocks
 import bench_import
+import bench_optim
 
 
 def main() -> None:
@@ -26,6 +27,7 @@ def main() -> None:
         min_run_time=0.1 if args.quick else 0.2,
         shapes=["small"] if args.quick else ["small", "realistic"],
     )
+    bench_optim.run(rounds=3 if args.quick else 5, min_run_time=0.3 if args.quick else 0.5)
 
 
 if __name__ == "__main__":

@@ -47,3 +47,31 @@ templates_path = ["_templates"]
 exclude_patterns = ["_build"]
 copybutton_prompt_text = r">>> |\.\.\. |\$ "
 copybutton_prompt_is_regexp = True
+
+
+def _write_optimizer_table(app: object) -> None:
+    """Generate the optimizer registry table from blockzoo.list_optimizers() at build time."""
+    from pathlib import Path
+
+    from blockzoo.optim import get_optimizer_spec, list_optimizers
+
+    rows = []
+    for name in list_optimizers():
+        spec = get_optimizer_spec(name)
+        impl = (
+            ", ".join(k for k, has in (("fused", spec.has_fused), ("foreach", spec.has_foreach)) if has) or "for-loop"
+        )
+        rows.append((f"``{name}``", f"``torch.optim.{spec.cls.__name__}``", impl, spec.description))
+    header = ("name", "class", "implementations", "description")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    rule = "  ".join("=" * w for w in widths)
+    lines = [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), rule]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.append(rule)
+    out = Path(__file__).parent / "generated" / "optimizer_table.rst"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+
+
+def setup(app: object) -> None:
+    app.connect("builder-inited", _write_optimizer_table)  # type: ignore[attr-defined]

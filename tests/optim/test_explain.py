@@ -13,7 +13,7 @@ def test_report_rows_match_the_groups() -> None:
     rows = [(g["tensors"], g["elements"], g["weight_decay"], g["rule"]) for g in report.groups]
     assert rows == [
         (1, 108, 0.05, "decay"),
-        (3, 12, 0.0, "no decay: role bias"),
+        (3, 12, 0.0, "no decay: role bias, role norm"),
         (1, 8, 0.05, "decay, lr x10 (3.*)"),
         (1, 2, 0.0, "no decay: role bias, lr x10 (3.*)"),
     ]

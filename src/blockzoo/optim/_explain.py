@@ -48,7 +48,7 @@ class ParamGroupsReport:
         AdamW, fused (chosen: every parameter is a floating-point tensor on a fused-capable device)
         group  lr      weight_decay  tensors  elements  rule
         0      0.001   0.05          1        32        decay
-        1      0.001   0             3        24        no decay: role bias
+        1      0.001   0             3        24        no decay: role bias, role norm
     """
 
     optimizer: str

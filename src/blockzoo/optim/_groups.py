@@ -164,7 +164,7 @@ def param_groups(
     depths = _depths(model, names) if layer_decay is not None else {}
     num_layers = max(depths.values(), default=0) + 1
 
-    buckets: dict[tuple[bool, float], tuple[GroupRule, list[tuple[str, nn.Parameter]]]] = {}
+    buckets: dict[tuple[bool, float], tuple[list[str], list[tuple[str, nn.Parameter]]]] = {}
     for name, p in trainable:
         role = roles[name] if roles is not None else Role.OTHER
         if role in exempt:
@@ -184,11 +184,14 @@ def param_groups(
             why += f", layer {depth}/{num_layers - 1}"
         key = (decay, scale)
         if key not in buckets:
-            buckets[key] = (GroupRule(decay, scale, why), [])
+            buckets[key] = ([], [])
+        if why not in buckets[key][0]:
+            buckets[key][0].append(why)
         buckets[key][1].append((name, p))
 
     groups, rules = [], []
-    for (decay, scale), (rule, members) in buckets.items():
+    for (decay, scale), (reasons, members) in buckets.items():
+        rule = GroupRule(decay, scale, _merge_reasons(reasons))
         group_lr = lr * scale
         groups.append(
             {
@@ -200,6 +203,14 @@ def param_groups(
         )
         rules.append(rule)
     return groups, rules
+
+
+def _merge_reasons(reasons: list[str]) -> str:
+    """``"no decay: role norm"`` and ``"no decay: role bias"`` -> ``"no decay: role norm, role bias"``."""
+    head, _, _ = reasons[0].partition(": ")
+    if len(reasons) > 1 and all(r.startswith(head + ": ") for r in reasons):
+        return head + ": " + ", ".join(r.partition(": ")[2] for r in reasons)
+    return "; ".join(reasons)
 
 
 def matches_any_name(glob: str, names: Sequence[str]) -> bool:

@@ -1,0 +1,31 @@
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(name: str):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_optimizers_trains_each_and_plots(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    example = load("compare_optimizers")
+    out = tmp_path / "curves.png"
+    results = example.main(epochs=3, out=str(out))
+    assert set(results) == {"sgd", "adam", "rmsprop", "adagrad"}
+    for name, (curve, accuracy) in results.items():
+        assert len(curve) == 3
+        assert curve[-1] < curve[0], name
+        assert accuracy > 0.8, name  # 10 classes: chance is 10%
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
