@@ -154,3 +154,28 @@ def test_torchvision_resnet18() -> None:
     x = torch.randn(2, 3, 64, 64)
     model(x).sum().backward()
     opt.step()
+
+
+def test_register_optimizer_reads_the_signature(monkeypatch: pytest.MonkeyPatch) -> None:
+    from blockzoo.optim import _specs, register_optimizer
+
+    monkeypatch.setattr(_specs._OPTIMIZERS, "_items", dict(_specs._OPTIMIZERS._items))
+
+    class Lion(torch.optim.Optimizer):
+        """Lion: evolved sign momentum (a third-party optimizer)."""
+
+        def __init__(self, params, lr: float = 1e-4, betas=(0.9, 0.99), weight_decay: float = 0.0) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(params, {"lr": lr, "betas": betas, "weight_decay": weight_decay})
+
+    spec = register_optimizer("lion_test", Lion)
+    assert spec.kwargs == ("lr", "betas", "weight_decay")
+    assert (spec.has_fused, spec.has_foreach) == (False, False)
+    assert spec.description == "Lion: evolved sign momentum (a third-party optimizer)"
+    opt = create_optimizer(nn.Linear(2, 2), "lion_test", lr=1e-4, betas=(0.9, 0.9))
+    assert isinstance(opt, Lion)
+    with pytest.raises(ValueError, match=r"optimizer named 'lion_test' is already registered"):
+        register_optimizer("lion_test", Lion)
+    with pytest.raises(
+        TypeError, match=r"cls must be a torch\.optim\.Optimizer subclass\. Received: cls=<class 'int'>"
+    ):
+        register_optimizer("int_test", int)  # type: ignore[arg-type]
