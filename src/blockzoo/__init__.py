@@ -16,13 +16,17 @@ Example:
 from blockzoo._version import __version__
 from blockzoo.blocks import (
     MLP,
+    BasicBlock,
     Block,
+    Bottleneck,
     ClassifierHead,
     ConvBlock,
     ConvNormAct,
     DepthwiseSeparableConv,
     DropBlock,
     DropPath,
+    InvertedResidual,
+    ResidualBlock,
     SqueezeExcite,
 )
 from blockzoo.errors import CheckpointError, InputError, UnknownNameError, UnsafeCheckpointError
@@ -40,7 +44,9 @@ from blockzoo.shapes import ShapeRecord, infer_shape, trace_shapes
 
 __all__ = [
     "MLP",
+    "BasicBlock",
     "Block",
+    "Bottleneck",
     "CheckpointError",
     "ClassifierHead",
     "ConvBlock",
@@ -49,6 +55,8 @@ __all__ = [
     "DropBlock",
     "DropPath",
     "InputError",
+    "InvertedResidual",
+    "ResidualBlock",
     "Role",
     "ShapeRecord",
     "SqueezeExcite",

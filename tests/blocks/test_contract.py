@@ -132,6 +132,62 @@ def drop_block(draw: st.DrawFn) -> Case:
     return functools.partial(blockzoo.DropBlock, draw(st.sampled_from([0.1, 0.5])), block_size, spatial_dims=nd), shape
 
 
+@st.composite
+def basic_block(draw: st.DrawFn) -> Case:
+    nd = draw(st.integers(1, 3))
+    c_in = draw(st.integers(1, 6))
+    stride = draw(st.integers(1, 2))
+    shortcut = draw(st.sampled_from(["conv", "pad"]))
+    c_out = draw(st.integers(c_in if shortcut == "pad" else 1, 8))
+    kwargs = {"stride": stride, "shortcut": shortcut, "drop_path_rate": draw(st.sampled_from([0.0, 0.2])), "spatial_dims": nd}
+    return functools.partial(blockzoo.BasicBlock, c_in, c_out, **kwargs), (2, c_in, *_spatial(draw, nd, 3, 6))
+
+
+@st.composite
+def bottleneck(draw: st.DrawFn) -> Case:
+    nd = draw(st.integers(1, 2))
+    groups = draw(st.sampled_from([1, 2]))
+    mid = groups * draw(st.integers(1, 3))
+    c_in, c_out = draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    kwargs = {"mid_channels": mid, "groups": groups, "stride": draw(st.integers(1, 2)), "spatial_dims": nd}
+    return functools.partial(blockzoo.Bottleneck, c_in, c_out, **kwargs), (2, c_in, *_spatial(draw, nd, 3, 6))
+
+
+@st.composite
+def inverted_residual(draw: st.DrawFn) -> Case:
+    nd = draw(st.integers(1, 2))
+    c_in = draw(st.integers(1, 6))
+    c_out = draw(st.sampled_from([c_in, draw(st.integers(1, 6))]))
+    kwargs = {
+        "stride": draw(st.integers(1, 2)),
+        "expand_ratio": draw(st.sampled_from([1, 2, 6])),
+        "se_ratio": draw(st.sampled_from([None, 0.25])),
+        "drop_path_rate": draw(st.sampled_from([0.0, 0.1])),
+        "spatial_dims": nd,
+    }
+    return functools.partial(blockzoo.InvertedResidual, c_in, c_out, **kwargs), (2, c_in, *_spatial(draw, nd, 3, 6))
+
+
+@st.composite
+def pad_shortcut(draw: st.DrawFn) -> Case:
+    nd = draw(st.integers(1, 3))
+    c_in = draw(st.integers(1, 6))
+    kwargs = {"stride": draw(st.integers(1, 3)), "spatial_dims": nd}
+    factory = functools.partial(blockzoo.blocks.PadShortcut, c_in, c_in + draw(st.integers(0, 4)), **kwargs)
+    return factory, (2, c_in, *_spatial(draw, nd, 1, 7))
+
+
+def _residual_mlp(features: int, *, device=None, dtype=None) -> nn.Module:  # type: ignore[no-untyped-def]
+    branch = blockzoo.MLP(features, (features,), features, device=device, dtype=dtype)
+    return blockzoo.ResidualBlock(branch, act_layer="gelu", drop_path_rate=0.1, device=device, dtype=dtype)
+
+
+@st.composite
+def residual_block(draw: st.DrawFn) -> Case:
+    features = draw(st.integers(1, 8))
+    return functools.partial(_residual_mlp, features), (draw(st.integers(1, 3)), features)
+
+
 STRATEGIES = {
     "ConvNormAct": conv_norm_act(),
     "ConvBlock": conv_block(),
@@ -141,6 +197,11 @@ STRATEGIES = {
     "ClassifierHead": classifier_head(),
     "DropPath": drop_path(),
     "DropBlock": drop_block(),
+    "BasicBlock": basic_block(),
+    "Bottleneck": bottleneck(),
+    "InvertedResidual": inverted_residual(),
+    "PadShortcut": pad_shortcut(),
+    "ResidualBlock": residual_block(),
 }
 
 DTYPES = [torch.float32, torch.float64, torch.bfloat16]

@@ -4,11 +4,14 @@ from blockzoo.blocks._base import Block, ChannelsFirstBlock
 from blockzoo.blocks._conv import ConvBlock, ConvNormAct, DepthwiseSeparableConv
 from blockzoo.blocks._drop import DropBlock, DropPath
 from blockzoo.blocks._mlp import MLP, ClassifierHead
+from blockzoo.blocks._residual import BasicBlock, Bottleneck, InvertedResidual, PadShortcut, ResidualBlock
 from blockzoo.blocks._se import SqueezeExcite
 
 __all__ = [
     "MLP",
+    "BasicBlock",
     "Block",
+    "Bottleneck",
     "ChannelsFirstBlock",
     "ClassifierHead",
     "ConvBlock",
@@ -16,5 +19,8 @@ __all__ = [
     "DepthwiseSeparableConv",
     "DropBlock",
     "DropPath",
+    "InvertedResidual",
+    "PadShortcut",
+    "ResidualBlock",
     "SqueezeExcite",
 ]

@@ -1,0 +1,429 @@
+"""Residual blocks: a branch, a shortcut, stochastic depth, and the sum."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from blockzoo.blocks._base import Block, ChannelsFirstBlock
+from blockzoo.blocks._checks import check_choice, check_positive_int, check_probability, check_spatial_dims
+from blockzoo.blocks._conv import ConvNormAct
+from blockzoo.blocks._drop import DropPath
+from blockzoo.blocks._se import SqueezeExcite
+from blockzoo.errors import InputError
+from blockzoo.layers import LayerSpec, Placement, build_layer
+from blockzoo.shapes import infer_shape
+
+__all__ = ["BasicBlock", "Bottleneck", "InvertedResidual", "PadShortcut", "ResidualBlock"]
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+class PadShortcut(Block):
+    """The parameter-free shortcut of He et al. 2016 (option A): subsample, then zero-pad channels.
+
+    Args:
+        in_channels: Channels of the input.
+        out_channels: Channels of the output (at least ``in_channels``).
+        stride: Spatial subsampling.
+        spatial_dims: 1, 2 or 3.
+        device: Accepted for a uniform block constructor; it has no tensors.
+        dtype: Accepted for a uniform block constructor; it has no tensors.
+
+    Shape:
+        - Input: ``[N, in_channels, *spatial]``.
+        - Output: ``[N, out_channels, *ceil(spatial / stride)]``.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo.blocks import PadShortcut
+        >>> PadShortcut(16, 32, stride=2)(torch.randn(1, 16, 8, 8)).shape
+        torch.Size([1, 32, 4, 4])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        stride: int = 1,
+        spatial_dims: int = 2,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.out_channels = check_positive_int("out_channels", out_channels)
+        if out_channels < in_channels:
+            raise ValueError(
+                f"out_channels must be at least in_channels ({in_channels}) for a padding shortcut. "
+                f"Received: out_channels={out_channels}"
+            )
+        self.stride = check_positive_int("stride", stride)
+        self.spatial_dims = check_spatial_dims(spatial_dims)
+        self._index = (slice(None), slice(None), *([slice(None, None, stride)] * self.spatial_dims))
+        self._pad = [0, 0] * self.spatial_dims + [0, out_channels - in_channels]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pad(x[self._index], self._pad)
+
+    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
+        n, _, *spatial = input_shape
+        return torch.Size((n, self.out_channels, *(-(-s // self.stride) for s in spatial)))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
+
+
+class ResidualBlock(Block):
+    """``act(drop_path(branch(x)) + shortcut(x))``: any branch made residual.
+
+    The parts are public children (``branch``, ``shortcut``, ``drop_path``,
+    ``act``), so tools find them in any residual block:
+    :meth:`zero_init_last_` starts the block as its shortcut, and stochastic
+    depth sets ``drop_path``. :class:`BasicBlock`, :class:`Bottleneck` and
+    :class:`InvertedResidual` are residual blocks with the classic branches.
+
+    Args:
+        branch: The residual branch.
+        shortcut: The shortcut; ``None`` for the identity.
+        act_layer: Activation after the sum, or ``None``.
+        drop_path_rate: Stochastic-depth probability of dropping the branch.
+        device: Where the activation's tensors are created, if it has any.
+        dtype: Their dtype.
+
+    Shape:
+        - Input: what ``branch`` takes.
+        - Output: what ``branch`` returns; ``shortcut`` must return the same shape.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from blockzoo import ConvNormAct, ResidualBlock
+        >>> block = ResidualBlock(nn.Sequential(ConvNormAct(8, 8), ConvNormAct(8, 8, act_layer=None)), act_layer="relu")
+        >>> block(torch.randn(2, 8, 5, 5)).shape
+        torch.Size([2, 8, 5, 5])
+        >>> _ = block.zero_init_last_().eval()
+        >>> x = torch.randn(2, 8, 5, 5)
+        >>> torch.equal(block(x), torch.relu(x))
+        True
+    """
+
+    def __init__(
+        self,
+        branch: nn.Module,
+        shortcut: nn.Module | None = None,
+        *,
+        act_layer: LayerSpec = None,
+        drop_path_rate: float = 0.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(branch, nn.Module):
+            raise TypeError(f"branch must be an nn.Module. Received: branch={type(branch).__name__}")
+        if shortcut is not None and not isinstance(shortcut, nn.Module):
+            raise TypeError(f"shortcut must be an nn.Module or None. Received: shortcut={type(shortcut).__name__}")
+        self.branch = branch
+        self.shortcut = shortcut if shortcut is not None else nn.Identity()
+        self.drop_path = DropPath(check_probability("drop_path_rate", drop_path_rate))
+        self._set_stages("act")
+        self.act = build_layer("act", act_layer, device=device, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.drop_path(self.branch(x)) + self.shortcut(x)
+        return self._run_stages(out)
+
+    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
+        out = infer_shape(self.branch, input_shape)
+        short = infer_shape(self.shortcut, input_shape)
+        if out != short:
+            raise InputError(
+                f"{type(self).__name__}: the branch gives {list(out)} but the shortcut {list(short)} for input "
+                f"{list(input_shape)}; they must match to be added."
+            )
+        return out
+
+    @torch.no_grad()
+    def zero_init_last_(self) -> ResidualBlock:
+        """Zero the branch's last norm scale (or, without a norm, its last layer), so the block starts as its shortcut.
+
+        Goyal et al. 2017: each residual block then outputs ``act(shortcut(x))``
+        at initialisation. Returns the block.
+        """
+        modules = list(self.branch.modules())
+        for m in reversed(modules):
+            if isinstance(m, _NORMS) and getattr(m, "weight", None) is not None:
+                nn.init.zeros_(m.weight)
+                return self
+        for m in reversed(modules):
+            if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)):
+                nn.init.zeros_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+                return self
+        raise ValueError(f"{type(self).__name__}.branch has no norm, conv or linear layer to zero")
+
+
+class _ChannelsResidual(ResidualBlock, ChannelsFirstBlock):
+    """A residual block on channels-first maps: checks its input like every conv block."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check(x)
+        return super().forward(x)
+
+    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
+        return super().output_shape(self._check_shape(input_shape))
+
+
+def _shortcut(
+    kind: str, in_channels: int, out_channels: int, stride: int, norm_layer: LayerSpec, nd: int, placement: Placement
+) -> nn.Module | None:
+    if stride == 1 and in_channels == out_channels:
+        return None
+    if kind == "pad":
+        return PadShortcut(in_channels, out_channels, stride=stride, spatial_dims=nd, **placement)
+    return ConvNormAct(
+        in_channels, out_channels, 1, stride=stride, norm_layer=norm_layer, act_layer=None, spatial_dims=nd, **placement
+    )
+
+
+class BasicBlock(_ChannelsResidual):
+    """The ResNet basic block (He et al. 2016): two 3x3 conv-norm layers and a shortcut, then the activation.
+
+    Args:
+        in_channels: Channels of the input.
+        out_channels: Channels of the output.
+        stride: Stride of the first conv (and of the shortcut).
+        shortcut: ``"conv"`` (a 1x1 conv-norm projection, option B) or
+            ``"pad"`` (subsample and zero-pad, option A, as in the CIFAR
+            ResNets), used when the shape changes.
+        norm_layer: As in :class:`ConvNormAct`.
+        act_layer: As in :class:`ConvNormAct`; also after the sum.
+        drop_path_rate: Stochastic-depth probability.
+        spatial_dims: 1, 2 or 3.
+        device: Where the parameters are created.
+        dtype: The parameters' dtype.
+
+    Shape:
+        - Input: ``[N, in_channels, *spatial]``.
+        - Output: ``[N, out_channels, *ceil(spatial / stride)]``.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo import BasicBlock
+        >>> block = BasicBlock(16, 32, stride=2)
+        >>> block(torch.randn(2, 16, 8, 8)).shape
+        torch.Size([2, 32, 4, 4])
+        >>> [name for name, _ in block.named_children()]
+        ['branch', 'shortcut', 'drop_path', 'act']
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        stride: int = 1,
+        shortcut: str = "conv",
+        norm_layer: LayerSpec = "batchnorm",
+        act_layer: LayerSpec = "relu",
+        drop_path_rate: float = 0.0,
+        spatial_dims: int = 2,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        nd = check_spatial_dims(spatial_dims)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
+        check_positive_int("stride", stride)
+        check_choice("shortcut", shortcut, ("conv", "pad"))
+        placement: Placement = {"device": device, "dtype": dtype}
+        common = {"norm_layer": norm_layer, "spatial_dims": nd, **placement}
+        branch = nn.Sequential(
+            ConvNormAct(in_channels, out_channels, 3, stride=stride, act_layer=act_layer, **common),  # type: ignore[arg-type]
+            ConvNormAct(out_channels, out_channels, 3, act_layer=None, **common),  # type: ignore[arg-type]
+        )
+        super().__init__(
+            branch,
+            _shortcut(shortcut, in_channels, out_channels, stride, norm_layer, nd, placement),
+            act_layer=act_layer,
+            drop_path_rate=drop_path_rate,
+            **placement,
+        )
+        self.in_channels, self.out_channels, self.spatial_dims = in_channels, out_channels, nd
+
+
+class Bottleneck(_ChannelsResidual):
+    """The ResNet bottleneck block: 1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand, plus a shortcut.
+
+    Args:
+        in_channels: Channels of the input.
+        out_channels: Channels of the output.
+        mid_channels: Width of the 3x3 conv; ``out_channels // 4`` by default
+            (torchvision's ``planes``); ResNeXt and wide ResNets set it.
+        stride: Stride of the 3x3 conv (and of the shortcut), as in torchvision
+            ("ResNet v1.5").
+        groups: Groups of the 3x3 conv (ResNeXt's cardinality).
+        shortcut: ``"conv"`` or ``"pad"``, as in :class:`BasicBlock`.
+        norm_layer: As in :class:`ConvNormAct`.
+        act_layer: As in :class:`ConvNormAct`; also after the sum.
+        drop_path_rate: Stochastic-depth probability.
+        spatial_dims: 1, 2 or 3.
+        device: Where the parameters are created.
+        dtype: The parameters' dtype.
+
+    Shape:
+        - Input: ``[N, in_channels, *spatial]``.
+        - Output: ``[N, out_channels, *ceil(spatial / stride)]``.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo import Bottleneck
+        >>> block = Bottleneck(64, 256)
+        >>> block.branch[1].conv
+        Conv2d(64, 64, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False)
+        >>> block(torch.randn(1, 64, 8, 8)).shape
+        torch.Size([1, 256, 8, 8])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        mid_channels: int | None = None,
+        stride: int = 1,
+        groups: int = 1,
+        shortcut: str = "conv",
+        norm_layer: LayerSpec = "batchnorm",
+        act_layer: LayerSpec = "relu",
+        drop_path_rate: float = 0.0,
+        spatial_dims: int = 2,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        nd = check_spatial_dims(spatial_dims)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
+        mid = check_positive_int("mid_channels", mid_channels if mid_channels is not None else max(1, out_channels // 4))
+        check_choice("shortcut", shortcut, ("conv", "pad"))
+        placement: Placement = {"device": device, "dtype": dtype}
+        common = {"norm_layer": norm_layer, "spatial_dims": nd, **placement}
+        branch = nn.Sequential(
+            ConvNormAct(in_channels, mid, 1, act_layer=act_layer, **common),  # type: ignore[arg-type]
+            ConvNormAct(mid, mid, 3, stride=stride, groups=groups, act_layer=act_layer, **common),  # type: ignore[arg-type]
+            ConvNormAct(mid, out_channels, 1, act_layer=None, **common),  # type: ignore[arg-type]
+        )
+        super().__init__(
+            branch,
+            _shortcut(shortcut, in_channels, out_channels, stride, norm_layer, nd, placement),
+            act_layer=act_layer,
+            drop_path_rate=drop_path_rate,
+            **placement,
+        )
+        self.in_channels, self.out_channels, self.spatial_dims = in_channels, out_channels, nd
+
+
+class InvertedResidual(_ChannelsResidual):
+    """The MobileNet v2 block (Sandler et al. 2018): 1x1 expand, depthwise conv, optional SE, 1x1 linear projection.
+
+    The sum with the input happens only when the shape is kept (stride 1 and
+    ``in_channels == out_channels``); otherwise the block has no shortcut and
+    ``forward`` returns the branch alone.
+
+    Args:
+        in_channels: Channels of the input.
+        out_channels: Channels of the output.
+        kernel_size: Depthwise window.
+        stride: Depthwise stride.
+        expand_ratio: Hidden width over ``in_channels`` (no expansion conv at 1).
+        se_ratio: Squeeze-excite bottleneck ratio of the hidden width, or ``None``.
+        norm_layer: As in :class:`ConvNormAct`.
+        act_layer: Activation of the expansion and depthwise convs.
+        drop_path_rate: Stochastic-depth probability (only with a shortcut).
+        spatial_dims: 1, 2 or 3.
+        device: Where the parameters are created.
+        dtype: The parameters' dtype.
+
+    Shape:
+        - Input: ``[N, in_channels, *spatial]``.
+        - Output: ``[N, out_channels, *ceil(spatial / stride)]``.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo import InvertedResidual
+        >>> block = InvertedResidual(24, 24, expand_ratio=6)
+        >>> block.branch[1].conv.groups, block.has_shortcut
+        (144, True)
+        >>> block(torch.randn(1, 24, 8, 8)).shape
+        torch.Size([1, 24, 8, 8])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        *,
+        stride: int = 1,
+        expand_ratio: float = 6.0,
+        se_ratio: float | None = None,
+        norm_layer: LayerSpec = "batchnorm",
+        act_layer: LayerSpec = "relu6",
+        drop_path_rate: float = 0.0,
+        spatial_dims: int = 2,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        nd = check_spatial_dims(spatial_dims)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
+        check_positive_int("stride", stride)
+        if isinstance(expand_ratio, bool) or not isinstance(expand_ratio, (int, float)) or expand_ratio < 1:
+            raise ValueError(f"expand_ratio must be a number >= 1. Received: expand_ratio={expand_ratio!r}")
+        hidden = round(in_channels * expand_ratio)
+        placement: Placement = {"device": device, "dtype": dtype}
+        common = {"norm_layer": norm_layer, "spatial_dims": nd, **placement}
+        layers: list[nn.Module] = []
+        if hidden != in_channels:
+            layers.append(ConvNormAct(in_channels, hidden, 1, act_layer=act_layer, **common))  # type: ignore[arg-type]
+        layers.append(
+            ConvNormAct(hidden, hidden, kernel_size, stride=stride, groups=hidden, act_layer=act_layer, **common)  # type: ignore[arg-type]
+        )
+        if se_ratio is not None:
+            layers.append(SqueezeExcite(hidden, rd_ratio=se_ratio, spatial_dims=nd, **placement))
+        layers.append(ConvNormAct(hidden, out_channels, 1, act_layer=None, **common))  # type: ignore[arg-type]
+        self_has_shortcut = stride == 1 and in_channels == out_channels
+        super().__init__(
+            nn.Sequential(*layers),
+            None,
+            act_layer=None,
+            drop_path_rate=drop_path_rate if self_has_shortcut else 0.0,
+            **placement,
+        )
+        self.in_channels, self.out_channels, self.spatial_dims = in_channels, out_channels, nd
+        self.has_shortcut = self_has_shortcut
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.has_shortcut:
+            self._check(x)
+            out: Tensor = self.branch(x)
+            return out
+        return super().forward(x)
+
+    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
+        shape = self._check_shape(input_shape)
+        return infer_shape(self.branch, shape)
+
+    def zero_init_last_(self) -> InvertedResidual:
+        """Zero the projection's norm scale when the block has a shortcut; without one, do nothing.
+
+        A block without a shortcut is not residual: zeroing it would zero its output.
+        """
+        if self.has_shortcut:
+            super().zero_init_last_()
+        return self

@@ -1,0 +1,98 @@
+import pytest
+import torch
+from torch import nn
+
+import blockzoo
+from blockzoo import BasicBlock, Bottleneck, InputError, InvertedResidual, ResidualBlock
+from blockzoo.blocks import PadShortcut
+
+
+def count(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_parameter_counts_match_torchvision() -> None:
+    tv = pytest.importorskip("torchvision.models.resnet")
+    down = nn.Sequential(nn.Conv2d(64, 128, 1, stride=2, bias=False), nn.BatchNorm2d(128))
+    assert count(BasicBlock(64, 128, stride=2)) == count(tv.BasicBlock(64, 128, stride=2, downsample=down))
+    down = nn.Sequential(nn.Conv2d(256, 512, 1, stride=2, bias=False), nn.BatchNorm2d(512))
+    assert count(Bottleneck(256, 512, stride=2)) == count(tv.Bottleneck(256, 128, stride=2, downsample=down))
+    # ResNeXt-50 32x4d, first stage: width = planes * base_width / 64 * groups = 64 * 4 / 64 * 32 = 128
+    down = nn.Sequential(nn.Conv2d(64, 256, 1, bias=False), nn.BatchNorm2d(256))
+    theirs = tv.Bottleneck(64, 64, groups=32, base_width=4, downsample=down)
+    assert count(Bottleneck(64, 256, mid_channels=128, groups=32)) == count(theirs)
+    mobilenet = pytest.importorskip("torchvision.models.mobilenetv2")
+    assert count(InvertedResidual(32, 16, expand_ratio=1)) == count(mobilenet.InvertedResidual(32, 16, 1, 1))
+    assert count(InvertedResidual(24, 24)) == count(mobilenet.InvertedResidual(24, 24, 1, 6))
+
+
+def test_basic_block_equals_its_formula() -> None:
+    block = BasicBlock(4, 8, stride=2).eval()
+    x = torch.randn(2, 4, 6, 6)
+    expected = torch.relu(block.branch[1](block.branch[0](x)) + block.shortcut(x))
+    torch.testing.assert_close(block(x), expected)
+
+
+def test_zero_init_last_starts_each_block_as_its_shortcut() -> None:
+    x = torch.randn(2, 8, 6, 6)
+    for block in [BasicBlock(8, 8), Bottleneck(8, 8, mid_channels=4), InvertedResidual(8, 8), BasicBlock(8, 16, stride=2)]:
+        block.zero_init_last_().eval()
+        expected = block.shortcut(x)
+        expected = torch.relu(expected) if not isinstance(block, InvertedResidual) else expected
+        torch.testing.assert_close(block(x), expected, rtol=0, atol=0)
+    plain = InvertedResidual(8, 16, stride=2)
+    before = {k: v.clone() for k, v in plain.state_dict().items()}
+    plain.zero_init_last_()
+    assert all(torch.equal(before[k], v) for k, v in plain.state_dict().items())
+
+
+def test_pad_shortcut_is_option_a() -> None:
+    x = torch.randn(2, 3, 5, 5)
+    y = PadShortcut(3, 6, stride=2)(x)
+    torch.testing.assert_close(y[:, :3], x[:, :, ::2, ::2])
+    assert torch.count_nonzero(y[:, 3:]) == 0
+    block = BasicBlock(16, 32, stride=2, shortcut="pad")
+    assert isinstance(block.shortcut, PadShortcut)
+    assert count(block) == count(block.branch)
+
+
+def test_inverted_residual_without_shortcut_returns_the_branch() -> None:
+    block = InvertedResidual(8, 16, stride=2).eval()
+    x = torch.randn(1, 8, 8, 8)
+    assert not block.has_shortcut
+    torch.testing.assert_close(block(x), block.branch(x))
+
+
+def test_drop_path_drops_the_branch_in_training() -> None:
+    block = BasicBlock(4, 4, drop_path_rate=0.5).train()
+    assert block.drop_path.p == 0.5
+    torch.manual_seed(0)
+    x = torch.randn(64, 4, 3, 3)
+    out = block(x)
+    kept_shortcut_only = [torch.allclose(out[i], torch.relu(x[i])) for i in range(64)]
+    assert 10 < sum(kept_shortcut_only) < 54
+
+
+def test_bad_arguments_and_inputs() -> None:
+    with pytest.raises(ValueError, match=r"shortcut must be one of 'conv', 'pad'\. Received: shortcut='proj'"):
+        BasicBlock(4, 8, shortcut="proj")
+    with pytest.raises(ValueError, match=r"out_channels must be at least in_channels \(8\) for a padding shortcut\. Received: out_channels=4"):
+        BasicBlock(8, 4, stride=2, shortcut="pad")
+    with pytest.raises(ValueError, match=r"drop_path_rate must be a number in \[0, 1\)\. Received: drop_path_rate=1\.5"):
+        Bottleneck(4, 8, drop_path_rate=1.5)
+    with pytest.raises(ValueError, match=r"expand_ratio must be a number >= 1\. Received: expand_ratio=0\.5"):
+        InvertedResidual(4, 4, expand_ratio=0.5)
+    with pytest.raises(TypeError, match=r"branch must be an nn\.Module\. Received: branch=int"):
+        ResidualBlock(3)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"(?s)BasicBlock expected input of shape \[N, 4, H, W\], received \[2, 6, 5, 5\]"):
+        BasicBlock(4, 8)(torch.randn(2, 6, 5, 5))
+    mismatched = ResidualBlock(nn.Conv2d(4, 8, 1))
+    with pytest.raises(InputError, match=r"ResidualBlock: the branch gives \[2, 8, 5, 5\] but the shortcut \[2, 4, 5, 5\]"):
+        mismatched.output_shape((2, 4, 5, 5))
+
+
+def test_residual_blocks_expose_their_parts() -> None:
+    for block in [BasicBlock(4, 4), Bottleneck(4, 8), InvertedResidual(4, 4), ResidualBlock(nn.Identity())]:
+        assert {"branch", "shortcut", "drop_path"} <= {n for n, _ in block.named_children()}
+        assert callable(block.zero_init_last_)
+    assert blockzoo.Role.NORM in BasicBlock(4, 4).param_roles().values()
