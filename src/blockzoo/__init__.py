@@ -31,6 +31,7 @@ from blockzoo.blocks import (
 )
 from blockzoo.errors import CheckpointError, InputError, UnknownNameError, UnsafeCheckpointError
 from blockzoo.layers import list_layers, register_layer, resolve_layer
+from blockzoo.models import create_model, list_models, model_info, register_model
 from blockzoo.optim import (
     check_param_groups,
     create_optimizer,
@@ -64,15 +65,19 @@ __all__ = [
     "UnsafeCheckpointError",
     "__version__",
     "check_param_groups",
+    "create_model",
     "create_optimizer",
     "create_scheduler",
     "explain_param_groups",
     "infer_shape",
     "list_layers",
+    "list_models",
     "list_optimizers",
     "list_schedulers",
+    "model_info",
     "param_roles",
     "register_layer",
+    "register_model",
     "resolve_layer",
     "select",
     "trace_shapes",

@@ -139,7 +139,12 @@ def basic_block(draw: st.DrawFn) -> Case:
     stride = draw(st.integers(1, 2))
     shortcut = draw(st.sampled_from(["conv", "pad"]))
     c_out = draw(st.integers(c_in if shortcut == "pad" else 1, 8))
-    kwargs = {"stride": stride, "shortcut": shortcut, "drop_path_rate": draw(st.sampled_from([0.0, 0.2])), "spatial_dims": nd}
+    kwargs = {
+        "stride": stride,
+        "shortcut": shortcut,
+        "drop_path_rate": draw(st.sampled_from([0.0, 0.2])),
+        "spatial_dims": nd,
+    }
     return functools.partial(blockzoo.BasicBlock, c_in, c_out, **kwargs), (2, c_in, *_spatial(draw, nd, 3, 6))
 
 

@@ -35,7 +35,12 @@ def test_basic_block_equals_its_formula() -> None:
 
 def test_zero_init_last_starts_each_block_as_its_shortcut() -> None:
     x = torch.randn(2, 8, 6, 6)
-    for block in [BasicBlock(8, 8), Bottleneck(8, 8, mid_channels=4), InvertedResidual(8, 8), BasicBlock(8, 16, stride=2)]:
+    for block in [
+        BasicBlock(8, 8),
+        Bottleneck(8, 8, mid_channels=4),
+        InvertedResidual(8, 8),
+        BasicBlock(8, 16, stride=2),
+    ]:
         block.zero_init_last_().eval()
         expected = block.shortcut(x)
         expected = torch.relu(expected) if not isinstance(block, InvertedResidual) else expected
@@ -76,18 +81,27 @@ def test_drop_path_drops_the_branch_in_training() -> None:
 def test_bad_arguments_and_inputs() -> None:
     with pytest.raises(ValueError, match=r"shortcut must be one of 'conv', 'pad'\. Received: shortcut='proj'"):
         BasicBlock(4, 8, shortcut="proj")
-    with pytest.raises(ValueError, match=r"out_channels must be at least in_channels \(8\) for a padding shortcut\. Received: out_channels=4"):
+    with pytest.raises(
+        ValueError,
+        match=r"out_channels must be at least in_channels \(8\) for a padding shortcut\. Received: out_channels=4",
+    ):
         BasicBlock(8, 4, stride=2, shortcut="pad")
-    with pytest.raises(ValueError, match=r"drop_path_rate must be a number in \[0, 1\)\. Received: drop_path_rate=1\.5"):
+    with pytest.raises(
+        ValueError, match=r"drop_path_rate must be a number in \[0, 1\)\. Received: drop_path_rate=1\.5"
+    ):
         Bottleneck(4, 8, drop_path_rate=1.5)
     with pytest.raises(ValueError, match=r"expand_ratio must be a number >= 1\. Received: expand_ratio=0\.5"):
         InvertedResidual(4, 4, expand_ratio=0.5)
     with pytest.raises(TypeError, match=r"branch must be an nn\.Module\. Received: branch=int"):
         ResidualBlock(3)  # type: ignore[arg-type]
-    with pytest.raises(InputError, match=r"(?s)BasicBlock expected input of shape \[N, 4, H, W\], received \[2, 6, 5, 5\]"):
+    with pytest.raises(
+        InputError, match=r"(?s)BasicBlock expected input of shape \[N, 4, H, W\], received \[2, 6, 5, 5\]"
+    ):
         BasicBlock(4, 8)(torch.randn(2, 6, 5, 5))
     mismatched = ResidualBlock(nn.Conv2d(4, 8, 1))
-    with pytest.raises(InputError, match=r"ResidualBlock: the branch gives \[2, 8, 5, 5\] but the shortcut \[2, 4, 5, 5\]"):
+    with pytest.raises(
+        InputError, match=r"ResidualBlock: the branch gives \[2, 8, 5, 5\] but the shortcut \[2, 4, 5, 5\]"
+    ):
         mismatched.output_shape((2, 4, 5, 5))
 
 

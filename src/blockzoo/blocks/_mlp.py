@@ -183,7 +183,8 @@ class ClassifierHead(Block):
             returns pooled features).
         pool_layer: A registered pooling name, a callable ``() -> Module``, or
             ``None`` to flatten.
-        drop_rate: Dropout probability before the classifier, in ``[0, 1)``.
+        drop_rate: Dropout probability before the classifier (and after each
+            hidden layer, as in VGG's classifier), in ``[0, 1)``.
         hidden_features: Widths of hidden layers between pooling and classifier.
         act_layer: Activation of the hidden layers.
         log_probs: End in ``LogSoftmax(dim=1)``.
@@ -232,9 +233,12 @@ class ClassifierHead(Block):
         self._set_stages("pool", "flatten", "hidden", "drop", "fc", "log_softmax")
         self.pool = build_layer("pool", pool_layer, spatial_dims=spatial_dims, **placement)
         self.flatten = nn.Flatten(1)
-        self.hidden = MLP(in_features, hidden, act_layer=act_layer, **placement) if hidden else nn.Identity()
+        # Hidden layers end in their own dropout, which is then the one before the classifier.
+        self.hidden = (
+            MLP(in_features, hidden, act_layer=act_layer, drop_rate=drop_rate, **placement) if hidden else nn.Identity()
+        )
         self.num_features = hidden[-1] if hidden else in_features
-        self.drop = build_layer("dropout", "dropout" if drop_rate else None, drop_rate)
+        self.drop = build_layer("dropout", "dropout" if drop_rate and not hidden else None, drop_rate)
         self.num_classes = num_classes
         self.fc = self._make_fc(num_classes, **placement)
         self.log_softmax = nn.LogSoftmax(dim=1) if log_probs else nn.Identity()

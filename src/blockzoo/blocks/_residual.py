@@ -309,7 +309,9 @@ class Bottleneck(_ChannelsResidual):
         nd = check_spatial_dims(spatial_dims)
         check_positive_int("in_channels", in_channels)
         check_positive_int("out_channels", out_channels)
-        mid = check_positive_int("mid_channels", mid_channels if mid_channels is not None else max(1, out_channels // 4))
+        mid = check_positive_int(
+            "mid_channels", mid_channels if mid_channels is not None else max(1, out_channels // 4)
+        )
         check_choice("shortcut", shortcut, ("conv", "pad"))
         placement: Placement = {"device": device, "dtype": dtype}
         common = {"norm_layer": norm_layer, "spatial_dims": nd, **placement}

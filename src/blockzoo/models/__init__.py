@@ -1,0 +1,25 @@
+"""The model zoo: a strict registry of classic models built from blockzoo blocks.
+
+Every model follows :class:`ZooModel`'s contract (``forward_features``,
+``forward_head``, ``reset_classifier``, ``num_classes``, ``num_features``);
+torchvision's architectures load torchvision's weights with
+:func:`load_torchvision_weights`.
+"""
+
+from blockzoo.models import _resnet, _simple, _vgg_mobilenet  # register the families
+from blockzoo.models._base import ZooModel
+from blockzoo.models._registry import ModelInfo, create_model, list_models, model_info, register_model
+from blockzoo.models._torchvision import load_torchvision_weights, torchvision_to_blockzoo
+
+del _resnet, _simple, _vgg_mobilenet
+
+__all__ = [
+    "ModelInfo",
+    "ZooModel",
+    "create_model",
+    "list_models",
+    "load_torchvision_weights",
+    "model_info",
+    "register_model",
+    "torchvision_to_blockzoo",
+]

@@ -1,0 +1,94 @@
+"""ZooModel: the contract every registered classifier follows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from blockzoo.blocks import ClassifierHead
+from blockzoo.shapes import infer_shape
+
+__all__ = ["ZooModel", "drop_path_rates"]
+
+
+def drop_path_rates(rate: float, count: int) -> list[float]:
+    """Stochastic-depth rates rising linearly from 0 to ``rate`` over ``count`` blocks (Huang et al. 2016)."""
+    return [rate * i / max(1, count - 1) for i in range(count)]
+
+
+class ZooModel(nn.Module):
+    """A classifier made of ``features`` (stem and stages) and a :class:`~blockzoo.ClassifierHead`.
+
+    Every registered model is one: ``forward_features``, ``forward_head``,
+    ``reset_classifier``, ``num_classes`` and ``num_features`` work the same
+    way on all of them, as in timm.
+
+    Args:
+        features: The feature extractor; an ``nn.Sequential`` whose children
+            are the stages, from the input on.
+        head: The classifier head.
+
+    Example:
+        >>> import torch, blockzoo
+        >>> model = blockzoo.create_model("simple_cnn")
+        >>> feats = model.forward_features(torch.randn(2, 3, 32, 32))
+        >>> feats.shape, model.forward_head(feats, pre_logits=True).shape
+        (torch.Size([2, 128, 4, 4]), torch.Size([2, 2048]))
+        >>> model.reset_classifier(5)
+        >>> model(torch.randn(2, 3, 32, 32)).shape
+        torch.Size([2, 5])
+    """
+
+    model_name: str
+    model_config: dict[str, object]
+
+    def __init__(self, features: nn.Sequential, head: ClassifierHead) -> None:
+        super().__init__()
+        self.features = features
+        self.head = head
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the classifier (0 when it was removed)."""
+        return self.head.num_classes
+
+    @property
+    def num_features(self) -> int:
+        """Width of the pre-logits features the classifier reads."""
+        return self.head.num_features
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The feature map before the head."""
+        out: Tensor = self.features(x)
+        return out
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """The head on a feature map; ``pre_logits=True`` stops before the classifier."""
+        head = self.head
+        if pre_logits:
+            out: Tensor = head.drop(head.hidden(head.flatten(head.pool(x))))
+            return out
+        out = head(x)
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier with a fresh one for ``num_classes`` classes (0 for none)."""
+        self.head.reset(num_classes)
+
+    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
+        """The output shape for an input shape, computed statically."""
+        return infer_shape(self.head, infer_shape(self.features, input_shape))
+
+    def param_depths(self) -> dict[str, int]:
+        """Depth of each parameter from the input (stage index; the head last), for layer-wise lr decay."""
+        stages = [name for name, _ in self.features.named_children()]
+        depths = {}
+        for name, _ in self.named_parameters():
+            parts = name.split(".")
+            depths[name] = stages.index(parts[1]) if parts[0] == "features" else len(stages)
+        return depths

@@ -1,0 +1,186 @@
+"""The model registry: register_model, create_model, list_models, model_info."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from blockzoo._names import close_matches, format_choices
+from blockzoo._registry import Registry
+
+__all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]
+
+Builder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about a model.
+
+    Attributes:
+        name: The registered name.
+        family: The family (``"resnet"``, ``"vgg"``, ...).
+        paper: The paper it comes from.
+        input_size: Default input size ``(C, H, W)``.
+        num_params: Parameters of the default configuration.
+
+    Example:
+        >>> from blockzoo import model_info
+        >>> info = model_info("resnet20")
+        >>> info.family, info.input_size, info.num_params
+        ('cifar_resnet', (3, 32, 32), 269722)
+    """
+
+    name: str
+    family: str
+    paper: str
+    input_size: tuple[int, ...]
+    num_params: int = field(default=0)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Builder
+    family: str
+    paper: str
+    input_size: tuple[int, ...]
+
+
+_MODELS: Registry[_Entry] = Registry("model", list_call="blockzoo.list_models()")
+_PARAM_COUNTS: dict[str, int] = {}
+
+
+def register_model(
+    name: str, *, family: str, paper: str = "", input_size: Sequence[int] = (3, 224, 224)
+) -> Callable[[Builder], Builder]:
+    """Register a model builder under ``name``; use as a decorator.
+
+    The builder takes keyword arguments only, including ``num_classes``,
+    ``in_channels``, ``device`` and ``dtype``, and returns the model.
+
+    Args:
+        name: The new name; a taken name raises ``ValueError``.
+        family: The family, for listings.
+        paper: The reference, for listings.
+        input_size: Default input ``(C, H, W)``.
+
+    Returns:
+        A decorator that registers the builder and returns it unchanged.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> import blockzoo
+        >>> @blockzoo.register_model("tiny_demo", family="demo", input_size=(1, 8, 8))
+        ... def tiny(*, num_classes: int = 10, in_channels: int = 1, device=None, dtype=None) -> nn.Module:
+        ...     return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 64, num_classes, device=device, dtype=dtype))
+        >>> blockzoo.create_model("tiny_demo", num_classes=3)[1]
+        Linear(in_features=64, out_features=3, bias=True)
+    """
+
+    def decorator(builder: Builder) -> Builder:
+        if not callable(builder):
+            raise TypeError(f"register_model needs a callable builder. Received: builder={builder!r}")
+        _MODELS.register(name, _Entry(builder, family, paper, tuple(input_size)))
+        return builder
+
+    return decorator
+
+
+def list_models(include: str | Sequence[str] | None = "*", exclude: str | Sequence[str] | None = None) -> list[str]:
+    """Sorted registered model names, filtered by globs.
+
+    Example:
+        >>> import blockzoo
+        >>> blockzoo.list_models("resnet1*")
+        ['resnet101', 'resnet110', 'resnet152', 'resnet18']
+    """
+    return _MODELS.list(include, exclude)
+
+
+def _accepted(builder: Builder) -> list[str]:
+    return [p for p in inspect.signature(builder).parameters if p != "self"]
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    pretrained: str | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model by name.
+
+    Args:
+        name: A name from :func:`list_models`.
+        num_classes: Classes of the classifier (the model's default when ``None``).
+        in_channels: Channels of the input (the model's default when ``None``).
+        pretrained: ``"torchvision"`` to load torchvision's weights for the
+            same architecture (downloaded through torchvision's weights API),
+            or ``None``.
+        **kwargs: Options of the model's builder, checked against its signature.
+
+    Returns:
+        The model, with ``model_name`` and ``model_config`` attributes that
+        :func:`~blockzoo.save_weights` records.
+
+    Raises:
+        UnknownNameError: ``name`` is not registered (close matches suggested).
+        TypeError: an option the builder does not take (the accepted ones are listed).
+
+    Example:
+        >>> import torch, blockzoo
+        >>> model = blockzoo.create_model("resnet20", num_classes=100)
+        >>> model(torch.randn(2, 3, 32, 32)).shape
+        torch.Size([2, 100])
+        >>> model.model_config
+        {'num_classes': 100}
+    """
+    entry = _MODELS.get(name)
+    config = dict(kwargs)
+    if num_classes is not None:
+        config["num_classes"] = num_classes
+    if in_channels is not None:
+        config["in_channels"] = in_channels
+    accepted = _accepted(entry.builder)
+    for key in config:
+        if key not in accepted:
+            hint = close_matches(key, accepted)
+            did_you_mean = f" Did you mean {format_choices(hint)}?" if hint else ""
+            raise TypeError(
+                f"model {name!r} does not take {key!r}.{did_you_mean} It accepts: {format_choices(accepted)}. "
+                f"Received: {key}={config[key]!r}"
+            )
+    model = entry.builder(**config)
+    model.model_name = _MODELS.canonical(name)  # type: ignore[assignment]
+    model.model_config = {k: v for k, v in config.items() if k not in ("device", "dtype")}  # type: ignore[assignment]
+    if pretrained is not None:
+        from blockzoo.models._torchvision import load_pretrained
+
+        load_pretrained(model, name, pretrained)
+    return model
+
+
+def model_info(name: str) -> ModelInfo:
+    """Family, paper, default input size and parameter count of a registered model.
+
+    The parameter count comes from building the default configuration on the
+    meta device (no memory, no compute).
+
+    Example:
+        >>> import blockzoo
+        >>> blockzoo.model_info("resnet18").num_params
+        11689512
+    """
+    entry = _MODELS.get(name)
+    canonical = _MODELS.canonical(name)
+    if canonical not in _PARAM_COUNTS:
+        with torch.device("meta"):
+            model = entry.builder()
+        _PARAM_COUNTS[canonical] = sum(p.numel() for p in model.parameters())
+    return ModelInfo(canonical, entry.family, entry.paper, entry.input_size, _PARAM_COUNTS[canonical])

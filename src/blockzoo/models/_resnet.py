@@ -1,0 +1,193 @@
+"""ResNets: the CIFAR family of He et al. 2016 (section 4.2) and torchvision's ImageNet family."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from blockzoo.blocks import BasicBlock, Bottleneck, ClassifierHead, ConvNormAct
+from blockzoo.layers import Placement
+from blockzoo.models._base import ZooModel, drop_path_rates
+from blockzoo.models._registry import register_model
+
+Device = torch.device | str | None
+
+_HE = "He et al. 2016, Deep Residual Learning for Image Recognition"
+
+
+def _stage(blocks: Sequence[nn.Module]) -> nn.Sequential:
+    return nn.Sequential(*blocks)
+
+
+def cifar_resnet(
+    depth: int,
+    *,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    drop_path_rate: float = 0.0,
+    zero_init_last: bool = False,
+    device: Device = None,
+    dtype: torch.dtype | None = None,
+) -> ZooModel:
+    """A CIFAR ResNet of depth ``6n + 2``: 3x3 convs, 16/32/64 filters, option A (padding) shortcuts."""
+    if (depth - 2) % 6:
+        raise ValueError(f"depth must be 6n + 2 (20, 32, 44, 56, 110, ...). Received: depth={depth}")
+    n = (depth - 2) // 6
+    placement: Placement = {"device": device, "dtype": dtype}
+    rates = drop_path_rates(drop_path_rate, 3 * n)
+    stages: list[tuple[str, nn.Module]] = [("stem", ConvNormAct(in_channels, 16, 3, **placement))]
+    c_in = 16
+    for s, width in enumerate((16, 32, 64)):
+        blocks = []
+        for b in range(n):
+            stride = 2 if s > 0 and b == 0 else 1
+            blocks.append(
+                BasicBlock(c_in, width, stride=stride, shortcut="pad", drop_path_rate=rates[s * n + b], **placement)
+            )
+            c_in = width
+        stages.append((f"stage{s + 1}", _stage(blocks)))
+    model = ZooModel(nn.Sequential(OrderedDict(stages)), ClassifierHead(64, num_classes, **placement))
+    if zero_init_last:
+        _zero_init_last(model)
+    return model
+
+
+def _zero_init_last(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, (BasicBlock, Bottleneck)):
+            m.zero_init_last_()
+
+
+def _cifar(depth: int) -> None:
+    def build(
+        *,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        drop_path_rate: float = 0.0,
+        zero_init_last: bool = False,
+        device: Device = None,
+        dtype: torch.dtype | None = None,
+    ) -> ZooModel:
+        return cifar_resnet(
+            depth,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            drop_path_rate=drop_path_rate,
+            zero_init_last=zero_init_last,
+            device=device,
+            dtype=dtype,
+        )
+
+    build.__name__ = build.__qualname__ = f"resnet{depth}"
+    build.__doc__ = f"CIFAR ResNet-{depth} (He et al. 2016, section 4.2)."
+    register_model(f"resnet{depth}", family="cifar_resnet", paper=f"{_HE}, section 4.2", input_size=(3, 32, 32))(build)
+
+
+for _depth in (20, 32, 44, 56, 110):
+    _cifar(_depth)
+
+
+def imagenet_resnet(
+    block: str,
+    layers: Sequence[int],
+    *,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    groups: int = 1,
+    width_per_group: int = 64,
+    drop_path_rate: float = 0.0,
+    zero_init_last: bool = False,
+    device: Device = None,
+    dtype: torch.dtype | None = None,
+) -> ZooModel:
+    """Torchvision's ResNet layout ("v1.5", stride in the 3x3 conv) built from blockzoo blocks."""
+    placement: Placement = {"device": device, "dtype": dtype}
+    expansion = 1 if block == "basic" else 4
+    stem = nn.Sequential(
+        OrderedDict(
+            conv=ConvNormAct(in_channels, 64, 7, stride=2, **placement),
+            pool=nn.MaxPool2d(3, stride=2, padding=1),
+        )
+    )
+    stages: list[tuple[str, nn.Module]] = [("stem", stem)]
+    rates = drop_path_rates(drop_path_rate, sum(layers))
+    c_in, index = 64, 0
+    for s, (planes, count) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
+        blocks: list[nn.Module] = []
+        out = planes * expansion
+        for b in range(count):
+            stride = 2 if s > 0 and b == 0 else 1
+            if block == "basic":
+                blocks.append(BasicBlock(c_in, out, stride=stride, drop_path_rate=rates[index], **placement))
+            else:
+                mid = int(planes * (width_per_group / 64.0)) * groups
+                blocks.append(
+                    Bottleneck(
+                        c_in,
+                        out,
+                        mid_channels=mid,
+                        stride=stride,
+                        groups=groups,
+                        drop_path_rate=rates[index],
+                        **placement,
+                    )
+                )
+            c_in, index = out, index + 1
+        stages.append((f"stage{s + 1}", _stage(blocks)))
+    model = ZooModel(nn.Sequential(OrderedDict(stages)), ClassifierHead(c_in, num_classes, **placement))
+    if zero_init_last:
+        _zero_init_last(model)
+    return model
+
+
+_IMAGENET = {
+    "resnet18": ("basic", (2, 2, 2, 2), 1, 64, _HE),
+    "resnet34": ("basic", (3, 4, 6, 3), 1, 64, _HE),
+    "resnet50": ("bottleneck", (3, 4, 6, 3), 1, 64, _HE),
+    "resnet101": ("bottleneck", (3, 4, 23, 3), 1, 64, _HE),
+    "resnet152": ("bottleneck", (3, 8, 36, 3), 1, 64, _HE),
+    "resnext50_32x4d": (
+        "bottleneck",
+        (3, 4, 6, 3),
+        32,
+        4,
+        "Xie et al. 2017, Aggregated Residual Transformations (ResNeXt)",
+    ),
+    "wide_resnet50_2": ("bottleneck", (3, 4, 6, 3), 1, 128, "Zagoruyko and Komodakis 2016, Wide Residual Networks"),
+}
+
+
+def _imagenet(name: str, block: str, layers: tuple[int, ...], groups: int, width: int, paper: str) -> None:
+    def build(
+        *,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        drop_path_rate: float = 0.0,
+        zero_init_last: bool = False,
+        device: Device = None,
+        dtype: torch.dtype | None = None,
+    ) -> ZooModel:
+        return imagenet_resnet(
+            block,
+            layers,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            groups=groups,
+            width_per_group=width,
+            drop_path_rate=drop_path_rate,
+            zero_init_last=zero_init_last,
+            device=device,
+            dtype=dtype,
+        )
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"{name}: torchvision's architecture from blockzoo blocks ({paper})."
+    family = "resnext" if groups > 1 else "wide_resnet" if width > 64 else "resnet"
+    register_model(name, family=family, paper=paper)(build)
+
+
+for _name, _args in _IMAGENET.items():
+    _imagenet(_name, *_args)
