@@ -31,7 +31,7 @@ from blockzoo.blocks import (
 )
 from blockzoo.errors import CheckpointError, InputError, UnknownNameError, UnsafeCheckpointError
 from blockzoo.layers import list_layers, register_layer, resolve_layer
-from blockzoo.models import create_model, list_models, model_info, register_model
+from blockzoo.models import create_model, list_models, load_weights, model_info, register_model, save_weights
 from blockzoo.optim import (
     check_param_groups,
     create_optimizer,
@@ -74,11 +74,13 @@ __all__ = [
     "list_models",
     "list_optimizers",
     "list_schedulers",
+    "load_weights",
     "model_info",
     "param_roles",
     "register_layer",
     "register_model",
     "resolve_layer",
+    "save_weights",
     "select",
     "trace_shapes",
 ]

@@ -10,6 +10,7 @@ from blockzoo.models import _resnet, _simple, _vgg_mobilenet  # register the fam
 from blockzoo.models._base import ZooModel
 from blockzoo.models._registry import ModelInfo, create_model, list_models, model_info, register_model
 from blockzoo.models._torchvision import load_torchvision_weights, torchvision_to_blockzoo
+from blockzoo.models._weights import load_weights, save_weights
 
 del _resnet, _simple, _vgg_mobilenet
 
@@ -19,7 +20,9 @@ __all__ = [
     "create_model",
     "list_models",
     "load_torchvision_weights",
+    "load_weights",
     "model_info",
     "register_model",
+    "save_weights",
     "torchvision_to_blockzoo",
 ]

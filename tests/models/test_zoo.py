@@ -1,0 +1,127 @@
+"""Every registered model: builds, runs, trains, saves, compiles; and the registry's rules."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import blockzoo
+from blockzoo import UnknownNameError, create_model, list_models, model_info
+
+NAMES = list_models()
+
+
+def small_input(name: str, batch: int) -> torch.Tensor:
+    c, h, w = model_info(name).input_size
+    side = 64 if h >= 224 else h  # keep ImageNet families fast: 64x64 instead of 224x224
+    return torch.randn(batch, c, side, side if w == h else w)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_contract(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7)
+    torch.manual_seed(0)
+    twin = create_model(name, num_classes=7)
+    for (k, a), b in zip(model.state_dict().items(), twin.state_dict().values(), strict=True):
+        assert torch.equal(a, b), f"same seed, different {k}"
+
+    meta = create_model(name, num_classes=7, device="meta")
+    assert all(p.device.type == "meta" for p in meta.parameters())
+
+    model.eval()
+    with torch.no_grad():
+        for batch in (1, 2):
+            x = small_input(name, batch)
+            out = model(x)
+            assert out.shape == (batch, 7)
+            assert torch.isfinite(out).all()
+            assert blockzoo.infer_shape(model, tuple(x.shape)) == out.shape
+
+    model.train()
+    model(small_input(name, 2)).square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters()), "a parameter got no gradient"
+
+    model.eval()
+    x = small_input(name, 2)
+    path = blockzoo.save_weights(model, tmp_path / f"{name}.safetensors")
+    reloaded = blockzoo.load_weights(create_model(name, num_classes=7), path).eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), reloaded(x))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_compiles_without_graph_breaks(name: str) -> None:
+    model = create_model(name).eval()
+    x = small_input(name, 1)
+    torch.compiler.reset()
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x))
+
+
+def test_model_interface() -> None:
+    model = create_model("resnet18", num_classes=10, in_channels=1)
+    assert model.num_classes == 10
+    assert model.num_features == 512
+    x = torch.randn(2, 1, 64, 64)
+    feats = model.forward_features(x)
+    assert feats.shape == (2, 512, 2, 2)
+    assert model.forward_head(feats, pre_logits=True).shape == (2, 512)
+    model.reset_classifier(0)
+    assert model(x).shape == (2, 512)
+    model.reset_classifier(3)
+    assert model(x).shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "millions"),
+    [("resnet20", 0.27), ("resnet32", 0.46), ("resnet44", 0.66), ("resnet56", 0.85), ("resnet110", 1.7)],
+)
+def test_cifar_resnet_parameter_counts_match_the_paper(name: str, millions: float) -> None:
+    # He et al. 2016, table 6, rounds to two significant figures
+    count = model_info(name).num_params / 1e6
+    assert float(f"{count:.2g}") == millions
+
+
+def test_registry_rules() -> None:
+    with pytest.raises(
+        UnknownNameError,
+        match=r"Unknown model 'resnet19'\. Did you mean 'resnet18'.*blockzoo\.list_models\(\) lists them all",
+    ):
+        create_model("resnet19")
+    with pytest.raises(
+        TypeError,
+        match=r"model 'resnet18' does not take 'drop_rate'\..*It accepts: 'num_classes', 'in_channels', 'drop_path_rate'.*Received: drop_rate=0\.1",
+    ):
+        create_model("resnet18", drop_rate=0.1)
+    with pytest.raises(ValueError, match=r"model named 'resnet18' is already registered"):
+        blockzoo.register_model("resnet18", family="x")(lambda: None)
+    assert list_models("vgg1?_bn") == ["vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
+    assert list_models("resnet*", exclude=["resnet1*", "resnet2*", "resnet3*"]) == ["resnet44", "resnet50", "resnet56"]
+    info = model_info("mobilenet_v2")
+    assert (info.family, info.input_size) == ("mobilenet", (3, 224, 224))
+    assert info.paper.startswith("Sandler et al. 2018")
+
+
+def test_residual_options() -> None:
+    model = create_model("resnet20", drop_path_rate=0.2, zero_init_last=True)
+    rates = [m.drop_path.p for m in model.modules() if isinstance(m, blockzoo.BasicBlock)]
+    assert rates[0] == 0.0
+    assert math.isclose(rates[-1], 0.2)
+    assert all(
+        not m.branch[-1].norm.weight.detach().any() for m in model.modules() if isinstance(m, blockzoo.BasicBlock)
+    )
+
+
+def test_layer_decay_uses_the_stages() -> None:
+    model = create_model("resnet18")
+    depths = model.param_depths()
+    assert depths["features.stem.conv.conv.weight"] == 0
+    assert depths["features.stage4.1.branch.1.conv.weight"] == 4
+    assert depths["head.fc.weight"] == 5
+    opt = blockzoo.create_optimizer(model, "adamw", lr=1.0, layer_decay=0.5)
+    lrs = {n: g["lr"] for g in opt.param_groups for n in g["param_names"]}
+    assert lrs["head.fc.weight"] == 1.0
+    assert lrs["features.stem.conv.conv.weight"] == 0.5**5
