@@ -73,5 +73,28 @@ def _write_optimizer_table(app: object) -> None:
     out.write_text("\n".join(lines) + "\n")
 
 
+def _write_model_table(app: object) -> None:
+    """Generate the model zoo table from the registry at build time."""
+    from pathlib import Path
+
+    from blockzoo import list_models, model_info
+
+    rows = []
+    for name in list_models():
+        info = model_info(name)
+        size = "x".join(str(s) for s in info.input_size)
+        rows.append((f"``{name}``", info.family, f"{info.num_params / 1e6:.2f}M", size, info.paper))
+    header = ("name", "family", "parameters", "input", "paper")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
+    rule = "  ".join("=" * w for w in widths)
+    lines = [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), rule]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.append(rule)
+    out = Path(__file__).parent / "generated" / "model_table.rst"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+
+
 def setup(app: object) -> None:
     app.connect("builder-inited", _write_optimizer_table)  # type: ignore[attr-defined]
+    app.connect("builder-inited", _write_model_table)  # type: ignore[attr-defined]

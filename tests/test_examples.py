@@ -29,3 +29,10 @@ def test_compare_optimizers_trains_each_and_plots(tmp_path: Path) -> None:
         assert curve[-1] < curve[0], name
         assert accuracy > 0.8, name  # 10 classes: chance is 10%
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_transfer_learning_trains_only_the_head() -> None:
+    pytest.importorskip("sklearn")
+    result = load("transfer_learning").main(epochs=3)
+    assert result["trainable_tensors"] == 2
+    assert result["val_accuracy"] > 0.8
