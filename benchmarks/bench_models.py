@@ -1,38 +1,27 @@
 """Models against torchvision's same architecture, with the same weights: forward, train step, peak memory.
 
 Ratios are blockzoo's fastest round over torchvision's, from alternating
-rounds in one run; peak memory is the growth of the resident set during one
-resnet50 forward, each in a fresh process (median of several).
+rounds in one run, with an A/A column (a second blockzoo model timed the same
+way: the noise floor); peak memory is the peak of the bytes allocated during
+one resnet50 forward, from the profiler's allocation events.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import subprocess
-import sys
+import weakref
 from collections.abc import Callable
 
 import torch
 import torchvision
 from _timing import alternate, best_ratio
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 import blockzoo
 
 NAMES = ("resnet18", "resnet50", "mobilenet_v2")
-
-_PEAK = """
-import resource, sys, torch, torchvision, blockzoo
-torch.manual_seed(0)
-name, side = sys.argv[1], int(sys.argv[2])
-model = (blockzoo.create_model("resnet50") if name == "blockzoo" else torchvision.models.resnet50()).eval()
-x = torch.randn(8, 3, side, side)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-with torch.no_grad():
-    model(x)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
-"""
 
 
 def _pair(name: str) -> tuple[nn.Module, nn.Module]:
@@ -66,29 +55,67 @@ def _train_step(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
     return run
 
 
-def peak_memory(side: int, runs: int) -> float:
-    growth: dict[str, list[int]] = {"blockzoo": [], "torchvision": []}
-    for _ in range(runs):
-        for label in growth:
-            out = subprocess.run(
-                [sys.executable, "-c", _PEAK, label, str(side)], capture_output=True, text=True, check=True
-            )
-            growth[label].append(int(out.stdout.split()[-1]))
-    return statistics.median(growth["blockzoo"]) / statistics.median(growth["torchvision"])
+class _LiveBytes(TorchDispatchMode):
+    """Counts the bytes of tensors that ops create and that are still alive, and their peak.
+
+    CPU allocators keep no statistics torch exposes (``torch.cuda.max_memory_allocated`` is CUDA
+    only), so the peak is tracked from the ops' outputs, freed through weakref finalizers.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = self.peak = 0
+        self.seen: set[int] = set()
+
+    def _free(self, ptr: int, nbytes: int) -> None:
+        self.live -= nbytes
+        self.seen.discard(ptr)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor) and (ptr := t.untyped_storage().data_ptr()) not in self.seen:
+                nbytes = t.untyped_storage().nbytes()
+                self.seen.add(ptr)
+                self.live += nbytes
+                self.peak = max(self.peak, self.live)
+                weakref.finalize(t.untyped_storage(), self._free, ptr, nbytes)
+        return out
+
+
+def _peak_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Peak bytes of live intermediate tensors during one forward."""
+    mode = _LiveBytes()
+    with mode, torch.no_grad():
+        model(x)
+    return mode.peak
+
+
+def peak_memory(batch: int, side: int) -> tuple[int, int]:
+    ours, theirs = _pair("resnet50")
+    x = torch.randn(batch, 3, side, side)
+    return _peak_bytes(ours.eval(), x), _peak_bytes(theirs.eval(), x)
 
 
 def run(*, batch: int, side: int, rounds: int, min_run_time: float) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {batch}, {side}x{side}")
-    print(f"{'model':<14}{'pass':<12}{'ratio':>7}   target")
+    print(f"{'model':<14}{'pass':<12}{'ratio':>7} {'A/A':>7}   target")
     for name in NAMES:
         ours, theirs = _pair(name)
         x = torch.randn(batch, 3, side, side)
         for label, make in (("forward", _forward), ("train step", _train_step)):
-            times = alternate(
-                {"ours": make(ours, x), "theirs": make(theirs, x)}, rounds=rounds, min_run_time=min_run_time
-            )
-            print(f"{name:<14}{label:<12}{best_ratio(times['ours'], times['theirs']):>6.3f}x   <= 1.02")
-    print(f"{'resnet50':<14}{'peak memory':<12}{peak_memory(side, 3):>6.3f}x   within 2%")
+            twin = blockzoo.create_model(name)
+            twin.load_state_dict(ours.state_dict())
+            fns = {"ours": make(ours, x), "theirs": make(theirs, x), "twin": make(twin, x)}
+            times = alternate(fns, rounds=rounds, min_run_time=min_run_time)
+            ratio = best_ratio(times["ours"], times["theirs"])
+            noise = best_ratio(times["twin"], times["ours"])
+            print(f"{name:<14}{label:<12}{ratio:>6.3f}x {noise:>6.3f}x   <= 1.02")
+    ours_peak, theirs_peak = peak_memory(batch, side)
+    print(
+        f"{'resnet50':<14}{'peak memory':<12}{ours_peak / theirs_peak:>6.3f}x {'':>7}   within 2% "
+        f"({ours_peak / 2**20:.0f} MiB vs {theirs_peak / 2**20:.0f} MiB)"
+    )
 
 
 if __name__ == "__main__":

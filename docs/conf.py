@@ -49,6 +49,14 @@ copybutton_prompt_text = r">>> |\.\.\. |\$ "
 copybutton_prompt_is_regexp = True
 
 
+def _rst_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """A reStructuredText simple table."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    rule = "  ".join("=" * w for w in widths)
+    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(), rule, *body, rule]
+
+
 def _write_optimizer_table(app: object) -> None:
     """Generate the optimizer registry table from blockzoo.list_optimizers() at build time."""
     from pathlib import Path
@@ -62,12 +70,7 @@ def _write_optimizer_table(app: object) -> None:
             ", ".join(k for k, has in (("fused", spec.has_fused), ("foreach", spec.has_foreach)) if has) or "for-loop"
         )
         rows.append((f"``{name}``", f"``torch.optim.{spec.cls.__name__}``", impl, spec.description))
-    header = ("name", "class", "implementations", "description")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    rule = "  ".join("=" * w for w in widths)
-    lines = [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), rule]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    lines.append(rule)
+    lines = _rst_table(("name", "class", "implementations", "description"), rows)
     out = Path(__file__).parent / "generated" / "optimizer_table.rst"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
@@ -84,12 +87,7 @@ def _write_model_table(app: object) -> None:
         info = model_info(name)
         size = "x".join(str(s) for s in info.input_size)
         rows.append((f"``{name}``", info.family, f"{info.num_params / 1e6:.2f}M", size, info.paper))
-    header = ("name", "family", "parameters", "input", "paper")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
-    rule = "  ".join("=" * w for w in widths)
-    lines = [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), rule]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    lines.append(rule)
+    lines = _rst_table(("name", "family", "parameters", "input", "paper"), rows)
     out = Path(__file__).parent / "generated" / "model_table.rst"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines) + "\n")

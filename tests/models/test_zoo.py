@@ -93,7 +93,7 @@ def test_registry_rules() -> None:
         create_model("resnet19")
     with pytest.raises(
         TypeError,
-        match=r"model 'resnet18' does not take 'drop_rate'\..*It accepts: 'num_classes', 'in_channels', 'drop_path_rate'.*Received: drop_rate=0\.1",
+        match=r"model 'resnet18' does not take 'drop_rate'\. Did you mean 'drop_path_rate'\? It accepts: 'num_classes', 'in_channels'.*Received: drop_rate=0\.1",
     ):
         create_model("resnet18", drop_rate=0.1)
     with pytest.raises(ValueError, match=r"model named 'resnet18' is already registered"):

@@ -68,7 +68,7 @@ class ConvNormAct(ChannelsFirstBlock):
         ConvNormAct(
           (conv): Conv2d(3, 16, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), bias=False)
           (norm): BatchNorm2d(16, eps=1e-05, momentum=0.1, ...)
-          (act): ReLU()
+          (act): ReLU(inplace=True)
         )
         >>> block(torch.randn(2, 3, 32, 32)).shape
         torch.Size([2, 16, 16, 16])
@@ -118,7 +118,10 @@ class ConvNormAct(ChannelsFirstBlock):
         placement: Placement = {"device": device, "dtype": dtype}
         norm_channels = in_channels if order == "norm-act-conv" else out_channels
         norm = build_layer("norm", norm_layer, norm_channels, spatial_dims=nd, **placement)
-        act = build_layer("act", act_layer, spatial_dims=nd, **placement)
+        # In place where the activation's input is a tensor this block made (never the block's input).
+        act = build_layer(
+            "act", act_layer, spatial_dims=nd, inplace=order == "conv-norm-act" or norm_layer is not None, **placement
+        )
         conv = build_layer(
             "conv",
             "conv",

@@ -49,7 +49,7 @@ class _LinearNormAct(Block):
         self._set_stages("fc", "norm", "act", "drop")
         self.fc = nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self.norm = build_layer("norm", norm_layer, out_features, spatial_dims=0, device=device, dtype=dtype)
-        self.act = build_layer("act", act_layer, spatial_dims=0, device=device, dtype=dtype)
+        self.act = build_layer("act", act_layer, spatial_dims=0, device=device, dtype=dtype, inplace=True)
         self.drop = build_layer("dropout", "dropout" if drop_rate else None, drop_rate)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ from blockzoo.blocks._conv import ConvNormAct
 from blockzoo.blocks._drop import DropPath
 from blockzoo.blocks._se import SqueezeExcite
 from blockzoo.errors import InputError
-from blockzoo.layers import LayerSpec, Placement, build_layer
+from blockzoo.layers import LayerSpec, Placement, build_layer, keep_channels_last
 from blockzoo.shapes import infer_shape
 
 __all__ = ["BasicBlock", "Bottleneck", "InvertedResidual", "PadShortcut", "ResidualBlock"]
@@ -68,7 +68,7 @@ class PadShortcut(Block):
         self._pad = [0, 0] * self.spatial_dims + [0, out_channels - in_channels]
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.pad(x[self._index], self._pad)
+        return keep_channels_last(x, F.pad(x[self._index], self._pad))  # F.pad returns contiguous memory
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
         n, _, *spatial = input_shape
@@ -131,10 +131,19 @@ class ResidualBlock(Block):
         self.shortcut = shortcut if shortcut is not None else nn.Identity()
         self.drop_path = DropPath(check_probability("drop_path_rate", drop_path_rate))
         self._set_stages("act")
-        self.act = build_layer("act", act_layer, device=device, dtype=dtype)
+        self.act = build_layer("act", act_layer, device=device, dtype=dtype, inplace=True)  # on the fresh sum
+
+    #: Add the shortcut into the branch's output in place (saving one block-sized
+    #: tensor, as torchvision does); only for branches known to return a new tensor,
+    #: never the block's input.
+    _add_in_place: bool = False
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.drop_path(self.branch(x)) + self.shortcut(x)
+        out = self.drop_path(self.branch(x))
+        if self._add_in_place:
+            out += self.shortcut(x)
+        else:
+            out = out + self.shortcut(x)
         return self._run_stages(out)
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
@@ -170,6 +179,8 @@ class ResidualBlock(Block):
 
 class _ChannelsResidual(ResidualBlock, ChannelsFirstBlock):
     """A residual block on channels-first maps: checks its input like every conv block."""
+
+    _add_in_place = True  # the branches below end in a conv-norm, always a new tensor
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)

@@ -67,7 +67,7 @@ class SqueezeExcite(ChannelsFirstBlock):
         check_positive_int("rd_channels", rd_channels)
         placement: Placement = {"device": device, "dtype": dtype}
         self.fc1 = build_layer("conv", "conv", channels, rd_channels, 1, spatial_dims=nd, **placement)
-        self.act = build_layer("act", act_layer, spatial_dims=nd, **placement)
+        self.act = build_layer("act", act_layer, spatial_dims=nd, inplace=True, **placement)
         self.fc2 = build_layer("conv", "conv", rd_channels, channels, 1, spatial_dims=nd, **placement)
         self.gate = build_layer("act", gate_layer, spatial_dims=nd, argname="gate_layer", **placement)
         self._dims = tuple(range(2, nd + 2))

@@ -15,7 +15,7 @@ from blockzoo.layers._factories import (
     register_layer,
     resolve_layer,
 )
-from blockzoo.layers._modules import ChannelLayerNorm, GlobalPool, InstanceNorm2d, InstanceNorm3d
+from blockzoo.layers._modules import ChannelLayerNorm, GlobalPool, InstanceNorm2d, InstanceNorm3d, keep_channels_last
 
 __all__ = [
     "ChannelLayerNorm",
@@ -26,6 +26,7 @@ __all__ = [
     "LayerSpec",
     "Placement",
     "build_layer",
+    "keep_channels_last",
     "list_layers",
     "register_layer",
     "resolve_layer",

@@ -115,6 +115,16 @@ def list_layers(
     return _registry(kind).list(include, exclude)
 
 
+def _takes_inplace(factory: Callable[..., Any]) -> bool:
+    if isinstance(factory, functools.partial) and "inplace" in factory.keywords:
+        return False  # the caller chose
+    target = factory.func if isinstance(factory, functools.partial) else factory
+    try:
+        return "inplace" in inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 @functools.cache
 def _takes_spatial_dims(factory: Callable[..., Any]) -> bool:
     try:
@@ -320,13 +330,17 @@ def build_layer(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     argname: str | None = None,
+    inplace: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
     """Resolve ``spec`` and call the factory once, on ``device`` and in ``dtype``.
 
     Norm and conv factories receive ``device`` and ``dtype`` (when given) as
     keyword arguments; a layer of another kind that holds tensors (``PReLU``)
-    is moved afterwards.
+    is moved afterwards. ``inplace=True`` asks an activation to overwrite its
+    input, which blocks do where that input is a tensor they made themselves
+    (as torchvision does); it is passed only to factories that take an
+    ``inplace`` argument and that were not given one already.
 
     Raises:
         TypeError: the factory did not return an ``nn.Module``.
@@ -338,6 +352,8 @@ def build_layer(
     """
     factory = resolve_layer(kind, spec, spatial_dims=spatial_dims, argname=argname)
     placement = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+    if inplace and kind == "act" and _takes_inplace(factory):
+        kwargs = {"inplace": True, **kwargs}
     layer: object = factory(*args, **kwargs, **placement) if kind in ("norm", "conv") else factory(*args, **kwargs)
     if not isinstance(layer, nn.Module):
         arg = argname or f"{kind}_layer"

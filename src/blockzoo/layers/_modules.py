@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ChannelLayerNorm", "GlobalPool", "InstanceNorm2d", "InstanceNorm3d"]
+__all__ = ["ChannelLayerNorm", "GlobalPool", "InstanceNorm2d", "InstanceNorm3d", "keep_channels_last"]
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -95,7 +95,19 @@ class GlobalPool(nn.Module):
         return f"mode={self.mode!r}, spatial_dims={self.spatial_dims}"
 
 
-def _keep_channels_last(x: Tensor, y: Tensor) -> Tensor:
+def keep_channels_last(x: Tensor, y: Tensor) -> Tensor:
+    """``y`` in channels_last memory when ``x`` is (unambiguously) channels_last, else ``y`` as it is.
+
+    For layers whose torch kernel returns contiguous memory whatever the input's.
+
+    Example:
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> from blockzoo.layers import keep_channels_last
+        >>> x = torch.randn(1, 3, 4, 4).contiguous(memory_format=torch.channels_last)
+        >>> keep_channels_last(x, F.pad(x, [1, 1, 1, 1])).is_contiguous(memory_format=torch.channels_last)
+        True
+    """
     fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
     if fmt is not None and not x.is_contiguous() and x.is_contiguous(memory_format=fmt):
         return y.contiguous(memory_format=fmt)
@@ -122,7 +134,7 @@ class InstanceNorm2d(nn.InstanceNorm2d):
     """
 
     def forward(self, input: Tensor) -> Tensor:
-        return _keep_channels_last(input, super().forward(input))
+        return keep_channels_last(input, super().forward(input))
 
 
 class InstanceNorm3d(nn.InstanceNorm3d):
@@ -141,4 +153,4 @@ class InstanceNorm3d(nn.InstanceNorm3d):
     """
 
     def forward(self, input: Tensor) -> Tensor:
-        return _keep_channels_last(input, super().forward(input))
+        return keep_channels_last(input, super().forward(input))

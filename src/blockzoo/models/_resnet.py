@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -61,33 +62,10 @@ def _zero_init_last(model: nn.Module) -> None:
             m.zero_init_last_()
 
 
-def _cifar(depth: int) -> None:
-    def build(
-        *,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        drop_path_rate: float = 0.0,
-        zero_init_last: bool = False,
-        device: Device = None,
-        dtype: torch.dtype | None = None,
-    ) -> ZooModel:
-        return cifar_resnet(
-            depth,
-            num_classes=num_classes,
-            in_channels=in_channels,
-            drop_path_rate=drop_path_rate,
-            zero_init_last=zero_init_last,
-            device=device,
-            dtype=dtype,
-        )
-
-    build.__name__ = build.__qualname__ = f"resnet{depth}"
-    build.__doc__ = f"CIFAR ResNet-{depth} (He et al. 2016, section 4.2)."
-    register_model(f"resnet{depth}", family="cifar_resnet", paper=f"{_HE}, section 4.2", input_size=(3, 32, 32))(build)
-
-
 for _depth in (20, 32, 44, 56, 110):
-    _cifar(_depth)
+    register_model(f"resnet{_depth}", family="cifar_resnet", paper=f"{_HE}, section 4.2", input_size=(3, 32, 32))(
+        functools.partial(cifar_resnet, _depth)
+    )
 
 
 def imagenet_resnet(
@@ -160,34 +138,8 @@ _IMAGENET = {
 }
 
 
-def _imagenet(name: str, block: str, layers: tuple[int, ...], groups: int, width: int, paper: str) -> None:
-    def build(
-        *,
-        num_classes: int = 1000,
-        in_channels: int = 3,
-        drop_path_rate: float = 0.0,
-        zero_init_last: bool = False,
-        device: Device = None,
-        dtype: torch.dtype | None = None,
-    ) -> ZooModel:
-        return imagenet_resnet(
-            block,
-            layers,
-            num_classes=num_classes,
-            in_channels=in_channels,
-            groups=groups,
-            width_per_group=width,
-            drop_path_rate=drop_path_rate,
-            zero_init_last=zero_init_last,
-            device=device,
-            dtype=dtype,
-        )
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"{name}: torchvision's architecture from blockzoo blocks ({paper})."
-    family = "resnext" if groups > 1 else "wide_resnet" if width > 64 else "resnet"
-    register_model(name, family=family, paper=paper)(build)
-
-
-for _name, _args in _IMAGENET.items():
-    _imagenet(_name, *_args)
+for _name, (_block, _layers, _groups, _width, _paper) in _IMAGENET.items():
+    _family = "resnext" if _groups > 1 else "wide_resnet" if _width > 64 else "resnet"
+    register_model(_name, family=_family, paper=_paper)(
+        functools.partial(imagenet_resnet, _block, _layers, groups=_groups, width_per_group=_width)
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 
 import torch
@@ -58,35 +59,9 @@ def vgg(
     return ZooModel(nn.Sequential(*layers), head)
 
 
-def _register_vgg(name: str, batch_norm: bool) -> None:
-    config = name.removesuffix("_bn")
-
-    def build(
-        *,
-        num_classes: int = 1000,
-        in_channels: int = 3,
-        drop_rate: float = 0.5,
-        device: Device = None,
-        dtype: torch.dtype | None = None,
-    ) -> ZooModel:
-        return vgg(
-            config,
-            batch_norm=batch_norm,
-            num_classes=num_classes,
-            in_channels=in_channels,
-            drop_rate=drop_rate,
-            device=device,
-            dtype=dtype,
-        )
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"{name}: torchvision's architecture from blockzoo blocks."
-    register_model(name, family="vgg", paper=_VGG_PAPER)(build)
-
-
 for _config in _VGG_CONFIGS:
-    _register_vgg(_config, False)
-    _register_vgg(f"{_config}_bn", True)
+    register_model(_config, family="vgg", paper=_VGG_PAPER)(functools.partial(vgg, _config, batch_norm=False))
+    register_model(f"{_config}_bn", family="vgg", paper=_VGG_PAPER)(functools.partial(vgg, _config, batch_norm=True))
 
 
 # expansion t, channels c, repeats n, first stride s (Sandler et al. 2018, table 2)
