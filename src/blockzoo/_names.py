@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-__all__ = ["as_patterns", "close_matches", "format_choices", "matches_any"]
+__all__ = ["as_patterns", "close_matches", "format_choices", "matches_any", "reject_unknown_keywords"]
 
 Patterns = str | Sequence[str] | None
 
@@ -37,3 +38,15 @@ def close_matches(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
 def format_choices(names: Iterable[str]) -> str:
     """``'a', 'b', 'c'`` for a message."""
     return ", ".join(repr(n) for n in names)
+
+
+def reject_unknown_keywords(kwargs: Mapping[str, Any], accepted: Sequence[str], *, owner: str) -> None:
+    """Raise ``TypeError`` for the first keyword not in ``accepted``, with close matches and the full list."""
+    for key in kwargs:
+        if key not in accepted:
+            hint = close_matches(key, accepted)
+            did_you_mean = f" Did you mean {format_choices(hint)}?" if hint else ""
+            raise TypeError(
+                f"{owner} does not take {key!r}.{did_you_mean} It accepts: {format_choices(accepted)}. "
+                f"Received: {key}={kwargs[key]!r}"
+            )

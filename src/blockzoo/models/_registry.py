@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from blockzoo._names import close_matches, format_choices
+from blockzoo._names import reject_unknown_keywords
 from blockzoo._registry import Registry
 
 __all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]
@@ -147,15 +147,7 @@ def create_model(
         config["num_classes"] = num_classes
     if in_channels is not None:
         config["in_channels"] = in_channels
-    accepted = _accepted(entry.builder)
-    for key in config:
-        if key not in accepted:
-            hint = close_matches(key, accepted)
-            did_you_mean = f" Did you mean {format_choices(hint)}?" if hint else ""
-            raise TypeError(
-                f"model {name!r} does not take {key!r}.{did_you_mean} It accepts: {format_choices(accepted)}. "
-                f"Received: {key}={config[key]!r}"
-            )
+    reject_unknown_keywords(config, _accepted(entry.builder), owner=f"model {name!r}")
     model = entry.builder(**config)
     model.model_name = _MODELS.canonical(name)  # type: ignore[assignment]
     model.model_config = {k: v for k, v in config.items() if k not in ("device", "dtype")}  # type: ignore[assignment]

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from blockzoo._names import close_matches, format_choices
+from blockzoo._names import reject_unknown_keywords
 from blockzoo.optim._groups import DEFAULT_NO_WEIGHT_DECAY_ROLES, GroupRule, ParamsLike, param_groups
 from blockzoo.optim._specs import OptimizerSpec, get_optimizer_spec
 from blockzoo.roles import Role
@@ -55,16 +55,6 @@ def _choose_implementation(
     if spec.has_foreach:
         return {"foreach": True}, "foreach (chosen: no fused implementation for these parameters)"
     return {}, "for-loop (the only implementation)"
-
-
-def _check_kwargs(spec: OptimizerSpec, kwargs: Mapping[str, Any]) -> None:
-    for key in (k for k in kwargs if k not in spec.kwargs):
-        hint = close_matches(key, spec.kwargs)
-        did_you_mean = f" Did you mean {format_choices(hint)}?" if hint else ""
-        raise TypeError(
-            f"{spec.cls.__name__} does not take {key!r}.{did_you_mean} It accepts: {format_choices(spec.kwargs)}. "
-            f"Received: {key}={kwargs[key]!r}"
-        )
 
 
 def _merge_by_lr(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -130,7 +120,7 @@ def create_optimizer(
         True
     """
     spec = get_optimizer_spec(name)
-    _check_kwargs(spec, kwargs)
+    reject_unknown_keywords(kwargs, spec.kwargs, owner=spec.cls.__name__)
     groups, rules = param_groups(
         model_or_params,
         lr=lr,

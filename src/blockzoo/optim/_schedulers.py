@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler
 
-from blockzoo._names import close_matches, format_choices
+from blockzoo._names import reject_unknown_keywords
 from blockzoo._registry import Registry
 
 __all__ = ["create_scheduler", "list_schedulers"]
@@ -135,14 +135,7 @@ def create_scheduler(
         )
     accepted = [p for p in inspect.signature(cls).parameters if p not in ("optimizer", "last_epoch", "verbose")]
     accepted = [p for p in accepted if p not in _SET_BY_US.get(name, set())]
-    for key in kwargs:
-        if key not in accepted:
-            hint = close_matches(key, accepted)
-            did_you_mean = f" Did you mean {format_choices(hint)}?" if hint else ""
-            raise TypeError(
-                f"the {name!r} schedule ({getattr(cls, '__name__', cls)}) does not take {key!r}.{did_you_mean} "
-                f"It accepts: {format_choices(accepted)}. Received: {key}={kwargs[key]!r}"
-            )
+    reject_unknown_keywords(kwargs, accepted, owner=f"the {name!r} schedule ({getattr(cls, '__name__', cls)})")
     if warmup_steps and name in ("plateau", "onecycle"):
         why = "it reacts to a metric" if name == "plateau" else "it warms up by itself (pct_start)"
         raise ValueError(f"the {name!r} schedule takes no warmup_steps: {why}. Received: warmup_steps={warmup_steps}")
