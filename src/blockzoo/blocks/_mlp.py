@@ -286,6 +286,20 @@ class ClassifierHead(Block):
             raise self._input_error(x.shape, x.dtype)
         return self._run_stages(x)
 
+    def pre_logits(self, x: Tensor) -> Tensor:
+        """The features the classifier reads: pooled, flattened, through the hidden layers and dropout.
+
+        Example:
+            >>> import torch
+            >>> from blockzoo import ClassifierHead
+            >>> ClassifierHead(64, 10, hidden_features=(32,)).pre_logits(torch.randn(2, 64, 7, 7)).shape
+            torch.Size([2, 32])
+        """
+        if not x.is_floating_point() or not self._fits(x.shape):
+            raise self._input_error(x.shape, x.dtype)
+        out: Tensor = self.drop(self.hidden(self.flatten(self.pool(x))))
+        return out
+
     def _input_error(self, shape: Sequence[int], dtype: torch.dtype | None) -> InputError:
         rank = max(2, len(shape)) if self._flatten_input else self.spatial_dims + 2
         return layout_error(

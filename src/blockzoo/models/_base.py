@@ -66,11 +66,7 @@ class ZooModel(nn.Module):
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """The head on a feature map; ``pre_logits=True`` stops before the classifier."""
-        head = self.head
-        if pre_logits:
-            out: Tensor = head.drop(head.hidden(head.flatten(head.pool(x))))
-            return out
-        out = head(x)
+        out: Tensor = self.head.pre_logits(x) if pre_logits else self.head(x)
         return out
 
     def forward(self, x: Tensor) -> Tensor:

@@ -74,10 +74,8 @@ def load_pretrained(model: nn.Module, name: str, source: str) -> None:
     """Load pretrained weights for a registered model; only ``"torchvision"`` is a source today."""
     if source != "torchvision":
         raise ValueError(f"pretrained must be 'torchvision' or None. Received: pretrained={source!r}")
-    try:
-        from torchvision.models import get_model_weights
-    except ImportError as err:  # pragma: no cover - torchvision is a dependency
-        raise CheckpointError("pretrained='torchvision' needs torchvision installed") from err
+    from torchvision.models import get_model_weights  # a dependency, imported only when asked for
+
     try:
         weights = get_model_weights(name).DEFAULT
     except ValueError as err:
