@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import blockzoo
+from blockzoo.data import digits
 
 OPTIMIZERS = {
     "sgd": {"lr": 0.1, "momentum": 0.9},
@@ -24,18 +25,6 @@ OPTIMIZERS = {
     "rmsprop": {"lr": 1e-3},
     "adagrad": {"lr": 0.05},
 }
-
-
-def load_digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Digits as float tensors in [0, 1]: 1,437 training and 360 validation images."""
-    from sklearn.datasets import load_digits as sk_digits
-
-    data = sk_digits()
-    x = torch.tensor(data.data, dtype=torch.float32) / 16.0
-    y = torch.tensor(data.target)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    x, y = x[perm], y[perm]
-    return x[360:], y[360:], x[:360], y[:360]
 
 
 def train(
@@ -65,7 +54,7 @@ def train(
 
 def main(epochs: int = 15, out: str | None = None) -> dict[str, tuple[list[float], float]]:
     torch.manual_seed(0)
-    data = load_digits()
+    data = digits()
     start = nn.Sequential(blockzoo.MLP(64, (128, 64), 10), nn.LogSoftmax(dim=1))
     results = {name: train(copy.deepcopy(start), name, data, epochs=epochs) for name in OPTIMIZERS}
     for name, (curve, accuracy) in results.items():

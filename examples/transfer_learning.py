@@ -19,18 +19,7 @@ import torch
 from torch import nn
 
 import blockzoo
-
-
-def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Digits as 1x8x8 float images in [0, 1]: 1,437 for training, 360 for validation."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.tensor(data.target)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    x, y = x[perm], y[perm]
-    return x[360:], y[360:], x[:360], y[:360]
+from blockzoo.data import digits
 
 
 def make_model(num_classes: int) -> nn.Module:
@@ -56,7 +45,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def main(epochs: int = 10) -> dict[str, float]:
     torch.manual_seed(0)
-    x_train, y_train, x_val, y_val = digits()
+    x_train, y_train, x_val, y_val = digits(images=True)
     first = y_train < 5
 
     source = make_model(num_classes=5)  # 1. pre-train on 0-4 and save

@@ -1,7 +1,7 @@
 """blockzoo: composable PyTorch blocks that know their parameters.
 
 The top level re-exports the names most code needs; the subpackages
-(:mod:`blockzoo.layers`, :mod:`blockzoo.blocks`, :mod:`blockzoo.testing`) hold
+(:mod:`blockzoo.layers`, :mod:`blockzoo.blocks`, :mod:`blockzoo.init`, :mod:`blockzoo.testing`, ...) hold
 the rest.
 
 Example:
@@ -30,6 +30,7 @@ from blockzoo.blocks import (
     SqueezeExcite,
 )
 from blockzoo.errors import CheckpointError, InputError, UnknownNameError, UnsafeCheckpointError
+from blockzoo.init import init_report, init_weights, lsuv_, zero_init_last_
 from blockzoo.layers import list_layers, register_layer, resolve_layer
 from blockzoo.models import create_model, list_models, load_weights, model_info, register_model, save_weights
 from blockzoo.optim import (
@@ -70,11 +71,14 @@ __all__ = [
     "create_scheduler",
     "explain_param_groups",
     "infer_shape",
+    "init_report",
+    "init_weights",
     "list_layers",
     "list_models",
     "list_optimizers",
     "list_schedulers",
     "load_weights",
+    "lsuv_",
     "model_info",
     "param_roles",
     "register_layer",
@@ -83,4 +87,5 @@ __all__ = [
     "save_weights",
     "select",
     "trace_shapes",
+    "zero_init_last_",
 ]

@@ -110,3 +110,44 @@ def test_residual_blocks_expose_their_parts() -> None:
         assert {"branch", "shortcut", "drop_path"} <= {n for n, _ in block.named_children()}
         assert callable(block.zero_init_last_)
     assert blockzoo.Role.NORM in BasicBlock(4, 4).param_roles().values()
+
+
+@pytest.mark.parametrize("make", [lambda: BasicBlock(4, 8, stride=2), lambda: InvertedResidual(4, 6, stride=2)])
+def test_hooks_on_branch_sub_blocks_still_fire(make) -> None:  # type: ignore[no-untyped-def]
+    # The branch runs flat through its ConvNormAct stages unless a hook could notice.
+    block = make().eval()
+    x = torch.randn(2, 4, 6, 6)
+    plain = block(x)
+    seen: list[str] = []
+    handles = [
+        block.branch[0].register_forward_hook(lambda m, i, o: seen.append("sub-block")),
+        block.branch.register_forward_pre_hook(lambda m, i: seen.append("branch")),
+        block.branch[0].conv.register_forward_hook(lambda m, i, o: seen.append("leaf")),
+    ]
+    doubled = block.branch[-1].register_forward_hook(lambda m, i, o: o * 2)
+    hooked = block(x)
+    assert sorted(seen) == ["branch", "leaf", "sub-block"]
+    assert not torch.allclose(hooked, plain)  # the output-replacing hook took effect
+    for h in [*handles, doubled]:
+        h.remove()
+    global_handle = nn.modules.module.register_module_forward_hook(
+        lambda m, i, o: seen.append("global") if m is block.branch[0] else None
+    )
+    try:
+        seen.clear()
+        torch.testing.assert_close(block(x), plain, rtol=0, atol=0)
+        assert seen == ["global"]
+    finally:
+        global_handle.remove()
+    torch.testing.assert_close(block(x), plain, rtol=0, atol=0)
+
+
+def test_branch_with_a_subclassed_sub_block_runs_its_forward() -> None:
+    class Doubling(blockzoo.ConvNormAct):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) * 2
+
+    branch = nn.Sequential(Doubling(4, 4, act_layer=None))
+    block = ResidualBlock(branch).eval()
+    x = torch.randn(1, 4, 5, 5)
+    torch.testing.assert_close(block(x), branch[0]._run_stages(x) * 2 + x)

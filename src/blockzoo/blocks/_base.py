@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from blockzoo.blocks._checks import layout, layout_error
 from blockzoo.errors import InputError
+from blockzoo.init import default_init_
 from blockzoo.roles import Role, param_roles
 from blockzoo.shapes import infer_shape_meta
 
@@ -26,15 +27,6 @@ class _MissingStage:
         raise AttributeError(
             f"{self.block} has no {self.name!r} sub-layer; assign a module to it (nn.Identity() to disable it)"
         )
-
-
-def _reset(module: nn.Module) -> None:
-    reset = getattr(module, "reset_parameters", None)
-    if callable(reset):
-        reset()
-        return
-    for child in module.children():
-        _reset(child)
 
 
 class Block(nn.Module):
@@ -137,9 +129,15 @@ class Block(nn.Module):
         return infer_shape_meta(self, input_shape)
 
     def reset_parameters(self) -> None:
-        """Re-initialise every parameter of the block, in place."""
-        for child in self.children():
-            _reset(child)
+        """Re-initialise the block's sub-layers, in place, with the activation-aware defaults.
+
+        Each conv and linear weight gets the initializer that suits the
+        activation after it (see :func:`blockzoo.init.activation_initializer`)
+        and its bias zero; norm layers and any sub-module that owns parameters
+        reset themselves. Blocks that create layers call it at the end of
+        their constructor. Override it for parameters the block owns itself.
+        """
+        default_init_(self)
 
 
 class ChannelsFirstBlock(Block):

@@ -143,6 +143,7 @@ class ConvNormAct(ChannelsFirstBlock):
         else:
             self._set_stages("conv", "norm", "act")
             self.conv, self.norm, self.act = conv, norm, act
+        self.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)

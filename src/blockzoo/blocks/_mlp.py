@@ -18,6 +18,7 @@ from blockzoo.blocks._checks import (
     layout_error,
 )
 from blockzoo.errors import InputError
+from blockzoo.init import default_init_
 from blockzoo.layers import LayerSpec, Placement, build_layer
 from blockzoo.shapes import infer_shape
 
@@ -51,6 +52,7 @@ class _LinearNormAct(Block):
         self.norm = build_layer("norm", norm_layer, out_features, spatial_dims=0, device=device, dtype=dtype)
         self.act = build_layer("act", act_layer, spatial_dims=0, device=device, dtype=dtype, inplace=True)
         self.drop = build_layer("dropout", "dropout" if drop_rate else None, drop_rate)
+        self.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
         return self._run_stages(x)
@@ -140,6 +142,7 @@ class MLP(Block):
             if out_features is None
             else nn.Linear(widths[-1], out_features, bias=bias, device=device, dtype=dtype)
         )
+        default_init_(self.out)  # the hidden layers initialised themselves
         # Batch and group norms read dimension 1 as channels: only [N, features] fits them.
         self._flat_only = bool(hidden) and not isinstance(self.layers[0].norm, (nn.Identity, nn.LayerNorm))
 
@@ -253,7 +256,9 @@ class ClassifierHead(Block):
     def _make_fc(self, num_classes: int, *, device: torch.device | str | None, dtype: torch.dtype | None) -> nn.Module:
         if num_classes == 0:
             return nn.Identity()
-        return nn.Linear(self.num_features, num_classes, device=device, dtype=dtype)
+        fc = nn.Linear(self.num_features, num_classes, device=device, dtype=dtype)
+        default_init_(fc)  # no activation after it: the linear default
+        return fc
 
     def reset(self, num_classes: int) -> None:
         """Replace the classifier with a fresh one for ``num_classes`` classes (0 for none).

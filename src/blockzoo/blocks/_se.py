@@ -71,6 +71,7 @@ class SqueezeExcite(ChannelsFirstBlock):
         self.fc2 = build_layer("conv", "conv", rd_channels, channels, 1, spatial_dims=nd, **placement)
         self.gate = build_layer("act", gate_layer, spatial_dims=nd, argname="gate_layer", **placement)
         self._dims = tuple(range(2, nd + 2))
+        self.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)

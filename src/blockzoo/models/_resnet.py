@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from blockzoo.blocks import BasicBlock, Bottleneck, ClassifierHead, ConvNormAct
+from blockzoo.init import zero_init_last_
 from blockzoo.layers import Placement
 from blockzoo.models._base import ZooModel, drop_path_rates
 from blockzoo.models._registry import register_model
@@ -52,14 +53,8 @@ def cifar_resnet(
         stages.append((f"stage{s + 1}", _stage(blocks)))
     model = ZooModel(nn.Sequential(OrderedDict(stages)), ClassifierHead(64, num_classes, **placement))
     if zero_init_last:
-        _zero_init_last(model)
+        zero_init_last_(model)
     return model
-
-
-def _zero_init_last(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, (BasicBlock, Bottleneck)):
-            m.zero_init_last_()
 
 
 for _depth in (20, 32, 44, 56, 110):
@@ -117,7 +112,7 @@ def imagenet_resnet(
         stages.append((f"stage{s + 1}", _stage(blocks)))
     model = ZooModel(nn.Sequential(OrderedDict(stages)), ClassifierHead(c_in, num_classes, **placement))
     if zero_init_last:
-        _zero_init_last(model)
+        zero_init_last_(model)
     return model
 
 
