@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_blocks
 import bench_import
+import bench_init
 import bench_models
 import bench_optim
 
@@ -29,6 +30,7 @@ def main() -> None:
         shapes=["small"] if args.quick else ["small", "realistic"],
     )
     bench_optim.run(rounds=3 if args.quick else 5, min_run_time=0.3 if args.quick else 0.5)
+    bench_init.run(rounds=3 if args.quick else 5, min_run_time=0.5 if args.quick else 1.0)
     bench_models.run(
         batch=8, side=96 if args.quick else 160, rounds=3 if args.quick else 5, min_run_time=0.5 if args.quick else 1.0
     )

@@ -93,6 +93,20 @@ def _write_model_table(app: object) -> None:
     out.write_text("\n".join(lines) + "\n")
 
 
+def _write_init_table(app: object) -> None:
+    """Generate the activation -> initializer table from blockzoo.init.activation_table() at build time."""
+    from pathlib import Path
+
+    from blockzoo.init import activation_table
+
+    rows = [(label, f"``{init}``") for label, init in activation_table()]
+    lines = _rst_table(("activation after the layer", "default initializer"), rows)
+    out = Path(__file__).parent / "generated" / "init_table.rst"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+
+
 def setup(app: object) -> None:
+    app.connect("builder-inited", _write_init_table)  # type: ignore[attr-defined]
     app.connect("builder-inited", _write_optimizer_table)  # type: ignore[attr-defined]
     app.connect("builder-inited", _write_model_table)  # type: ignore[attr-defined]

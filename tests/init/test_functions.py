@@ -82,7 +82,12 @@ def test_kaiming(shape, seed, kind, mode, nonlinearity, a) -> None:  # type: ign
 
 
 @statistical
-@given(shape=shapes(), seed=st.integers(0, 2**31), kind=st.sampled_from(["xavier_uniform", "xavier_normal"]), gain=st.floats(0.1, 3))
+@given(
+    shape=shapes(),
+    seed=st.integers(0, 2**31),
+    kind=st.sampled_from(["xavier_uniform", "xavier_normal"]),
+    gain=st.floats(0.1, 3),
+)
 def test_xavier(shape, seed, kind, gain) -> None:  # type: ignore[no-untyped-def]
     t = torch.empty(shape)
     initializer(kind, gain=gain)(t, generator=torch.Generator().manual_seed(seed))
@@ -127,7 +132,8 @@ def test_trunc_normal(seed, mean, std, a_sd, b_sd) -> None:  # type: ignore[no-u
     t = torch.empty(MIN_DRAWS)
     spec = initializer("trunc_normal", mean=mean, std=std, a=a, b=b)
     spec(t, generator=torch.Generator().manual_seed(seed))
-    assert a <= t.min().item() and t.max().item() <= b
+    assert a <= t.min().item()
+    assert t.max().item() <= b
     # Mean by integration too: shift the grid to the mean.
     cut_std = truncated_std(std, a - mean, b - mean)
     steps = 20_000
@@ -155,7 +161,9 @@ def test_uniform_normal_and_lecun(seed, lo, width, std) -> None:  # type: ignore
 @statistical
 @given(seed=st.integers(0, 2**31), sparsity=st.floats(0.05, 0.9))
 def test_sparse(seed, sparsity) -> None:  # type: ignore[no-untyped-def]
-    t = initializer("sparse", sparsity=sparsity, std=0.5)(torch.empty(256, 512), generator=torch.Generator().manual_seed(seed))
+    t = initializer("sparse", sparsity=sparsity, std=0.5)(
+        torch.empty(256, 512), generator=torch.Generator().manual_seed(seed)
+    )
     zeros = math.ceil(sparsity * 256)
     assert ((t == 0).sum(0) >= zeros).all()  # at least that many zeros in every column
     assert abs(t.mean().item()) <= 3 * t.std().item() / math.sqrt(t.numel())
@@ -164,7 +172,9 @@ def test_sparse(seed, sparsity) -> None:  # type: ignore[no-untyped-def]
 @statistical
 @given(rows=st.integers(1, 64), cols=st.integers(1, 64), gain=st.floats(0.5, 2), seed=st.integers(0, 2**31))
 def test_orthogonal_rows_or_columns_are_orthonormal(rows, cols, gain, seed) -> None:  # type: ignore[no-untyped-def]
-    t = initializer("orthogonal", gain=gain)(torch.empty(rows, cols, dtype=torch.float64), generator=torch.Generator().manual_seed(seed))
+    t = initializer("orthogonal", gain=gain)(
+        torch.empty(rows, cols, dtype=torch.float64), generator=torch.Generator().manual_seed(seed)
+    )
     gram = t @ t.T if rows <= cols else t.T @ t
     torch.testing.assert_close(gram, gain**2 * torch.eye(min(rows, cols), dtype=torch.float64))
     _, std = initializer("orthogonal", gain=gain).moments(t)  # type: ignore[misc]
@@ -175,7 +185,9 @@ def test_orthogonal_rows_or_columns_are_orthonormal(rows, cols, gain, seed) -> N
 def test_same_generator_gives_bit_identical_tensors(name: str) -> None:
     kwargs = {"sparsity": 0.5} if name == "sparse" else {}
     init = initializer(name, **kwargs)
-    a = init(torch.empty(16, 8, 3, 3) if name != "sparse" else torch.empty(16, 8), generator=torch.Generator().manual_seed(3))
+    a = init(
+        torch.empty(16, 8, 3, 3) if name != "sparse" else torch.empty(16, 8), generator=torch.Generator().manual_seed(3)
+    )
     b = init(torch.empty_like(a), generator=torch.Generator().manual_seed(3))
     c = init(torch.empty_like(a), generator=torch.Generator().manual_seed(4))
     assert torch.equal(a, b)
@@ -184,8 +196,22 @@ def test_same_generator_gives_bit_identical_tensors(name: str) -> None:
 
 def test_registry_and_bad_names() -> None:
     names = list_initializers()
-    for torch_name in ("uniform", "normal", "constant", "zeros", "ones", "eye", "dirac", "xavier_uniform",
-                       "xavier_normal", "kaiming_uniform", "kaiming_normal", "trunc_normal", "orthogonal", "sparse"):
+    for torch_name in (
+        "uniform",
+        "normal",
+        "constant",
+        "zeros",
+        "ones",
+        "eye",
+        "dirac",
+        "xavier_uniform",
+        "xavier_normal",
+        "kaiming_uniform",
+        "kaiming_normal",
+        "trunc_normal",
+        "orthogonal",
+        "sparse",
+    ):
         assert torch_name in names
     assert {"variance_scaling", "lecun_normal", "lecun_uniform"} <= set(names)
     assert get_initializer("kaiming_normal_").name == "kaiming_normal"

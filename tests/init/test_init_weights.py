@@ -18,7 +18,11 @@ def test_activation_table_picks_family_and_gain() -> None:
         (nn.ReLU(), "kaiming_normal", {"mode": "fan_in", "nonlinearity": "relu"}),
         (nn.GELU(), "kaiming_normal", {"mode": "fan_in", "nonlinearity": "relu"}),
         (nn.LeakyReLU(0.3), "kaiming_normal", {"a": 0.3, "mode": "fan_in", "nonlinearity": "leaky_relu"}),
-        (nn.PReLU(init=0.1), "kaiming_normal", {"a": pytest.approx(0.1), "mode": "fan_in", "nonlinearity": "leaky_relu"}),
+        (
+            nn.PReLU(init=0.1),
+            "kaiming_normal",
+            {"a": pytest.approx(0.1), "mode": "fan_in", "nonlinearity": "leaky_relu"},
+        ),
         (nn.SELU(), "lecun_normal", {}),
         (nn.Tanh(), "xavier_uniform", {"gain": 5 / 3}),
         (nn.Sigmoid(), "xavier_uniform", {}),
@@ -46,7 +50,8 @@ def test_blocks_start_from_the_activation_aware_defaults() -> None:
     assert init_report(relu)["conv.weight"].initializer == "kaiming_normal(mode='fan_in', nonlinearity='relu')"
     se = blockzoo.SqueezeExcite(64, rd_channels=16)
     acts = activations_after(se)
-    assert isinstance(acts[se.fc1], nn.ReLU) and isinstance(acts[se.fc2], nn.Sigmoid)
+    assert isinstance(acts[se.fc1], nn.ReLU)
+    assert isinstance(acts[se.fc2], nn.Sigmoid)
     # reset_parameters re-draws the same way
     before = relu.conv.weight.clone()
     relu.reset_parameters()
@@ -55,16 +60,32 @@ def test_blocks_start_from_the_activation_aware_defaults() -> None:
 
 
 def test_activations_are_found_past_norms_and_dropout() -> None:
-    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Dropout(), nn.LeakyReLU(0.2), nn.Conv2d(8, 8, 3), nn.Flatten(), nn.Linear(8, 2))
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3),
+        nn.BatchNorm2d(8),
+        nn.Dropout(),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(8, 8, 3),
+        nn.Flatten(),
+        nn.Linear(8, 2),
+    )
     acts = activations_after(net)
     assert isinstance(acts[net[0]], nn.LeakyReLU)
-    assert acts[net[4]] is None and acts[net[6]] is None
+    assert acts[net[4]] is None
+    assert acts[net[6]] is None
 
 
 def mlp() -> nn.Sequential:
-    return nn.Sequential(OrderedDict(
-        fc1=nn.Linear(32, 64), act1=nn.ReLU(), norm=nn.LayerNorm(64), fc2=nn.Linear(64, 64), act2=nn.Tanh(), head=nn.Linear(64, 10)
-    ))
+    return nn.Sequential(
+        OrderedDict(
+            fc1=nn.Linear(32, 64),
+            act1=nn.ReLU(),
+            norm=nn.LayerNorm(64),
+            fc2=nn.Linear(64, 64),
+            act2=nn.Tanh(),
+            head=nn.Linear(64, 10),
+        )
+    )
 
 
 def test_defaults_by_role() -> None:
@@ -72,7 +93,8 @@ def test_defaults_by_role() -> None:
     nn.init.constant_(model.norm.weight, 3.0)
     report = init_weights(model)
     assert torch.count_nonzero(model.fc1.bias) == 0
-    assert torch.all(model.norm.weight == 1) and torch.all(model.norm.bias == 0)
+    assert torch.all(model.norm.weight == 1)
+    assert torch.all(model.norm.bias == 0)
     assert report["fc1.weight"].initializer.startswith("kaiming_normal")
     assert report["fc2.weight"].initializer == "xavier_uniform(gain=1.6666666666666667)"
     assert report["head.weight"].initializer == "xavier_uniform"

@@ -40,8 +40,12 @@ def no_hooks(model: nn.Module) -> bool:
         lambda: blockzoo.create_model("resnet20"),
         lambda: blockzoo.create_model("simple_cnn", num_classes=10),
         lambda: nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2), nn.Tanh(),
-            nn.Flatten(), nn.LazyLinear(10),
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2),
+            nn.Tanh(),
+            nn.Flatten(),
+            nn.LazyLinear(10),
         ),
     ],
     ids=["resnet20", "simple_cnn", "sequential"],
@@ -64,7 +68,9 @@ def test_lsuv_gives_unit_output_std_and_leaves_no_hooks(make: Any) -> None:
     assert stds, "no layer ran"
     for name, std in stds.items():
         assert abs(std - 1) < 0.05, (name, std)
-    assert {row.initializer for row in init_report(model) if row.name.endswith("conv.weight")} <= {"lsuv (orthogonal, rescaled)"}
+    assert {row.initializer for row in init_report(model) if row.name.endswith("conv.weight")} <= {
+        "lsuv (orthogonal, rescaled)"
+    }
 
 
 def test_lsuv_bad_input_and_cleanup_on_error() -> None:
@@ -78,26 +84,30 @@ def test_lsuv_bad_input_and_cleanup_on_error() -> None:
     dead = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
     with pytest.raises(ValueError, match="output of 0 has std 0"):
         lsuv_(dead, torch.zeros(8, 4))  # zero input, zeroed bias: a constant output
-    assert no_hooks(dead) and dead.training
+    assert no_hooks(dead)
+    assert dead.training
 
 
 def test_zero_init_last_makes_every_block_its_shortcut() -> None:
     torch.manual_seed(0)
+    outputs: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def keep(block: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        outputs[block] = (args[0], out)
+
     for name in ("resnet20", "resnet18", "resnet50"):
         model = blockzoo.create_model(name).eval()
         zero_init_last_(model)
         blocks = [m for m in model.modules() if isinstance(m, blockzoo.ResidualBlock)]
         assert blocks
-        x = torch.randn(2, 3, 32, 32)
-        outputs: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
-        handles = [b.register_forward_hook(lambda b, i, o: outputs.__setitem__(b, (i[0], o))) for b in blocks]
+        handles = [b.register_forward_hook(keep) for b in blocks]
         with torch.no_grad():
-            model(x)
-            for b in blocks:
-                inp, out = outputs[b]
-                torch.testing.assert_close(out, torch.relu(b.shortcut(inp)), rtol=0, atol=0)
+            model(torch.randn(2, 3, 32, 32))
         for h in handles:
             h.remove()
+        for b in blocks:
+            inp, out = outputs[b]
+            torch.testing.assert_close(out, torch.relu(b.shortcut(inp)), rtol=0, atol=0)
 
 
 def test_zero_init_last_needs_a_residual_block() -> None:
@@ -107,7 +117,9 @@ def test_zero_init_last_needs_a_residual_block() -> None:
 
 def test_init_report_flags_parameters_at_torch_default() -> None:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 64, 3), nn.BatchNorm2d(64), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10), nn.Embedding(100, 8))
+    model = nn.Sequential(
+        nn.Conv2d(3, 64, 3), nn.BatchNorm2d(64), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10), nn.Embedding(100, 8)
+    )
     report = init_report(model)
     assert report.at_torch_default == ["0.weight", "0.bias", "1.weight", "1.bias", "5.weight"]
     assert report["4.weight"].status == "uninitialized"  # lazy, not materialised
@@ -122,7 +134,17 @@ def test_init_report_flags_parameters_at_torch_default() -> None:
         model[1].weight.fill_(0.5)
     assert init_report(model)["1.weight"].status == "unknown"
     text = str(init_report(model))
-    assert text.splitlines()[0].split() == ["name", "shape", "initializer", "expected", "std", "measured", "std", "status"]
-    assert "0.weight" in text and "modified" in text
+    assert text.splitlines()[0].split() == [
+        "name",
+        "shape",
+        "initializer",
+        "expected",
+        "std",
+        "measured",
+        "std",
+        "status",
+    ]
+    assert "0.weight" in text
+    assert "modified" in text
     with pytest.raises(TypeError, match="Received: model=int"):
         init_report(3)  # type: ignore[arg-type]

@@ -51,10 +51,11 @@ def _run_branch(branch: nn.Module, x: Tensor) -> Tensor:
     when the branch or one of its sub-blocks has a hook (or a global hook is
     set), and for subclasses that override ``forward``.
     """
-    if type(branch) is not nn.Sequential or _hooked(branch) or _global_hooks():
-        return branch(x)
+    if not isinstance(branch, nn.Sequential) or type(branch) is not nn.Sequential or _hooked(branch) or _global_hooks():
+        out: Tensor = branch(x)
+        return out
     for block in branch:
-        if type(block).forward is ConvNormAct.forward and not _hooked(block):
+        if isinstance(block, ConvNormAct) and type(block).forward is ConvNormAct.forward and not _hooked(block):
             for stage in block._stages:
                 x = stage(x)
         else:

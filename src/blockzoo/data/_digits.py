@@ -46,7 +46,7 @@ def digits(*, val_fraction: float = 0.2, images: bool = False, seed: int = 0) ->
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be a number in (0, 1). Received: val_fraction={val_fraction!r}")
     try:
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # type: ignore[import-untyped]
     except ImportError as err:
         raise ImportError("blockzoo.data.digits needs scikit-learn: pip install 'blockzoo[train]'") from err
     data = load_digits()

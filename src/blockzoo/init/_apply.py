@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -47,7 +48,7 @@ class _CallableInit:
 
     def __str__(self) -> str:
         fn = self.fn
-        if hasattr(fn, "func"):  # functools.partial
+        if isinstance(fn, functools.partial):
             args = ", ".join([*map(repr, fn.args), *(f"{k}={v!r}" for k, v in fn.keywords.items())])
             return f"{getattr(fn.func, '__name__', 'partial')}({args})"
         return getattr(fn, "__qualname__", None) or repr(fn)
@@ -152,7 +153,7 @@ def _owners(model: nn.Module) -> dict[str, nn.Module]:
     }
 
 
-def _apply(items: list[tuple[str, nn.Parameter, _Init]], generator_for: Callable[[str, Tensor], Any]) -> list[InitRow]:
+def _apply(items: list[tuple[str, nn.Parameter, _Init]], generator_for: Callable[[str, Tensor], Any]) -> InitReport:
     # Validate every registered initializer against its tensor before changing anything
     # (fan-based ones need 2-D tensors), so that a bad plan leaves the model untouched.
     expected: list[float | None] = []
@@ -164,7 +165,6 @@ def _apply(items: list[tuple[str, nn.Parameter, _Init]], generator_for: Callable
         expected.append(None if moments is None else moments[1])
     backups: list[tuple[nn.Parameter, Tensor]] = []
     keep_backups = any(isinstance(init, _CallableInit) for _, _, init in items)
-    rows = []
     with torch.no_grad():
         for (name, p, init), std in zip(items, expected, strict=True):
             if keep_backups:
@@ -176,8 +176,14 @@ def _apply(items: list[tuple[str, nn.Parameter, _Init]], generator_for: Callable
                     q.copy_(old)
                 raise
             set_record(p, str(init), std)
-            rows.append(InitRow(name, tuple(p.shape), str(init), std, _std(p), "initialized"))
-    return rows
+
+    def rows() -> list[InitRow]:
+        return [
+            InitRow(name, tuple(p.shape), str(init), std, _std(p), "initialized")
+            for (name, p, init), std in zip(items, expected, strict=True)
+        ]
+
+    return InitReport(rows)
 
 
 def init_weights(
@@ -282,7 +288,7 @@ def init_weights(
             return param_generator(seed, name, p.device)
         return generator
 
-    return InitReport(_apply(items, generator_for))
+    return _apply(items, generator_for)
 
 
 def default_init_(module: nn.Module) -> None:

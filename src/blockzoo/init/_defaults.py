@@ -84,7 +84,7 @@ def activation_table() -> list[tuple[str, str]]:
         ("ELU, CELU, GELU, SiLU, Mish, Hardswish, Softplus", nn.GELU()),
         ("LeakyReLU(negative_slope=s)", nn.LeakyReLU(0.01)),
         ("PReLU (slope s at construction)", nn.PReLU()),
-        ("RReLU(lower, upper)", nn.RReLU()),
+        ("RReLU(lower, upper), s = (lower + upper) / 2", nn.RReLU()),
         ("SELU", nn.SELU()),
         ("Tanh, Hardtanh, Softsign", nn.Tanh()),
         ("Sigmoid, Hardsigmoid, LogSigmoid", nn.Sigmoid()),

@@ -108,9 +108,7 @@ def variance_scaling_(
     return nn.init.trunc_normal_(tensor, 0.0, std, -2 * std, 2 * std, generator=generator)
 
 
-def sparse_(
-    tensor: Tensor, sparsity: float, std: float = 0.01, *, generator: torch.Generator | None = None
-) -> Tensor:
+def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, *, generator: torch.Generator | None = None) -> Tensor:
     """Fill a 2-D ``tensor`` from ``N(0, std)`` and zero a ``sparsity`` fraction of each column (Martens 2010).
 
     Written here rather than taken from ``torch.nn.init.sparse_``, which draws

@@ -27,10 +27,10 @@ def _run(model: nn.Module, batch: Any) -> None:
         model(**batch)
 
 
-def _call_order(model: nn.Module, batch: Any) -> list[tuple[str, nn.Module]]:
+def _call_order(model: nn.Module, batch: Any) -> list[tuple[str, nn.modules.conv._ConvNd | nn.Linear]]:
     """The conv and linear layers in the order the forward pass first calls them."""
     names = {m: name for name, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)}
-    order: dict[nn.Module, None] = {}
+    order: dict[nn.modules.conv._ConvNd | nn.Linear, None] = {}
     handles = [m.register_forward_hook(lambda m, i, o: order.setdefault(m, None)) for m in names]
     try:
         _run(model, batch)

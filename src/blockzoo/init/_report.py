@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +47,9 @@ class InitRow:
 class InitReport:
     """Rows of :class:`InitRow`, printable as a table.
 
+    The rows are built when first used, so that :func:`~blockzoo.init_weights`
+    does not pay for measuring every parameter when nobody reads its report.
+
     Example:
         >>> import torch
         >>> from blockzoo import init_report, init_weights
@@ -61,8 +64,15 @@ class InitReport:
         ...
     """
 
-    def __init__(self, rows: list[InitRow]) -> None:
-        self.rows = rows
+    def __init__(self, rows: list[InitRow] | Callable[[], list[InitRow]]) -> None:
+        self._rows = rows
+
+    @property
+    def rows(self) -> list[InitRow]:
+        """The rows, one per parameter (measured when first asked for)."""
+        if callable(self._rows):
+            self._rows = self._rows()
+        return self._rows
 
     def __iter__(self) -> Iterator[InitRow]:
         return iter(self.rows)
@@ -98,7 +108,7 @@ class InitReport:
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
     def __repr__(self) -> str:
-        return f"InitReport({len(self.rows)} parameters)"
+        return f"InitReport({len(self)} parameters)"
 
 
 def _std(t: Tensor) -> float:

@@ -12,7 +12,7 @@ from blockzoo.init._records import set_record
 __all__ = ["zero_init_last_"]
 
 
-def _torchvision_last_norm(module: nn.Module) -> nn.Module | None:
+def _torchvision_last_norm(module: nn.Module) -> nn.BatchNorm2d | None:
     """The last norm of a torchvision ResNet block (what its ``zero_init_residual`` zeroes), if it is one.
 
     Only when torchvision is already imported: a model of its classes cannot exist otherwise,
