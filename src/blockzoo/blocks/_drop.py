@@ -19,9 +19,20 @@ from blockzoo.blocks._checks import (
     layout_error,
 )
 
-__all__ = ["DropBlock", "DropPath"]
+__all__ = ["DropBlock", "DropPath", "drop_path_rates"]
 
 _MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+
+
+def drop_path_rates(rate: float, count: int) -> list[float]:
+    """Stochastic-depth rates rising linearly from 0 to ``rate`` over ``count`` blocks (Huang et al. 2016).
+
+    Example:
+        >>> from blockzoo.blocks._drop import drop_path_rates
+        >>> drop_path_rates(0.2, 3)
+        [0.0, 0.1, 0.2]
+    """
+    return [i / max(1, count - 1) * rate for i in range(count)]  # the last is rate exactly
 
 
 class DropPath(Block):

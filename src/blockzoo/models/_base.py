@@ -8,14 +8,10 @@ import torch
 from torch import Tensor, nn
 
 from blockzoo.blocks import ClassifierHead
+from blockzoo.blocks._drop import drop_path_rates
 from blockzoo.shapes import infer_shape
 
 __all__ = ["ZooModel", "drop_path_rates"]
-
-
-def drop_path_rates(rate: float, count: int) -> list[float]:
-    """Stochastic-depth rates rising linearly from 0 to ``rate`` over ``count`` blocks (Huang et al. 2016)."""
-    return [rate * i / max(1, count - 1) for i in range(count)]
 
 
 class ZooModel(nn.Module):

@@ -1,0 +1,161 @@
+"""Per-parameter gradient hooks: clipping by value and by norm, and gradient noise."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from blockzoo.regularization._penalties import Factor, _at, _fmt, check_factor
+from blockzoo.regularization._store import Attachment, RegularizationHandle, attach, grad_hook, pick_params
+from blockzoo.roles import Role
+
+__all__ = ["attach_grad_clip", "attach_grad_noise"]
+
+Roles = Role | str | Sequence[Role | str] | None
+
+
+def _hooks(
+    params: list[tuple[str, nn.Parameter]], make: Callable[[int], Callable[[Tensor], None]]
+) -> Callable[[], None]:
+    removers = [grad_hook(p, make(i)) for i, (_, p) in enumerate(params)]
+
+    def undo() -> None:
+        for remove in removers:
+            remove()
+
+    return undo
+
+
+def attach_grad_clip(
+    model: nn.Module,
+    *,
+    max_value: float | None = None,
+    max_norm: float | None = None,
+    roles: Roles = None,
+    include: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
+) -> RegularizationHandle:
+    """Clip each picked parameter's gradient as it is accumulated: by value, by norm, or both.
+
+    Unlike ``torch.nn.utils.clip_grad_norm_``, which scales all gradients by
+    one global norm after ``backward()``, these hooks act per parameter
+    during the backward pass (``register_post_accumulate_grad_hook``), as
+    Keras's ``clipvalue`` / ``clipnorm``.
+
+    Args:
+        model: Any module.
+        max_value: Clamp every gradient entry into ``[-max_value, max_value]``.
+        max_norm: Scale a parameter's gradient down to this L2 norm if above it.
+        roles: Roles to pick (``None``: every trainable parameter).
+        include: Name glob(s) to pick; each must match.
+        exclude: Name glob(s) to leave out.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo.regularization import attach_grad_clip
+        >>> model = torch.nn.Linear(4, 1)
+        >>> handle = attach_grad_clip(model, max_value=0.01)
+        >>> (100 * model(torch.ones(1, 4))).sum().backward()
+        >>> round(model.weight.grad.abs().max().item(), 6)
+        0.01
+    """
+    if max_value is None and max_norm is None:
+        raise ValueError("attach_grad_clip needs max_value, max_norm or both. Received: max_value=None, max_norm=None")
+    for name, value in (("max_value", max_value), ("max_norm", max_norm)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+            raise ValueError(f"{name} must be a positive number or None. Received: {name}={value!r}")
+    params = pick_params(model, roles=roles, include=include, exclude=exclude, caller="attach_grad_clip")
+
+    def make(i: int) -> Callable[[Tensor], None]:
+        def hook(p: Tensor) -> None:
+            grad = p.grad
+            if grad is None:
+                return
+            with torch.no_grad():
+                if max_value is not None:
+                    grad.clamp_(-max_value, max_value)
+                if max_norm is not None:
+                    norm = torch.linalg.vector_norm(grad)
+                    grad.mul_((max_norm / (norm + 1e-6)).clamp(max=1.0))
+
+        return hook
+
+    parts = [
+        f"max_value={max_value:g}" if max_value is not None else "",
+        f"max_norm={max_norm:g}" if max_norm is not None else "",
+    ]
+    what = f"clip({', '.join(p for p in parts if p)})"
+    names = [n for n, _ in params]
+    return attach(
+        model,
+        Attachment("grad clip", what, "grad hook", names, ("grad clip",), [p for _, p in params], _hooks(params, make)),
+    )
+
+
+def attach_grad_noise(
+    model: nn.Module,
+    std: Factor,
+    *,
+    roles: Roles = None,
+    include: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
+    generator: torch.Generator | None = None,
+) -> RegularizationHandle:
+    """Add Gaussian noise to each picked parameter's gradient as it is accumulated (Neelakantan et al. 2015).
+
+    Args:
+        model: Any module.
+        std: The noise std: a number, or a schedule (a callable of the step,
+            the number of backward passes the parameter has seen), such as
+            ``lambda t: (0.01 / (1 + t) ** 0.55) ** 0.5`` from the paper.
+        roles: Roles to pick (``None``: every trainable parameter).
+        include: Name glob(s) to pick; each must match.
+        exclude: Name glob(s) to leave out.
+        generator: Source of the noise (on the parameters' device).
+
+    Example:
+        >>> import torch
+        >>> from blockzoo.regularization import attach_grad_noise
+        >>> model = torch.nn.Linear(4, 1)
+        >>> handle = attach_grad_noise(model, 0.1, generator=torch.Generator().manual_seed(0))
+        >>> model(torch.zeros(1, 4)).sum().backward()
+        >>> bool(model.weight.grad.abs().sum() > 0)  # zero input: all of it is noise
+        True
+    """
+    std = check_factor("std", std)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None. Received: generator={generator!r}")
+    params = pick_params(model, roles=roles, include=include, exclude=exclude, caller="attach_grad_noise")
+    counts = [0] * len(params)
+
+    def make(i: int) -> Callable[[Tensor], None]:
+        def hook(p: Tensor) -> None:
+            grad = p.grad
+            if grad is None:
+                return
+            sigma = _at(std, counts[i], "std")
+            counts[i] += 1
+            if sigma == 0 or not math.isfinite(sigma):
+                return
+            with torch.no_grad():
+                noise = torch.randn(grad.shape, generator=generator, device=grad.device, dtype=grad.dtype)
+                grad.add_(noise, alpha=sigma)
+
+        return hook
+
+    names = [n for n, _ in params]
+    return attach(
+        model,
+        Attachment(
+            "grad noise",
+            f"noise(std={_fmt(std)})",
+            "grad hook",
+            names,
+            ("grad noise",),
+            [p for _, p in params],
+            _hooks(params, make),
+        ),
+    )
