@@ -77,3 +77,22 @@ def fsdp_worker(rank: int, world: int, name: str, out: str) -> None:
     full = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in model.state_dict().items()}
     if rank == 0:
         torch.save(full, out)
+
+
+def ddp_penalty_worker(rank: int, world: int, out: str) -> None:
+    """Grad-mode L2 attached to the module inside DDP; each rank trains on its half of the global batch."""
+    from blockzoo.regularization import L2, attach_penalty
+
+    model = make_model()
+    attach_penalty(model, L2(0.05), mode="grad", roles=("weight", "bias"))
+    ddp = nn.parallel.DistributedDataParallel(model)
+    x, y = batch()
+    half = x.shape[0] // world
+    xs, ys = x[rank * half : (rank + 1) * half], y[rank * half : (rank + 1) * half]
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+    for _ in range(4):
+        opt.zero_grad()
+        nn.functional.mse_loss(ddp(xs), ys).backward()
+        opt.step()
+    if rank == 0:
+        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, out)

@@ -37,11 +37,19 @@ def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return (model.get_submodule(module_name) if module_name else model), attr
 
 
-def _remove_parametrization(module: nn.Module, attr: str, ours: nn.Module) -> None:
+def _restore_order(module: nn.Module, order: list[str]) -> None:
+    """Put ``module``'s parameters back in their registration order (state-dict and ``parameters()`` order)."""
+    params = module._parameters
+    ranked = sorted(params, key=lambda n: order.index(n) if n in order else len(order))
+    module._parameters = {n: params[n] for n in ranked}
+
+
+def _remove_parametrization(module: nn.Module, attr: str, ours: nn.Module, order: list[str]) -> None:
     """Take ``ours`` out of ``module``'s parametrizations of ``attr``, leaving any others in place."""
     plist = cast(parametrize.ParametrizationList, module.parametrizations[attr])  # type: ignore[index]
     if len(plist) == 1:
         parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
+        _restore_order(module, order)
         return
     for i, p in enumerate(plist):
         if p is ours:
@@ -129,18 +137,19 @@ def attach_constraint(
         hook = optimizer.register_step_post_hook(project)
         return attach(model, Attachment("constraint", what, "project", names, key, list(tensors), hook.remove))
 
-    added: list[tuple[nn.Module, str, nn.Module]] = []
+    added: list[tuple[nn.Module, str, nn.Module, list[str]]] = []
     for name, _ in params:
         module, attr = _owner(model, name)
+        order = list(module._parameters)
         ours = _Constrained(constraint)
         parametrize.register_parametrization(module, attr, ours)
-        added.append((module, attr, ours))
+        added.append((module, attr, ours, order))
 
     def undo() -> None:
-        for module, attr, ours in reversed(added):
-            _remove_parametrization(module, attr, ours)
+        for module, attr, ours, order in reversed(added):
+            _remove_parametrization(module, attr, ours, order)
 
-    originals = [module.parametrizations[attr].original for module, attr, _ in added]  # type: ignore[index, union-attr]
+    originals = [module.parametrizations[attr].original for module, attr, _, _ in added]  # type: ignore[index, union-attr]
     return attach(model, Attachment("constraint", what, "parametrize", names, key, originals, undo))
 
 
@@ -177,16 +186,17 @@ def attach_spectral_norm(
         True
     """
     params = pick_params(model, roles=roles, include=include, exclude=exclude, caller="attach_spectral_norm")
-    added: list[tuple[nn.Module, str, nn.Module]] = []
+    added: list[tuple[nn.Module, str, nn.Module, list[str]]] = []
     for name, _ in params:
         module, attr = _owner(model, name)
+        order = list(module._parameters)
         parametrizations.spectral_norm(module, attr, **kwargs)
         plist = cast(parametrize.ParametrizationList, module.parametrizations[attr])  # type: ignore[index]
-        added.append((module, attr, plist[-1]))
+        added.append((module, attr, plist[-1], order))
 
     def undo() -> None:
-        for module, attr, ours in reversed(added):
-            _remove_parametrization(module, attr, ours)
+        for module, attr, ours, order in reversed(added):
+            _remove_parametrization(module, attr, ours, order)
 
     names = [n for n, _ in params]
     return attach(
@@ -195,6 +205,11 @@ def attach_spectral_norm(
             "spectral norm", "spectral_norm", "parametrize", names, ("spectral norm",), [p for _, p in params], undo
         ),
     )
+
+
+def _versions(module: nn.Module, attr: str) -> list[int]:
+    plist = cast(parametrize.ParametrizationList, module.parametrizations[attr])  # type: ignore[index]
+    return [t._version for t in plist.parameters(recurse=False)]
 
 
 def attach_weight_norm(
@@ -234,21 +249,27 @@ def attach_weight_norm(
         >>> handle.remove()
     """
     params = pick_params(model, roles=roles, include=include, exclude=exclude, caller="attach_weight_norm")
-    added: list[tuple[nn.Module, str, nn.Parameter]] = []
+    added: list[tuple[nn.Module, str, nn.Parameter, list[str], list[int]]] = []
     for name, p in params:
         module, attr = _owner(model, name)
+        order = list(module._parameters)
         parametrizations.weight_norm(module, attr, dim=dim)  # type: ignore[arg-type]
-        added.append((module, attr, p))
+        added.append((module, attr, p, order, _versions(module, attr)))
 
     def undo() -> None:
-        for module, attr, original in reversed(added):
+        for module, attr, original, order, versions in reversed(added):
+            # Untouched since attaching: the original Parameter still holds the exact weight. Trained:
+            # fold the current magnitude and direction back into it.
+            trained = _versions(module, attr) != versions
             with torch.no_grad():
-                current = getattr(module, attr).detach().clone()
+                current = getattr(module, attr).detach().clone() if trained else None
             parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
             delattr(module, attr)
-            with torch.no_grad():
-                original.copy_(current)
+            if current is not None:
+                with torch.no_grad():
+                    original.copy_(current)
             module.register_parameter(attr, original)
+            _restore_order(module, order)
 
     names = [n for n, _ in params]
     return attach(
