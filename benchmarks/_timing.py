@@ -32,6 +32,26 @@ def alternate(fns: dict[str, Callable[[], object]], *, rounds: int, min_run_time
     return samples
 
 
+def interleave(fns: dict[str, Callable[[], object]], *, calls: int) -> dict[str, list[float]]:
+    """Wall time of single calls, the functions taking turns call by call (rotating order).
+
+    For calls long enough (tenths of a second) that one call is a fair sample:
+    neighbouring calls share the machine's state, so slow phases hit all of
+    them alike.
+    """
+    for fn in fns.values():
+        fn()
+        fn()
+    names = list(fns)
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(calls):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = time.perf_counter()
+            fns[name]()
+            samples[name].append(time.perf_counter() - start)
+    return samples
+
+
 def median_ratio(a: list[float], b: list[float]) -> float:
     """Median over rounds of ``a / b``: each round's pair ran back to back."""
     return statistics.median(x / y for x, y in zip(a, b, strict=True))

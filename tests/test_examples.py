@@ -50,3 +50,19 @@ def test_custom_init_default_fails_where_kaiming_and_lsuv_train(tmp_path: Path) 
     assert kaiming["curve"][-1] < default["curve"][-1] - 0.3
     # LSUV starts slower here (it overtakes Kaiming after about ten epochs; see docs/init.rst).
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_regularization_tutorial_narrows_the_generalization_gap(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "reg.png"
+    results = load("regularization_digits").main(epochs=20, out=str(out))
+
+    def gap(variant: str) -> float:
+        return results[variant]["val_loss"][-1] - results[variant]["train_loss"][-1]
+
+    # The plain MLP memorises the noisy labels; the penalty and dropout hold it back.
+    assert results["none"]["train_loss"][-1] < results["L2"]["train_loss"][-1]
+    assert results["none"]["train_loss"][-1] < results["dropout"]["train_loss"][-1]
+    assert gap("none") > gap("L2 + dropout")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,8 +1,9 @@
 """blockzoo: composable PyTorch blocks that know their parameters.
 
 The top level re-exports the names most code needs; the subpackages
-(:mod:`blockzoo.layers`, :mod:`blockzoo.blocks`, :mod:`blockzoo.init`, :mod:`blockzoo.testing`, ...) hold
-the rest.
+(:mod:`blockzoo.layers`, :mod:`blockzoo.blocks`, :mod:`blockzoo.init`,
+:mod:`blockzoo.regularization`, :mod:`blockzoo.optim`, :mod:`blockzoo.models`,
+:mod:`blockzoo.data`, :mod:`blockzoo.testing`) hold the rest.
 
 Example:
     >>> import torch, blockzoo
@@ -13,6 +14,7 @@ Example:
     torch.Size([2, 10])
 """
 
+from blockzoo import data, init, regularization
 from blockzoo._version import __version__
 from blockzoo.blocks import (
     MLP,
@@ -65,6 +67,9 @@ __all__ = [
     "UnknownNameError",
     "UnsafeCheckpointError",
     "__version__",
+    "data",
+    "init",
+    "regularization",
     "check_param_groups",
     "create_model",
     "create_optimizer",

@@ -208,3 +208,16 @@ def test_frozen_parameters_are_not_penalised() -> None:
     m[0].requires_grad_(False)
     handle = attach_penalty(m, L2(1.0))
     assert handle.targets == ["3.weight"]
+
+
+def test_activity_penalty_survives_later_in_place_layers() -> None:
+    # The norm's output is modified in place by the block's activation; the penalty must still backprop.
+    block = blockzoo.ConvNormAct(3, 4)
+    attach_activity_penalty(block, L1(1.0), include="norm")
+    x = torch.randn(2, 3, 5, 5)
+    block(x)
+    loss = regularization_loss(block)
+    loss.backward()
+    pre_act = block.norm(block.conv(x))  # what the hook saw, before the in-place ReLU
+    torch.testing.assert_close(loss, pre_act.abs().sum() / 2)
+    assert block.conv.weight.grad is not None

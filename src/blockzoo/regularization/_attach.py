@@ -43,16 +43,14 @@ def _describe(penalty: PenaltyLike) -> str:
     return repr(penalty) if isinstance(penalty, Penalty) else getattr(penalty, "__qualname__", repr(penalty))
 
 
-def _grad_of(penalty: PenaltyLike, weight: Tensor) -> Tensor:
-    """The penalty's gradient: closed form when it has one, else autograd on a detached copy."""
-    if isinstance(penalty, Penalty):
-        closed = penalty.grad(weight)
-        if closed is not None:
-            return closed
+def _add_grad(penalty: PenaltyLike, grad: Tensor, weight: Tensor) -> None:
+    """Add the penalty's gradient into ``grad``: closed form when it has one, else autograd on a detached copy."""
+    if isinstance(penalty, Penalty) and penalty.add_grad_(grad, weight):
+        return
     with torch.enable_grad():
         w = weight.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(penalty(w), w)
-    return grad
+        (extra,) = torch.autograd.grad(penalty(w), w)
+    grad.add_(extra)
 
 
 def attach_penalty(
@@ -138,7 +136,7 @@ def attach_penalty(
                 penalty.step = counts[i]  # the schedule's step: backward passes this parameter has seen
             counts[i] += 1
             with torch.no_grad():
-                p.grad.add_(_grad_of(penalty, p.detach()))
+                _add_grad(penalty, p.grad, p.detach())
 
         return hook
 
@@ -166,7 +164,12 @@ def attach_activity_penalty(
     During each forward pass, every picked module's output (its first tensor)
     adds ``penalty(output) / batch_size`` to a collection that
     :func:`regularization_loss` sums; the collection is cleared when the
-    next forward pass of ``model`` (the outermost one) begins.
+    next forward pass of ``model`` (the outermost one) begins. The penalty
+    is computed on a copy of the output (when it requires grad), so layers
+    that later modify it in place do not break ``backward()``; the copy costs
+    one output-sized tensor per picked module until the backward pass. Name
+    globs match across dots (``"stage*"`` also picks every layer inside the
+    stages); ``"stage?.?"``-style patterns pick one level.
 
     Args:
         model: Any module; its forward starts each collection.
@@ -198,7 +201,9 @@ def attach_activity_penalty(
         out = _first_tensor(output)
         if out is not None:
             batch = out.shape[0] if out.dim() > 0 else 1
-            collected.append(penalty(out) / batch)
+            # A copy: a later in-place layer (ReLU(inplace=True), a block's in-place activation or
+            # residual sum) would otherwise change the tensor the penalty saved for backward.
+            collected.append(penalty(out.clone() if out.requires_grad else out) / batch)
 
     def clear(module: nn.Module, args: Any) -> None:
         collected.clear()

@@ -66,6 +66,17 @@ class Penalty:
         """``d penalty / d weight`` in closed form, or ``None`` to use autograd."""
         return None
 
+    def add_grad_(self, grad: Tensor, weight: Tensor) -> bool:
+        """Add :meth:`grad` into ``grad`` in place; ``False`` when there is no closed form.
+
+        Override it to avoid the temporary tensor (as :class:`L2` does).
+        """
+        closed = self.grad(weight)
+        if closed is None:
+            return False
+        grad.add_(closed)
+        return True
+
     def __call__(self, weight: Tensor) -> Tensor:
         return self.value(weight)
 
@@ -121,6 +132,10 @@ class L2(Penalty):
 
     def grad(self, weight: Tensor) -> Tensor:
         return weight.mul(2 * _at(self.factor, self.step, "factor"))
+
+    def add_grad_(self, grad: Tensor, weight: Tensor) -> bool:
+        grad.add_(weight, alpha=2 * _at(self.factor, self.step, "factor"))  # no temporary
+        return True
 
     def __repr__(self) -> str:
         return f"L2(factor={_fmt(self.factor)})"
