@@ -60,7 +60,7 @@ class InitReport:
         ['initialized', 'initialized', 'torch default', 'torch default']
         >>> print(report)  # doctest: +NORMALIZE_WHITESPACE +ELLIPSIS
         name      shape     initializer     expected std  measured std  status
-        0.weight  [32, 64]  kaiming_normal  0.1768        0.17...       initialized
+        0.weight  [32, 64]  kaiming_normal  0.1768        ...           initialized
         ...
     """
 
