@@ -46,6 +46,19 @@ def check_int_tuple(name: str, value: Any, n: int, *, minimum: int = 1) -> tuple
     return tuple(int(v) for v in items)
 
 
+def check_number(name: str, value: Any, *, low: float, high: float | None = None) -> float:
+    """``value`` as a float when it is a real number in ``[low, high]`` (NaN never is)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value >= low
+        or (high is not None and not value <= high)
+    ):
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be a number {bound}. Received: {name}={value!r}")
+    return float(value)
+
+
 def check_probability(name: str, value: Any) -> float:
     """``value`` if it is a real number in ``[0, 1)``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:

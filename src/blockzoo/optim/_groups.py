@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from blockzoo._names import matches_any
+from blockzoo.blocks._checks import check_number
 from blockzoo.roles import Role, as_roles, param_roles
 
 __all__ = ["DEFAULT_NO_WEIGHT_DECAY_ROLES", "GroupRule", "ParamsLike", "param_groups"]
@@ -68,18 +69,6 @@ def _depths(model: nn.Module | None, names: Sequence[str]) -> dict[str, int]:
     return {n: order[n.split(".", 1)[0] if "." in n else ""] for n in names}
 
 
-def _check_factor(name: str, value: Any, *, low: float, high: float | None = None) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be a number {bound}. Received: {name}={value!r}")
-    return float(value)
-
-
 def param_groups(
     model_or_params: ParamsLike,
     *,
@@ -133,8 +122,8 @@ def param_groups(
         >>> [([n for n, _ in g["params"]], g["lr"], g["weight_decay"]) for g in groups]
         [(['0.weight'], 0.1, 0.0001), (['0.bias', '1.weight', '1.bias'], 0.1, 0.0), (['3.weight'], 1.0, 0.0001), (['3.bias'], 1.0, 0.0)]
     """
-    lr = _check_factor("lr", lr, low=0.0)
-    weight_decay = _check_factor("weight_decay", weight_decay, low=0.0)
+    lr = check_number("lr", lr, low=0.0)
+    weight_decay = check_number("weight_decay", weight_decay, low=0.0)
     exempt = as_roles(no_weight_decay_roles)
     if layer_decay is not None and (
         isinstance(layer_decay, bool) or not isinstance(layer_decay, (int, float)) or not 0 < layer_decay <= 1
@@ -142,7 +131,7 @@ def param_groups(
         raise ValueError(f"layer_decay must be a number in (0, 1] or None. Received: layer_decay={layer_decay!r}")
     multipliers = dict(lr_multipliers or {})
     for glob, factor in multipliers.items():
-        _check_factor(f"lr_multipliers[{glob!r}]", factor, low=0.0)
+        check_number(f"lr_multipliers[{glob!r}]", factor, low=0.0)
 
     named, roles = _named(model_or_params)
     seen: set[int] = set()

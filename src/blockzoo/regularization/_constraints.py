@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from blockzoo.blocks._checks import check_number
+
 __all__ = ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"]
 
 _EPS = 1e-7  # Keras's epsilon: keeps a zero row at zero instead of dividing by zero
@@ -30,18 +32,6 @@ def _check_dim(dim: int | Sequence[int] | None) -> tuple[int, ...] | None:
     if not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
         raise TypeError(f"dim must be an int, a sequence of ints or None. Received: dim={dim!r}")
     return tuple(dims)
-
-
-def _check_number(name: str, value: float, *, low: float = 0.0, high: float | None = None) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bound = f"in [{low:g}, {high:g}]" if high is not None else f">= {low:g}"
-        raise ValueError(f"{name} must be a number {bound}. Received: {name}={value!r}")
-    return float(value)
 
 
 class Constraint:
@@ -92,7 +82,7 @@ class MaxNorm(_NormConstraint):
 
     def __init__(self, max_value: float = 2.0, dim: int | Sequence[int] | None = None) -> None:
         super().__init__(dim)
-        self.max_value = _check_number("max_value", max_value)
+        self.max_value = check_number("max_value", max_value, low=0.0)
 
     def __call__(self, weight: Tensor) -> Tensor:
         norms = self._norms(weight)
@@ -171,9 +161,9 @@ class MinMaxNorm(_NormConstraint):
         dim: int | Sequence[int] | None = None,
     ) -> None:
         super().__init__(dim)
-        self.min_value = _check_number("min_value", min_value)
-        self.max_value = _check_number("max_value", max_value, low=self.min_value)
-        self.rate = _check_number("rate", rate, high=1.0)
+        self.min_value = check_number("min_value", min_value, low=0.0)
+        self.max_value = check_number("max_value", max_value, low=self.min_value)
+        self.rate = check_number("rate", rate, low=0.0, high=1.0)
 
     def __call__(self, weight: Tensor) -> Tensor:
         norms = self._norms(weight)
