@@ -33,9 +33,7 @@ def main() -> None:
     bench_optim.run(rounds=3 if args.quick else 5, min_run_time=0.3 if args.quick else 0.5)
     bench_init.run(rounds=3 if args.quick else 5, min_run_time=0.5 if args.quick else 1.0)
     bench_regularization.run(batch=8, side=112, steps=10 if args.quick else 30)
-    bench_models.run(
-        batch=8, side=96 if args.quick else 160, rounds=3 if args.quick else 5, min_run_time=0.5 if args.quick else 1.0
-    )
+    bench_models.run(batch=8, side=96 if args.quick else 160, calls=8 if args.quick else 20)
 
 
 if __name__ == "__main__":

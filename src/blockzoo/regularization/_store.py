@@ -108,15 +108,12 @@ def attach(model: nn.Module, attachment: Attachment) -> RegularizationHandle:
     ids = {id(o) for o in attachment.objects}
     for entries in list(_ATTACHED.values()):
         for other in entries:
-            if other.key == attachment.key and ids & {id(o) for o in other.objects}:
-                both = [
-                    t
-                    for t, o in zip(attachment.targets, attachment.objects, strict=False)
-                    if id(o) in {id(x) for x in other.objects}
-                ]
-                attachment.undo()
+            shared = ids & {id(o) for o in other.objects}
+            if other.key == attachment.key and shared:
+                names = [t for t, o in zip(attachment.targets, attachment.objects, strict=False) if id(o) in shared]
+                attachment.undo()  # the new attachment's hooks are already in place: take them out again
                 raise ValueError(
-                    f"{attachment.what} is already attached to {', '.join(both[:3])} "
+                    f"{attachment.what} is already attached to {', '.join(names[:3])} "
                     f"({other.kind}, {other.what}); remove() the first handle, or attach it once"
                 )
     _ATTACHED.setdefault(model, []).append(attachment)
