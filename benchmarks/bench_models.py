@@ -98,7 +98,9 @@ def peak_memory(batch: int, side: int) -> tuple[int, int]:
 
 
 def run(*, batch: int, side: int, calls: int) -> None:
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {batch}, {side}x{side}, {calls} calls each")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {batch}, {side}x{side}, {calls} calls each"
+    )
     print(f"{'model':<14}{'pass':<12}{'fastest':>8} {'median':>7} {'A/A':>7}   target")
     for name in NAMES:
         ours, theirs = _pair(name)
