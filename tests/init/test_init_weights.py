@@ -196,6 +196,7 @@ def test_bad_arguments_raise_and_change_nothing() -> None:
         init_weights(model, boom)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
+    assert init_report(model)["fc1.weight"].status == "torch default"  # no record of the rolled-back init
 
 
 def test_works_on_torchvision_resnet18() -> None:

@@ -166,7 +166,7 @@ def _apply(items: list[tuple[str, nn.Parameter, _Init]], generator_for: Callable
     backups: list[tuple[nn.Parameter, Tensor]] = []
     keep_backups = any(isinstance(init, _CallableInit) for _, _, init in items)
     with torch.no_grad():
-        for (name, p, init), std in zip(items, expected, strict=True):
+        for name, p, init in items:
             if keep_backups:
                 backups.append((p, p.detach().clone()))
             try:
@@ -175,7 +175,8 @@ def _apply(items: list[tuple[str, nn.Parameter, _Init]], generator_for: Callable
                 for q, old in backups:  # a user callable failed: put everything back
                     q.copy_(old)
                 raise
-            set_record(p, str(init), std)
+    for (_, p, init), std in zip(items, expected, strict=True):  # recorded once everything succeeded
+        set_record(p, str(init), std)
 
     def rows() -> list[InitRow]:
         return [
