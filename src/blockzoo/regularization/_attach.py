@@ -43,6 +43,17 @@ def _describe(penalty: PenaltyLike) -> str:
     return repr(penalty) if isinstance(penalty, Penalty) else getattr(penalty, "__qualname__", repr(penalty))
 
 
+def _advancer(penalty: PenaltyLike) -> Callable[[], None] | None:
+    """What moves ``penalty``'s schedule on after each ``regularization_loss`` (a plain callable has none)."""
+    if not isinstance(penalty, Penalty):
+        return None
+
+    def advance() -> None:
+        penalty.step += 1
+
+    return advance
+
+
 def _add_grad(penalty: PenaltyLike, grad: Tensor, weight: Tensor) -> None:
     """Add the penalty's gradient into ``grad``: closed form when it has one, else autograd on a detached copy."""
     if isinstance(penalty, Penalty) and penalty.add_grad_(grad, weight):
@@ -109,10 +120,6 @@ def attach_penalty(
         def loss() -> Tensor:
             return torch.stack([penalty(p).reshape(()) for p in tensors]).sum()
 
-        def advance() -> None:
-            if isinstance(penalty, Penalty):
-                penalty.step += 1
-
         attachment = Attachment(
             "penalty",
             what,
@@ -122,7 +129,7 @@ def attach_penalty(
             list(tensors),
             lambda: None,
             loss,
-            extra={"advance": advance},
+            advance=_advancer(penalty),
         )
         return attach(model, attachment)
 
@@ -219,10 +226,6 @@ def attach_activity_penalty(
     def loss() -> Tensor | None:
         return torch.stack([c.reshape(()) for c in collected]).sum() if collected else None
 
-    def advance() -> None:
-        if isinstance(penalty, Penalty):
-            penalty.step += 1
-
     names = [name or "<model output>" for name, _ in modules]
     attachment = Attachment(
         "activity penalty",
@@ -233,6 +236,6 @@ def attach_activity_penalty(
         [m for _, m in modules],
         undo,
         loss,
-        extra={"advance": advance},
+        advance=_advancer(penalty),
     )
     return attach(model, attachment)

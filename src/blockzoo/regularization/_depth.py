@@ -131,6 +131,5 @@ def attach_stochastic_depth(
         ("stochastic depth",),
         [m for _, m, _ in eligible],
         undo,
-        extra={"refused": refused, "rates": rates},
     )
     return attach(model, attachment)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,7 +39,7 @@ class Attachment:
     objects: list[object]  # the parameters or modules it acts on, for the duplicate check
     undo: Callable[[], None]
     loss: Callable[[], Tensor | None] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    advance: Callable[[], None] | None = None  # moves a schedule on by one step, after each loss
 
 
 # Attachments by the module they were attached to; modules compare by identity, so a
@@ -127,7 +127,6 @@ def pick_params(
     include: str | Sequence[str] | None,
     exclude: str | Sequence[str] | None,
     caller: str,
-    trainable_only: bool = True,
 ) -> list[tuple[str, nn.Parameter]]:
     """``select`` with errors instead of silent no-ops: every include glob must match, and something must be picked."""
     if not isinstance(model, nn.Module):
@@ -140,12 +139,11 @@ def pick_params(
                 f"(names look like {names[:3]}). Received: include={include!r}"
             )
     chosen = select(model, roles=roles, include=include, exclude=exclude)
-    if trainable_only:
-        chosen = [(n, p) for n, p in chosen if p.requires_grad]
+    chosen = [(n, p) for n, p in chosen if p.requires_grad]
     if not chosen:
         raise ValueError(
             f"{caller}: roles={roles!r}, include={include!r}, exclude={exclude!r} pick no "
-            f"{'trainable ' if trainable_only else ''}parameter of {type(model).__name__}"
+            f"trainable parameter of {type(model).__name__}"
         )
     return chosen
 
@@ -193,9 +191,8 @@ def regularization_loss(model: nn.Module) -> Tensor:
             if term is not None:
                 terms.append(term)
     for attachment in _attachments(model):
-        advance = attachment.extra.get("advance")
-        if advance is not None:
-            advance()
+        if attachment.advance is not None:
+            attachment.advance()
     if not terms:
         ref = next(model.parameters(), None)
         return torch.zeros((), device=ref.device if ref is not None else None)
