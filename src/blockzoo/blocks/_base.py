@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from blockzoo.blocks._checks import layout, layout_error
+from blockzoo.blocks._layout import layout, layout_error
 from blockzoo.errors import InputError
 from blockzoo.init import default_init_
 from blockzoo.roles import Role, param_roles

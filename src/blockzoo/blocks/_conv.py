@@ -7,14 +7,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from blockzoo.blocks._base import ChannelsFirstBlock
-from blockzoo.blocks._checks import (
+from blockzoo._checks import (
     check_choice,
     check_int_tuple,
     check_positive_int,
     check_probability,
     check_spatial_dims,
 )
+from blockzoo.blocks._base import ChannelsFirstBlock
 from blockzoo.layers import LayerSpec, Placement, build_layer
 from blockzoo.shapes import infer_shape
 

@@ -9,15 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from blockzoo.blocks._base import Block
-from blockzoo.blocks._checks import (
+from blockzoo._checks import (
     check_choice,
     check_positive_int,
     check_probability,
     check_spatial_dims,
-    layout,
-    layout_error,
 )
+from blockzoo.blocks._base import Block
+from blockzoo.blocks._layout import layout, layout_error
 
 __all__ = ["DropBlock", "DropPath", "drop_path_rates"]
 

@@ -9,14 +9,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from blockzoo.blocks._base import Block
-from blockzoo.blocks._checks import (
+from blockzoo._checks import (
     check_positive_int,
     check_probability,
     check_spatial_dims,
-    layout,
-    layout_error,
 )
+from blockzoo.blocks._base import Block
+from blockzoo.blocks._layout import layout, layout_error
 from blockzoo.errors import InputError
 from blockzoo.init import default_init_
 from blockzoo.layers import LayerSpec, Placement, build_layer

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as _module
 
+from blockzoo._checks import check_choice, check_positive_int, check_probability, check_spatial_dims
 from blockzoo.blocks._base import Block, ChannelsFirstBlock
-from blockzoo.blocks._checks import check_choice, check_positive_int, check_probability, check_spatial_dims
 from blockzoo.blocks._conv import ConvNormAct
 from blockzoo.blocks._drop import DropPath
 from blockzoo.blocks._se import SqueezeExcite

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from blockzoo._checks import check_positive_int, check_spatial_dims
 from blockzoo.blocks._base import ChannelsFirstBlock
-from blockzoo.blocks._checks import check_positive_int, check_spatial_dims
 from blockzoo.layers import LayerSpec, Placement, build_layer
 
 __all__ = ["SqueezeExcite"]

@@ -8,8 +8,8 @@ from typing import Any
 
 from torch import nn
 
+from blockzoo._checks import check_number
 from blockzoo._names import matches_any
-from blockzoo.blocks._checks import check_number
 from blockzoo.roles import Role, as_roles, param_roles
 
 __all__ = ["DEFAULT_NO_WEIGHT_DECAY_ROLES", "GroupRule", "ParamsLike", "param_groups"]

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
+from blockzoo._checks import check_probability
 from blockzoo.blocks import InvertedResidual, ResidualBlock
-from blockzoo.blocks._checks import check_probability
 from blockzoo.blocks._drop import drop_path_rates
 from blockzoo.regularization._store import Attachment, RegularizationHandle, attach
 
