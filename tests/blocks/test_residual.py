@@ -113,33 +113,67 @@ def test_residual_blocks_expose_their_parts() -> None:
 
 
 @pytest.mark.parametrize("make", [lambda: BasicBlock(4, 8, stride=2), lambda: InvertedResidual(4, 6, stride=2)])
-def test_hooks_on_branch_sub_blocks_still_fire(make) -> None:  # type: ignore[no-untyped-def]
-    # The branch runs flat through its ConvNormAct stages unless a hook could notice.
+def test_hooks_on_the_layers_that_run_fire(make) -> None:  # type: ignore[no-untyped-def]
+    # Plain ConvNormAct units run as their conv, norm and act (as torchvision's blocks run conv1, bn1,
+    # relu): hooks on those layers fire and an output-replacing hook takes effect.
     block = make().eval()
     x = torch.randn(2, 4, 6, 6)
     plain = block(x)
     seen: list[str] = []
     handles = [
-        block.branch[0].register_forward_hook(lambda m, i, o: seen.append("sub-block")),
-        block.branch.register_forward_pre_hook(lambda m, i: seen.append("branch")),
-        block.branch[0].conv.register_forward_hook(lambda m, i, o: seen.append("leaf")),
+        block.branch[0].conv.register_forward_hook(lambda m, i, o: seen.append("conv")),
+        block.branch[0].norm.register_forward_pre_hook(lambda m, i: seen.append("norm")),
+        block.branch[-1].norm.register_forward_hook(lambda m, i, o: o * 2),
     ]
-    doubled = block.branch[-1].register_forward_hook(lambda m, i, o: o * 2)
     hooked = block(x)
-    assert sorted(seen) == ["branch", "leaf", "sub-block"]
-    assert not torch.allclose(hooked, plain)  # the output-replacing hook took effect
-    for h in [*handles, doubled]:
+    assert seen == ["conv", "norm"]
+    assert not torch.allclose(hooked, plain)
+    for h in handles:
         h.remove()
-    global_handle = nn.modules.module.register_module_forward_hook(
-        lambda m, i, o: seen.append("global") if m is block.branch[0] else None
-    )
-    try:
-        seen.clear()
-        torch.testing.assert_close(block(x), plain, rtol=0, atol=0)
-        assert seen == ["global"]
-    finally:
-        global_handle.remove()
     torch.testing.assert_close(block(x), plain, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("make", [lambda: BasicBlock(4, 4), lambda: Bottleneck(4, 4), lambda: InvertedResidual(4, 4)])
+def test_a_user_conv_norm_act_subclass_in_a_branch_runs_its_own_forward(make) -> None:  # type: ignore[no-untyped-def]
+    calls: list[int] = []
+
+    class Doubling(blockzoo.ConvNormAct):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(1)
+            return super().forward(x) * 2
+
+    block = make().eval()
+    x = torch.randn(1, 4, 5, 5)
+    plain = block(x)
+    last = block.branch[-1]
+    replacement = Doubling(last.in_channels, last.out_channels, last.conv.kernel_size, act_layer=None)
+    replacement.load_state_dict(last.state_dict())
+    block.branch[-1] = replacement.eval()
+    out = block(x)
+    assert calls == [1]
+    act = torch.relu if not isinstance(block, InvertedResidual) else (lambda t: t)
+    # the branch's output is doubled: act(2 * branch + x) where the plain block gave act(branch + x)
+    branch_only = block.branch(x) / 2
+    torch.testing.assert_close(out, act(2 * branch_only + x))
+    torch.testing.assert_close(plain, act(branch_only + x))
+
+
+def test_has_shortcut_is_explicit() -> None:
+    block = ResidualBlock(nn.Conv2d(4, 8, 1), has_shortcut=False)
+    x = torch.randn(2, 4, 3, 3)
+    torch.testing.assert_close(block(x), block.branch(x))
+    assert block.output_shape((2, 4, 3, 3)) == (2, 8, 3, 3)
+    before = block.branch.weight.detach().clone()
+    assert block.zero_init_last_() is block
+    torch.testing.assert_close(block.branch.weight, before)  # nothing zeroed: it has no shortcut
+    assert not InvertedResidual(4, 8).has_shortcut and InvertedResidual(4, 4).has_shortcut
+    assert BasicBlock(4, 8, stride=2).has_shortcut
+    with pytest.raises(
+        ValueError, match=r"shortcut=None and drop_path_rate=0 .* Received: shortcut=None, drop_path_rate=0\.1"
+    ):
+        ResidualBlock(nn.Identity(), drop_path_rate=0.1, has_shortcut=False)
+    with pytest.raises(TypeError, match=r"has_shortcut must be True or False\. Received: has_shortcut=1"):
+        ResidualBlock(nn.Identity(), has_shortcut=1)  # type: ignore[arg-type]
 
 
 def test_branch_with_a_subclassed_sub_block_runs_its_forward() -> None:

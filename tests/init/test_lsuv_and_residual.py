@@ -148,3 +148,22 @@ def test_init_report_flags_parameters_at_torch_default() -> None:
     assert "modified" in text
     with pytest.raises(TypeError, match="Received: model=int"):
         init_report(3)  # type: ignore[arg-type]
+
+
+def test_init_records_travel_with_deepcopy_and_pickle() -> None:
+    import copy
+    import pickle
+
+    model = blockzoo.create_model("resnet20")
+    blockzoo.init_weights(model, seed=0)
+    blockzoo.zero_init_last_(model)
+    original = init_report(model)
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert [(r.name, r.initializer, r.expected_std, r.status) for r in init_report(clone)] == [
+            (r.name, r.initializer, r.expected_std, r.status) for r in original
+        ]
+        assert set(clone.state_dict()) == set(model.state_dict())  # records are not state
+        with torch.no_grad():
+            clone.head.fc.weight.add_(1.0)
+        assert init_report(clone)["head.fc.weight"].status == "modified"
+        assert init_report(model)["head.fc.weight"].status == "initialized"  # the copy's change stays there

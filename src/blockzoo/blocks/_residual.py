@@ -7,9 +7,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.modules import module as _module
 
-from blockzoo._checks import check_choice, check_positive_int, check_probability, check_spatial_dims
+from blockzoo._checks import check_choice, check_number, check_positive_int, check_probability, check_spatial_dims
 from blockzoo.blocks._base import Block, ChannelsFirstBlock
 from blockzoo.blocks._conv import ConvNormAct
 from blockzoo.blocks._drop import DropPath
@@ -17,50 +16,10 @@ from blockzoo.blocks._se import SqueezeExcite
 from blockzoo.errors import InputError
 from blockzoo.init._records import set_record
 from blockzoo.layers import LayerSpec, Placement, build_layer, keep_channels_last
+from blockzoo.roles import Role, param_roles
 from blockzoo.shapes import infer_shape
 
 __all__ = ["BasicBlock", "Bottleneck", "InvertedResidual", "PadShortcut", "ResidualBlock"]
-
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-
-
-def _hooked(module: nn.Module) -> bool:
-    return bool(
-        module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks
-    )
-
-
-def _global_hooks() -> bool:
-    return bool(
-        _module._global_forward_hooks
-        or _module._global_forward_pre_hooks
-        or _module._global_backward_hooks
-        or _module._global_backward_pre_hooks
-    )
-
-
-def _run_branch(branch: nn.Module, x: Tensor) -> Tensor:
-    """``branch(x)``, run flat through its conv-norm-act stages when nothing can tell the difference.
-
-    Calling ``Sequential -> ConvNormAct -> conv`` keeps each sub-block's input
-    alive in the caller's frame while the sub-block runs, one activation map
-    more than a hand-written forward such as torchvision's (7% of a resnet50
-    forward's peak memory). Running the stages of plain ConvNormAct blocks
-    here frees each map as soon as the next one exists. The leaf layers are
-    still called as modules, so their hooks fire; the flat path is skipped
-    when the branch or one of its sub-blocks has a hook (or a global hook is
-    set), and for subclasses that override ``forward``.
-    """
-    if not isinstance(branch, nn.Sequential) or type(branch) is not nn.Sequential or _hooked(branch) or _global_hooks():
-        out: Tensor = branch(x)
-        return out
-    for block in branch:
-        if isinstance(block, ConvNormAct) and type(block).forward is ConvNormAct.forward and not _hooked(block):
-            for stage in block._stages:
-                x = stage(x)
-        else:
-            x = block(x)
-    return x
 
 
 class PadShortcut(Block):
@@ -127,12 +86,17 @@ class ResidualBlock(Block):
     :meth:`zero_init_last_` starts the block as its shortcut, and stochastic
     depth sets ``drop_path``. :class:`BasicBlock`, :class:`Bottleneck` and
     :class:`InvertedResidual` are residual blocks with the classic branches.
+    A block built with ``has_shortcut=False`` (a MobileNet block that changes
+    the shape) is ``act(branch(x))``: tools that act on the shortcut
+    (stochastic depth, :meth:`zero_init_last_`) leave it alone.
 
     Args:
         branch: The residual branch.
         shortcut: The shortcut; ``None`` for the identity.
         act_layer: Activation after the sum, or ``None``.
         drop_path_rate: Stochastic-depth probability of dropping the branch.
+        has_shortcut: ``False`` for a block without the sum (then ``shortcut``
+            must be ``None`` and ``drop_path_rate`` 0).
         device: Where the activation's tensors are created, if it has any.
         dtype: Their dtype.
 
@@ -160,10 +124,18 @@ class ResidualBlock(Block):
         *,
         act_layer: LayerSpec = None,
         drop_path_rate: float = 0.0,
+        has_shortcut: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        if not isinstance(has_shortcut, bool):
+            raise TypeError(f"has_shortcut must be True or False. Received: has_shortcut={has_shortcut!r}")
+        if not has_shortcut and (shortcut is not None or drop_path_rate != 0):
+            raise ValueError(
+                "a block without a shortcut takes shortcut=None and drop_path_rate=0 (dropping its branch would "
+                f"drop its only path). Received: shortcut={shortcut!r}, drop_path_rate={drop_path_rate!r}"
+            )
         if not isinstance(branch, nn.Module):
             raise TypeError(f"branch must be an nn.Module. Received: branch={type(branch).__name__}")
         if shortcut is not None and not isinstance(shortcut, nn.Module):
@@ -171,6 +143,7 @@ class ResidualBlock(Block):
         self.branch = branch
         self.shortcut = shortcut if shortcut is not None else nn.Identity()
         self.drop_path = DropPath(check_probability("drop_path_rate", drop_path_rate))
+        self.has_shortcut = has_shortcut
         self._set_stages("act")
         self.act = build_layer("act", act_layer, device=device, dtype=dtype, inplace=True)  # on the fresh sum
 
@@ -180,15 +153,21 @@ class ResidualBlock(Block):
     _add_in_place: bool = False
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.drop_path(_run_branch(self.branch, x))
+        out = self.drop_path(self.branch(x))
+        if self.has_shortcut:
+            out = self._add_shortcut(out, x)
+        return self._run_stages(out)
+
+    def _add_shortcut(self, out: Tensor, x: Tensor) -> Tensor:
         if self._add_in_place:
             out += self.shortcut(x)
-        else:
-            out = out + self.shortcut(x)
-        return self._run_stages(out)
+            return out
+        return out + self.shortcut(x)
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
         out = infer_shape(self.branch, input_shape)
+        if not self.has_shortcut:
+            return out
         short = infer_shape(self.shortcut, input_shape)
         if out != short:
             raise InputError(
@@ -199,24 +178,28 @@ class ResidualBlock(Block):
 
     @torch.no_grad()
     def zero_init_last_(self) -> ResidualBlock:
-        """Zero the branch's last norm scale (or, without a norm, its last layer), so the block starts as its shortcut.
+        """Zero the branch's last norm scale (or, without a norm, its last kernel), so the block starts as its shortcut.
 
         Goyal et al. 2017: each residual block then outputs ``act(shortcut(x))``
-        at initialisation. Returns the block.
+        at initialisation. The layer is found by the roles of the branch's
+        parameters (the last ``weight`` of role ``norm``, else the last of role
+        ``weight`` and its bias). A block without a shortcut is left as it is:
+        zeroing it would zero its output. Returns the block.
         """
-        modules = list(self.branch.modules())
-        for m in reversed(modules):
-            if isinstance(m, _NORMS) and getattr(m, "weight", None) is not None:
-                nn.init.zeros_(m.weight)
-                set_record(m.weight, "zeros (zero_init_last_)", 0.0)
-                return self
-        for m in reversed(modules):
-            if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)):
-                nn.init.zeros_(m.weight)
-                set_record(m.weight, "zeros (zero_init_last_)", 0.0)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-                    set_record(m.bias, "zeros (zero_init_last_)", 0.0)
+        if not self.has_shortcut:
+            return self
+        roles = param_roles(self.branch)
+        for wanted in (Role.NORM, Role.WEIGHT):
+            last = [n for n, r in roles.items() if r is wanted and n.rpartition(".")[2] == "weight"]
+            if last:
+                owner_name = last[-1].rpartition(".")[0]
+                owner = self.branch.get_submodule(owner_name)
+                zeroed = ["weight"] if wanted is Role.NORM else ["weight", "bias"]
+                for attr in zeroed:
+                    tensor = getattr(owner, attr, None)
+                    if isinstance(tensor, nn.Parameter):
+                        nn.init.zeros_(tensor)
+                        set_record(owner, attr, "zeros (zero_init_last_)", 0.0)
                 return self
         raise ValueError(f"{type(self).__name__}.branch has no norm, conv or linear layer to zero")
 
@@ -235,7 +218,20 @@ class _ChannelsResidual(ResidualBlock, ChannelsFirstBlock):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        return self._keep_layout(x, super().forward(x))
+        out = x
+        for unit in self.branch if isinstance(self.branch, nn.Sequential) else (self.branch,):
+            if type(unit) is ConvNormAct and unit.order == "conv-norm-act":
+                # A plain conv-norm-act unit runs as its layers, as torchvision's blocks do: calling it
+                # would keep its input alive until its norm and activation return (one map more at the
+                # peak of an eval forward); here the input is released as soon as the conv returns.
+                out = unit.conv(out)
+                out = unit.act(unit.norm(out))
+            else:
+                out = unit(out)  # a subclass, squeeze-excite or your own module: its own forward runs
+        out = self.drop_path(out)
+        if self.has_shortcut:
+            out = self._add_shortcut(out, x)
+        return self._keep_layout(x, self._run_stages(out))
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
         return super().output_shape(self._check_shape(input_shape))
@@ -448,9 +444,7 @@ class InvertedResidual(_ChannelsResidual):
         check_positive_int("in_channels", in_channels)
         check_positive_int("out_channels", out_channels)
         check_positive_int("stride", stride)
-        if isinstance(expand_ratio, bool) or not isinstance(expand_ratio, (int, float)) or expand_ratio < 1:
-            raise ValueError(f"expand_ratio must be a number >= 1. Received: expand_ratio={expand_ratio!r}")
-        hidden = round(in_channels * expand_ratio)
+        hidden = round(in_channels * check_number("expand_ratio", expand_ratio, low=1.0))
         placement: Placement = {"device": device, "dtype": dtype}
         common = {"norm_layer": norm_layer, "spatial_dims": nd, **placement}
         layers: list[nn.Module] = []
@@ -462,33 +456,14 @@ class InvertedResidual(_ChannelsResidual):
         if se_ratio is not None:
             layers.append(SqueezeExcite(hidden, rd_ratio=se_ratio, spatial_dims=nd, **placement))
         layers.append(ConvNormAct(hidden, out_channels, 1, act_layer=None, **common))  # type: ignore[arg-type]
-        self_has_shortcut = stride == 1 and in_channels == out_channels
+        has_shortcut = stride == 1 and in_channels == out_channels
         super().__init__(
             nn.Sequential(*layers),
             None,
             act_layer=None,
-            drop_path_rate=drop_path_rate if self_has_shortcut else 0.0,
+            drop_path_rate=drop_path_rate if has_shortcut else 0.0,
+            has_shortcut=has_shortcut,
             **placement,
         )
         self.in_channels, self.out_channels, self.spatial_dims = in_channels, out_channels, nd
         self._narrow = hidden == 1
-        self.has_shortcut = self_has_shortcut
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.has_shortcut:
-            self._check(x)
-            return self._keep_layout(x, _run_branch(self.branch, x))
-        return super().forward(x)
-
-    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
-        shape = self._check_shape(input_shape)
-        return infer_shape(self.branch, shape)
-
-    def zero_init_last_(self) -> InvertedResidual:
-        """Zero the projection's norm scale when the block has a shortcut; without one, do nothing.
-
-        A block without a shortcut is not residual: zeroing it would zero its output.
-        """
-        if self.has_shortcut:
-            super().zero_init_last_()
-        return self

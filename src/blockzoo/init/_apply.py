@@ -153,7 +153,9 @@ def _owners(model: nn.Module) -> dict[str, nn.Module]:
     }
 
 
-def _apply(items: list[tuple[str, nn.Parameter, _Init]], generator_for: Callable[[str, Tensor], Any]) -> InitReport:
+def _apply(
+    model: nn.Module, items: list[tuple[str, nn.Parameter, _Init]], generator_for: Callable[[str, Tensor], Any]
+) -> InitReport:
     # Validate every registered initializer against its tensor before changing anything
     # (fan-based ones need 2-D tensors), so that a bad plan leaves the model untouched.
     expected: list[float | None] = []
@@ -175,8 +177,9 @@ def _apply(items: list[tuple[str, nn.Parameter, _Init]], generator_for: Callable
                 for q, old in backups:  # a user callable failed: put everything back
                     q.copy_(old)
                 raise
-    for (_, p, init), std in zip(items, expected, strict=True):  # recorded once everything succeeded
-        set_record(p, str(init), std)
+    owners = _owners(model)
+    for (name, _, init), std in zip(items, expected, strict=True):  # recorded once everything succeeded
+        set_record(owners[name], name.rpartition(".")[2], str(init), std)
 
     def rows() -> list[InitRow]:
         return [
@@ -289,7 +292,7 @@ def init_weights(
             return param_generator(seed, name, p.device)
         return generator
 
-    return _apply(items, generator_for)
+    return _apply(model, items, generator_for)
 
 
 def default_init_(module: nn.Module) -> None:
@@ -315,10 +318,10 @@ def default_init_(module: nn.Module) -> None:
                 init = activation_initializer(acts.get(m))
                 moments = init.moments(m.weight)
                 init(m.weight)
-                set_record(m.weight, str(init), None if moments is None else moments[1])
+                set_record(m, "weight", str(init), None if moments is None else moments[1])
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-                    set_record(m.bias, "zeros", 0.0)
+                    set_record(m, "bias", "zeros", 0.0)
             elif m is not module and (m._parameters or m._buffers):
                 reset = getattr(m, "reset_parameters", None)
                 if callable(reset):

@@ -127,9 +127,9 @@ def lsuv_(
                     if abs(std - 1) < tol:
                         break
                     layer.weight.div_(std)
-                set_record(layer.weight, "lsuv (orthogonal, rescaled)", None)
+                set_record(layer, "weight", "lsuv (orthogonal, rescaled)", None)
                 if layer.bias is not None:
-                    set_record(layer.bias, "zeros", 0.0)
+                    set_record(layer, "bias", "zeros", 0.0)
     finally:
         for m, training in modes.items():
             m.training = training

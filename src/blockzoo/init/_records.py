@@ -1,19 +1,27 @@
 """What initialised each parameter, for :func:`~blockzoo.init.init_report`.
 
-Records are kept by parameter identity and dropped with the parameter. A
-plain ``WeakKeyDictionary`` cannot hold tensors (it compares keys with
-``==``, which is elementwise for tensors), hence the id-keyed dict and a
-finalizer per parameter.
+A record lives on the module that owns the parameter, in a plain attribute
+(``module.blockzoo_init``, a dict from the parameter's attribute name to its
+record), so it travels with ``copy.deepcopy``, ``pickle`` and ``fit``'s
+snapshots and never changes the state-dict keys. A parameter object cannot
+carry it: ``nn.Parameter.__deepcopy__`` drops the attributes set on it.
+
+Whether a parameter was changed since it was initialised is told by a
+fingerprint of its values (their sum and sum of squares in float64), which an
+exact copy shares and an optimizer step or a load of other values changes.
 """
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
-__all__ = ["Record", "get_record", "set_record"]
+__all__ = ["ATTRIBUTE", "Record", "fingerprint", "get_record", "set_record"]
+
+#: The attribute of a module that holds its parameters' records.
+ATTRIBUTE = "blockzoo_init"
 
 
 @dataclass(frozen=True)
@@ -23,29 +31,37 @@ class Record:
     Attributes:
         initializer: How it reads in a report, such as ``"kaiming_normal(mode='fan_in')"``.
         expected_std: The std the initializer promises, or ``None``.
-        version: The tensor's version counter right after initialisation; a
-            later in-place change (an optimizer step, ``load_state_dict``)
-            moves it on.
+        fingerprint: :func:`fingerprint` of the values right after initialisation
+            (``None`` for a tensor without data, on the meta device).
     """
 
     initializer: str
     expected_std: float | None
-    version: int
+    fingerprint: tuple[float, float] | None
 
 
-_RECORDS: dict[int, tuple[weakref.ref[Tensor], Record]] = {}
-
-
-def set_record(tensor: Tensor, initializer: str, expected_std: float | None) -> None:
-    key = id(tensor)
-    entry = _RECORDS.get(key)
-    if entry is None or entry[0]() is not tensor:
-        weakref.finalize(tensor, _RECORDS.pop, key, None)
-    _RECORDS[key] = (weakref.ref(tensor), Record(initializer, expected_std, tensor._version))
-
-
-def get_record(tensor: Tensor) -> Record | None:
-    entry = _RECORDS.get(id(tensor))
-    if entry is None or entry[0]() is not tensor:
+@torch.no_grad()
+def fingerprint(tensor: Tensor) -> tuple[float, float] | None:
+    """The sum and the sum of squares of ``tensor``'s values in float64; ``None`` without data."""
+    if tensor.is_meta or not (tensor.is_floating_point() or tensor.is_complex()):
         return None
-    return entry[1]
+    values = tensor.detach().abs() if tensor.is_complex() else tensor.detach()
+    total = torch.stack([values.sum(dtype=torch.float64), values.square().sum(dtype=torch.float64)])
+    first, second = total.tolist()  # one transfer from the device for both numbers
+    return float(first), float(second)
+
+
+def set_record(module: nn.Module, name: str, initializer: str, expected_std: float | None) -> None:
+    """Record that ``module``'s parameter ``name`` was just initialised by ``initializer``."""
+    records = getattr(module, ATTRIBUTE, None)
+    if not isinstance(records, dict):
+        records = {}
+        setattr(module, ATTRIBUTE, records)
+    records[name] = Record(initializer, expected_std, fingerprint(getattr(module, name)))
+
+
+def get_record(module: nn.Module, name: str) -> Record | None:
+    """The record of ``module``'s parameter ``name``, if blockzoo initialised it."""
+    records = getattr(module, ATTRIBUTE, None)
+    record = records.get(name) if isinstance(records, dict) else None
+    return record if isinstance(record, Record) else None

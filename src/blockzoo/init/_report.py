@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from blockzoo.init._records import get_record
+from blockzoo.init._records import fingerprint, get_record
 
 __all__ = ["InitReport", "InitRow", "init_report"]
 
@@ -176,9 +176,9 @@ def init_report(model: nn.Module) -> InitReport:
                 rows.append(InitRow(name, (), "-", None, math.nan, "uninitialized"))
                 continue
             std = _std(p)
-            record = get_record(p)
+            record = get_record(module, pname)
             if record is not None:
-                status = "initialized" if record.version == p._version else "modified"
+                status = "initialized" if record.fingerprint == fingerprint(p) else "modified"
                 rows.append(InitRow(name, tuple(p.shape), record.initializer, record.expected_std, std, status))
                 continue
             default = _torch_default(module, pname, p, std)

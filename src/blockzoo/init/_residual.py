@@ -62,7 +62,7 @@ def zero_init_last_(model: nn.Module) -> nn.Module:
         if norm is not None:
             with torch.no_grad():
                 nn.init.zeros_(norm.weight)
-            set_record(norm.weight, "zeros (zero_init_last_)", 0.0)
+            set_record(norm, "weight", "zeros (zero_init_last_)", 0.0)
             found += 1
     if not found:
         raise ValueError(
