@@ -166,7 +166,8 @@ def test_has_shortcut_is_explicit() -> None:
     before = block.branch.weight.detach().clone()
     assert block.zero_init_last_() is block
     torch.testing.assert_close(block.branch.weight, before)  # nothing zeroed: it has no shortcut
-    assert not InvertedResidual(4, 8).has_shortcut and InvertedResidual(4, 4).has_shortcut
+    assert not InvertedResidual(4, 8).has_shortcut
+    assert InvertedResidual(4, 4).has_shortcut
     assert BasicBlock(4, 8, stride=2).has_shortcut
     with pytest.raises(
         ValueError, match=r"shortcut=None and drop_path_rate=0 .* Received: shortcut=None, drop_path_rate=0\.1"
