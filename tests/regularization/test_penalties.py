@@ -23,6 +23,7 @@ from blockzoo.regularization import (
     attach_weight_norm,
     list_regularizers,
     regularization_loss,
+    step_regularizers,
 )
 
 factors = st.floats(0, 10, allow_nan=False)
@@ -156,7 +157,11 @@ def test_schedules_follow_the_step() -> None:
     with torch.no_grad():
         m.weight.fill_(1.0)
     attach_penalty(m, penalty)
-    values = [regularization_loss(m).item() for _ in range(3)]
+    values = []
+    for _ in range(3):
+        values.append(regularization_loss(m).item())
+        assert regularization_loss(m).item() == values[-1]  # reading it twice changes nothing
+        step_regularizers(m)
     assert values == pytest.approx([0.0, 0.2, 0.4])
     bad = nn.Linear(2, 1)
     attach_penalty(bad, L1(lambda step: -1))

@@ -18,6 +18,7 @@ from blockzoo.regularization import (
     attach_stochastic_depth,
     list_regularizers,
     regularization_loss,
+    step_regularizers,
 )
 
 
@@ -94,6 +95,11 @@ def test_grad_clip_and_noise() -> None:
     first = model.weight.grad.clone()
     assert first.std().item() == pytest.approx(1.0, rel=0.3)
     model.zero_grad()
+    model(torch.zeros(1, 16)).sum().backward()
+    assert model.weight.grad.std().item() == pytest.approx(1.0, rel=0.3)  # the same step, the same std...
+    assert not torch.equal(model.weight.grad, first)  # ...and fresh noise
+    model.zero_grad()
+    step_regularizers(model)  # ...until a training step moves the schedule on
     model(torch.zeros(1, 16)).sum().backward()
     assert torch.count_nonzero(model.weight.grad) == 0  # the schedule turned it off at step 1
     noise.remove()

@@ -159,10 +159,11 @@ class ResidualBlock(Block):
         return self._run_stages(out)
 
     def _add_shortcut(self, out: Tensor, x: Tensor) -> Tensor:
+        shortcut: Tensor = self.shortcut(x)
         if self._add_in_place:
-            out += self.shortcut(x)
+            out += shortcut
             return out
-        return out + self.shortcut(x)
+        return out + shortcut
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
         out = infer_shape(self.branch, input_shape)

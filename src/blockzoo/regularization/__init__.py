@@ -7,6 +7,12 @@ parametrizations. Every ``attach_*`` returns a handle whose ``remove()``
 restores the exact previous behaviour; :func:`list_regularizers` shows what is
 attached where, and :func:`regularization_loss` is the term to add to the loss.
 
+Attachments live on the model (``model.blockzoo_regularizers``): ``copy.deepcopy``
+and ``pickle`` carry them, and a copy behaves as the original. Reading the loss
+changes nothing; projection constraints and schedules move once per training
+step, after each step of the optimizer bound with :func:`bind_optimizer` (or
+passed to ``attach_constraint``), or at each :func:`step_regularizers` call.
+
 Example:
     >>> import torch
     >>> import blockzoo
@@ -31,8 +37,10 @@ from blockzoo.regularization._store import (
     RegularizationHandle,
     RegularizerRow,
     RegularizerTable,
+    bind_optimizer,
     list_regularizers,
     regularization_loss,
+    step_regularizers,
 )
 
 __all__ = [
@@ -58,6 +66,8 @@ __all__ = [
     "attach_spectral_norm",
     "attach_stochastic_depth",
     "attach_weight_norm",
+    "bind_optimizer",
     "list_regularizers",
     "regularization_loss",
+    "step_regularizers",
 ]

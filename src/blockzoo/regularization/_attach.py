@@ -7,14 +7,13 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
-from torch.utils._pytree import tree_leaves
+from torch.utils.hooks import RemovableHandle
 
 from blockzoo.regularization._penalties import Penalty
 from blockzoo.regularization._store import (
     Attachment,
     RegularizationHandle,
     attach,
-    grad_hook,
     pick_modules,
     pick_params,
 )
@@ -43,15 +42,11 @@ def _describe(penalty: PenaltyLike) -> str:
     return repr(penalty) if isinstance(penalty, Penalty) else getattr(penalty, "__qualname__", repr(penalty))
 
 
-def _advancer(penalty: PenaltyLike) -> Callable[[], None] | None:
-    """What moves ``penalty``'s schedule on after each ``regularization_loss`` (a plain callable has none)."""
-    if not isinstance(penalty, Penalty):
-        return None
-
-    def advance() -> None:
-        penalty.step += 1
-
-    return advance
+def _at_step(penalty: PenaltyLike, step: int) -> PenaltyLike:
+    """``penalty`` with its schedule set to the attachment's ``step`` (a plain callable has none)."""
+    if isinstance(penalty, Penalty):
+        penalty.step = step
+    return penalty
 
 
 def _add_grad(penalty: PenaltyLike, grad: Tensor, weight: Tensor) -> None:
@@ -62,6 +57,40 @@ def _add_grad(penalty: PenaltyLike, grad: Tensor, weight: Tensor) -> None:
         w = weight.detach().requires_grad_(True)
         (extra,) = torch.autograd.grad(penalty(w), w)
     grad.add_(extra)
+
+
+class _LossPenalty(Attachment):
+    """A penalty summed over its parameters into :func:`regularization_loss`."""
+
+    kind = "penalty"
+    mode = "loss"
+
+    def __init__(self, penalty: PenaltyLike, params: list[tuple[str, nn.Parameter]]) -> None:
+        super().__init__(_describe(penalty), [n for n, _ in params], _key("penalty", penalty), [p for _, p in params])
+        self.penalty = penalty
+        self.params = [p for _, p in params]
+
+    def loss(self) -> Tensor:
+        penalty = _at_step(self.penalty, self.step)
+        return torch.stack([penalty(p).reshape(()) for p in self.params]).sum()
+
+
+class _GradPenalty(_LossPenalty):
+    """A penalty whose gradient a hook adds to each parameter's ``.grad``."""
+
+    mode = "grad"
+
+    def loss(self) -> None:  # type: ignore[override]
+        return None
+
+    def install(self) -> None:
+        self.hook_grads(self.params, self._add_to_grad)
+
+    def _add_to_grad(self, p: Tensor) -> None:
+        if p.grad is None:
+            return
+        with torch.no_grad():
+            _add_grad(_at_step(self.penalty, self.step), p.grad, p.detach())
 
 
 def attach_penalty(
@@ -112,55 +141,67 @@ def attach_penalty(
     if mode not in ("loss", "grad"):
         raise ValueError(f"mode must be 'loss' or 'grad'. Received: mode={mode!r}")
     params = pick_params(model, roles=roles, include=include, exclude=exclude, caller="attach_penalty")
-    names = [n for n, _ in params]
-    tensors = [p for _, p in params]
-    what = _describe(penalty)
-    if mode == "loss":
-
-        def loss() -> Tensor:
-            return torch.stack([penalty(p).reshape(()) for p in tensors]).sum()
-
-        attachment = Attachment(
-            "penalty",
-            what,
-            "loss",
-            names,
-            _key("penalty", penalty),
-            list(tensors),
-            lambda: None,
-            loss,
-            advance=_advancer(penalty),
-        )
-        return attach(model, attachment)
-
-    counts = [0] * len(tensors)
-
-    def make_hook(i: int) -> Callable[[Tensor], None]:
-        def hook(p: Tensor) -> None:
-            if p.grad is None:
-                return
-            if isinstance(penalty, Penalty):
-                penalty.step = counts[i]  # the schedule's step: backward passes this parameter has seen
-            counts[i] += 1
-            with torch.no_grad():
-                _add_grad(penalty, p.grad, p.detach())
-
-        return hook
-
-    removers = [grad_hook(p, make_hook(i)) for i, p in enumerate(tensors)]
-
-    def undo() -> None:
-        for remove in removers:
-            remove()
-
-    return attach(model, Attachment("penalty", what, "grad", names, _key("penalty", penalty), list(tensors), undo))
+    return attach(model, (_LossPenalty if mode == "loss" else _GradPenalty)(penalty, params))
 
 
 def _first_tensor(output: Any) -> Tensor | None:
-    for leaf in tree_leaves(output):
-        if isinstance(leaf, Tensor):
-            return leaf
+    """The first tensor in a module's output: itself, or the first found in a tuple, list or dict."""
+    if isinstance(output, Tensor):
+        return output
+    items = output.values() if isinstance(output, dict) else output if isinstance(output, (tuple, list)) else ()
+    for item in items:
+        found = _first_tensor(item)
+        if found is not None:
+            return found
     return None
+
+
+class _ActivityPenalty(Attachment):
+    """Forward hooks that collect ``penalty(output) / batch`` from picked modules during a forward pass."""
+
+    kind = "activity penalty"
+    mode = "forward hook"
+
+    def __init__(self, model: nn.Module, penalty: PenaltyLike, modules: list[tuple[str, nn.Module]]) -> None:
+        names = [name or "<model output>" for name, _ in modules]
+        super().__init__(_describe(penalty), names, _key("activity", penalty), [m for _, m in modules])
+        self.model = model
+        self.penalty = penalty
+        self.modules = [m for _, m in modules]
+        self.collected: list[Tensor] = []
+        self._handles: list[RemovableHandle] = []
+
+    def apply(self) -> None:
+        self._handles = [self.model.register_forward_pre_hook(self._clear)]
+        self._handles += [m.register_forward_hook(self._record) for m in self.modules]
+
+    def undo(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self.collected.clear()
+
+    def _clear(self, module: nn.Module, args: Any) -> None:
+        self.collected.clear()
+
+    def _record(self, module: nn.Module, args: Any, output: Any) -> None:
+        out = _first_tensor(output)
+        if out is None:
+            return
+        batch = out.shape[0] if out.dim() > 0 else 1
+        if batch == 0:  # an empty batch adds nothing (not 0 / 0)
+            return
+        penalty = _at_step(self.penalty, self.step)
+        # A copy: a later in-place layer (ReLU(inplace=True), a block's in-place activation or
+        # residual sum) would otherwise change the tensor the penalty saved for backward.
+        self.collected.append(penalty(out.clone() if out.requires_grad else out) / batch)
+
+    def loss(self) -> Tensor | None:
+        return torch.stack([c.reshape(()) for c in self.collected]).sum() if self.collected else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["collected"] = []  # this forward's graph belongs to the original
+        return state
 
 
 def attach_activity_penalty(
@@ -202,40 +243,4 @@ def attach_activity_penalty(
     """
     penalty = _check_penalty(penalty)
     modules = pick_modules(model, include, caller="attach_activity_penalty")
-    collected: list[Tensor] = []
-
-    def record(module: nn.Module, args: Any, output: Any) -> None:
-        out = _first_tensor(output)
-        if out is not None:
-            batch = out.shape[0] if out.dim() > 0 else 1
-            # A copy: a later in-place layer (ReLU(inplace=True), a block's in-place activation or
-            # residual sum) would otherwise change the tensor the penalty saved for backward.
-            collected.append(penalty(out.clone() if out.requires_grad else out) / batch)
-
-    def clear(module: nn.Module, args: Any) -> None:
-        collected.clear()
-
-    handles = [model.register_forward_pre_hook(clear)]
-    handles += [m.register_forward_hook(record) for _, m in modules]
-
-    def undo() -> None:
-        for h in handles:
-            h.remove()
-        collected.clear()
-
-    def loss() -> Tensor | None:
-        return torch.stack([c.reshape(()) for c in collected]).sum() if collected else None
-
-    names = [name or "<model output>" for name, _ in modules]
-    attachment = Attachment(
-        "activity penalty",
-        _describe(penalty),
-        "forward hook",
-        names,
-        _key("activity", penalty),
-        [m for _, m in modules],
-        undo,
-        loss,
-        advance=_advancer(penalty),
-    )
-    return attach(model, attachment)
+    return attach(model, _ActivityPenalty(model, penalty, modules))

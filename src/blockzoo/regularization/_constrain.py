@@ -9,13 +9,22 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations, parametrize
 
+from blockzoo.init._records import fingerprint
 from blockzoo.regularization._constraints import Constraint
-from blockzoo.regularization._store import Attachment, RegularizationHandle, attach, pick_params
+from blockzoo.regularization._store import (
+    Attachment,
+    RegularizationHandle,
+    attach,
+    bind_optimizer,
+    bound_optimizer,
+    pick_params,
+)
 from blockzoo.roles import Role
 
 __all__ = ["attach_constraint", "attach_spectral_norm", "attach_weight_norm"]
 
 Roles = Role | str | Sequence[Role | str] | None
+ConstraintLike = Constraint | Callable[[Tensor], Tensor]
 
 
 class _Constrained(nn.Module):
@@ -38,15 +47,30 @@ def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
 
 
 def _restore_order(module: nn.Module, order: list[str]) -> None:
-    """Put ``module``'s parameters back in their registration order (state-dict and ``parameters()`` order)."""
-    params = module._parameters
-    ranked = sorted(params, key=lambda n: order.index(n) if n in order else len(order))
-    module._parameters = {n: params[n] for n in ranked}
+    """Put ``module``'s parameters back in their registration order (state-dict and ``parameters()`` order).
+
+    Removing a parametrization registers the parameter again, last; re-registering the
+    parameters after it, in order, restores the order through public calls only.
+    """
+    current = [name for name, _ in module.named_parameters(recurse=False)]
+    ranked = sorted(current, key=lambda n: order.index(n) if n in order else len(order))
+    if ranked == current:
+        return
+    first = next(i for i, (a, b) in enumerate(zip(current, ranked, strict=True)) if a != b)
+    moved = [(name, getattr(module, name)) for name in ranked[first:]]
+    for name, _ in moved:
+        delattr(module, name)
+    for name, param in moved:
+        module.register_parameter(name, param)
+
+
+def _parametrization_list(module: nn.Module, attr: str) -> parametrize.ParametrizationList:
+    return cast(parametrize.ParametrizationList, module.parametrizations[attr])  # type: ignore[index]
 
 
 def _remove_parametrization(module: nn.Module, attr: str, ours: nn.Module, order: list[str]) -> None:
     """Take ``ours`` out of ``module``'s parametrizations of ``attr``, leaving any others in place."""
-    plist = cast(parametrize.ParametrizationList, module.parametrizations[attr])  # type: ignore[index]
+    plist = _parametrization_list(module, attr)
     if len(plist) == 1:
         parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
         _restore_order(module, order)
@@ -55,6 +79,89 @@ def _remove_parametrization(module: nn.Module, attr: str, ours: nn.Module, order
         if p is ours:
             del plist[i]
             return
+
+
+class _Parametrized(Attachment):
+    """Parametrizations registered on picked parameters; undone one by one, newest first."""
+
+    mode = "parametrize"
+
+    def __init__(
+        self, model: nn.Module, what: str, params: list[tuple[str, nn.Parameter]], key: tuple[Any, ...]
+    ) -> None:
+        super().__init__(what, [n for n, _ in params], key, [p for _, p in params])
+        self.owners = [(*_owner(model, name), p) for name, p in params]
+        self.added: list[tuple[nn.Module, str, nn.Module, list[str]]] = []
+
+    def register(self, module: nn.Module, attr: str) -> nn.Module:
+        """Register this attachment's parametrization of ``module.attr``; returns it."""
+        raise NotImplementedError
+
+    def apply(self) -> None:
+        for module, attr, _ in self.owners:
+            order = [n for n, _ in module.named_parameters(recurse=False)]
+            self.added.append((module, attr, self.register(module, attr), order))
+
+    def undo(self) -> None:
+        for module, attr, ours, order in reversed(self.added):
+            _remove_parametrization(module, attr, ours, order)
+
+
+class _ParametrizedConstraint(_Parametrized):
+    kind = "constraint"
+
+    def __init__(self, model: nn.Module, constraint: ConstraintLike, params: list[tuple[str, nn.Parameter]]) -> None:
+        super().__init__(model, repr(constraint), params, _constraint_key(constraint))
+        self.constraint = constraint
+
+    def register(self, module: nn.Module, attr: str) -> nn.Module:
+        ours = _Constrained(self.constraint)
+        parametrize.register_parametrization(module, attr, ours)
+        return ours
+
+
+class _SpectralNorm(_Parametrized):
+    kind = "spectral norm"
+
+    def __init__(self, model: nn.Module, params: list[tuple[str, nn.Parameter]], options: dict[str, Any]) -> None:
+        super().__init__(model, "spectral_norm", params, ("spectral norm",))
+        self.options = options
+
+    def register(self, module: nn.Module, attr: str) -> nn.Module:
+        parametrizations.spectral_norm(module, attr, **self.options)
+        return _parametrization_list(module, attr)[-1]
+
+
+class _ProjectedConstraint(Attachment):
+    """Replace each picked parameter by its projection after every training step (Keras's way)."""
+
+    kind = "constraint"
+    mode = "project"
+
+    def __init__(self, constraint: ConstraintLike, params: list[tuple[str, nn.Parameter]]) -> None:
+        super().__init__(repr(constraint), [n for n, _ in params], _constraint_key(constraint), [p for _, p in params])
+        self.constraint = constraint
+        self.params = [p for _, p in params]
+        self.binding: RegularizationHandle | None = None  # the optimizer binding this constraint made, if any
+
+    def undo(self) -> None:
+        if self.binding is not None:
+            self.binding.remove()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["binding"] = None  # the original's optimizer; a copy is not bound
+        return state
+
+    def after_step(self) -> None:
+        with torch.no_grad():
+            for p in self.params:
+                p.copy_(self.constraint(p))
+        super().after_step()
+
+
+def _constraint_key(constraint: ConstraintLike) -> tuple[Any, ...]:
+    return ("constraint", type(constraint) if isinstance(constraint, Constraint) else constraint)
 
 
 def attach_constraint(
@@ -70,8 +177,9 @@ def attach_constraint(
     """Hold the picked parameters to a constraint, as Keras's ``kernel_constraint``.
 
     ``mode="project"`` replaces each parameter by its projection after every
-    step of ``optimizer`` (``Optimizer.register_step_post_hook``), as Keras
-    does. ``mode="parametrize"`` registers the projection as a
+    training step, as Keras does: :func:`step_regularizers` projects, and
+    ``optimizer`` (bound with :func:`bind_optimizer` unless one already is)
+    runs it after each of its steps. ``mode="parametrize"`` registers the projection as a
     ``torch.nn.utils.parametrize`` parametrization: the model always sees the
     projected weight, gradients flow through the projection, and the
     state-dict keys of those parameters become
@@ -81,7 +189,9 @@ def attach_constraint(
         model: Any module.
         constraint: :class:`MaxNorm`, :class:`UnitNorm`, :class:`NonNeg`,
             :class:`MinMaxNorm`, or any callable ``weight -> projected weight``.
-        optimizer: Required in ``"project"`` mode; it must hold every picked parameter.
+        optimizer: The optimizer whose steps the projection follows, in
+            ``"project"`` mode; it must hold every picked parameter. It may be
+            left out when one is already bound to ``model``.
         roles: Roles to pick; conv and linear weights by default.
         include: Name glob(s) to pick; each must match.
         exclude: Name glob(s) to leave out.
@@ -108,18 +218,12 @@ def attach_constraint(
         )
     if mode not in ("project", "parametrize"):
         raise ValueError(f"mode must be 'project' or 'parametrize'. Received: mode={mode!r}")
-    if mode == "project" and optimizer is None:
-        raise ValueError(
-            "attach_constraint in mode='project' needs the optimizer whose steps it follows; pass optimizer=, "
-            "or use mode='parametrize'. Received: optimizer=None"
-        )
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer. Received: optimizer={type(optimizer).__name__}")
     params = pick_params(model, roles=roles, include=include, exclude=exclude, caller="attach_constraint")
-    names = [n for n, _ in params]
-    what = repr(constraint)
-    key = ("constraint", type(constraint) if isinstance(constraint, Constraint) else constraint)
-    if optimizer is not None and mode == "project":
+    if mode == "parametrize":
+        return attach(model, _ParametrizedConstraint(model, constraint, params))
+    if optimizer is not None:
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
         missing = [n for n, p in params if id(p) not in held]
         if missing:
@@ -127,30 +231,23 @@ def attach_constraint(
                 f"attach_constraint: the optimizer does not update {missing[:3]}, so the constraint would never "
                 "apply to them; pass the optimizer that holds them, or narrow roles/include"
             )
-        tensors = [p for _, p in params]
-
-        def project(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-            with torch.no_grad():
-                for p in tensors:
-                    p.copy_(constraint(p))
-
-        hook = optimizer.register_step_post_hook(project)
-        return attach(model, Attachment("constraint", what, "project", names, key, list(tensors), hook.remove))
-
-    added: list[tuple[nn.Module, str, nn.Module, list[str]]] = []
-    for name, _ in params:
-        module, attr = _owner(model, name)
-        order = list(module._parameters)
-        ours = _Constrained(constraint)
-        parametrize.register_parametrization(module, attr, ours)
-        added.append((module, attr, ours, order))
-
-    def undo() -> None:
-        for module, attr, ours, order in reversed(added):
-            _remove_parametrization(module, attr, ours, order)
-
-    originals = [module.parametrizations[attr].original for module, attr, _, _ in added]  # type: ignore[index, union-attr]
-    return attach(model, Attachment("constraint", what, "parametrize", names, key, originals, undo))
+        bound = bound_optimizer(model)
+        if bound is not None and bound is not optimizer:
+            raise ValueError(
+                f"attach_constraint: {type(bound).__name__} is already bound to this model and drives its "
+                f"constraints; pass that one or none. Received: optimizer={type(optimizer).__name__}"
+            )
+        projected = _ProjectedConstraint(constraint, params)
+        handle = attach(model, projected)
+        if bound is None:  # bound here, unbound again when this constraint is removed
+            projected.binding = bind_optimizer(model, optimizer)
+        return handle
+    if bound_optimizer(model) is None:
+        raise ValueError(
+            "attach_constraint in mode='project' needs the optimizer whose steps it follows; pass optimizer=, "
+            "bind one first with bind_optimizer(model, optimizer), or use mode='parametrize'. Received: optimizer=None"
+        )
+    return attach(model, _ProjectedConstraint(constraint, params))
 
 
 def attach_spectral_norm(
@@ -186,30 +283,45 @@ def attach_spectral_norm(
         True
     """
     params = pick_params(model, roles=roles, include=include, exclude=exclude, caller="attach_spectral_norm")
-    added: list[tuple[nn.Module, str, nn.Module, list[str]]] = []
-    for name, _ in params:
-        module, attr = _owner(model, name)
-        order = list(module._parameters)
-        parametrizations.spectral_norm(module, attr, **kwargs)
-        plist = cast(parametrize.ParametrizationList, module.parametrizations[attr])  # type: ignore[index]
-        added.append((module, attr, plist[-1], order))
-
-    def undo() -> None:
-        for module, attr, ours, order in reversed(added):
-            _remove_parametrization(module, attr, ours, order)
-
-    names = [n for n, _ in params]
-    return attach(
-        model,
-        Attachment(
-            "spectral norm", "spectral_norm", "parametrize", names, ("spectral norm",), [p for _, p in params], undo
-        ),
-    )
+    return attach(model, _SpectralNorm(model, params, kwargs))
 
 
-def _versions(module: nn.Module, attr: str) -> list[int]:
-    plist = cast(parametrize.ParametrizationList, module.parametrizations[attr])  # type: ignore[index]
-    return [t._version for t in plist.parameters(recurse=False)]
+class _WeightNorm(_Parametrized):
+    kind = "weight norm"
+
+    def __init__(self, model: nn.Module, params: list[tuple[str, nn.Parameter]], dim: int | None) -> None:
+        super().__init__(model, "weight_norm", params, ("weight norm",))
+        self.dim = dim
+        self.untouched: list[tuple[float, float] | None] = []
+
+    def register(self, module: nn.Module, attr: str) -> nn.Module:
+        parametrizations.weight_norm(module, attr, dim=self.dim)  # type: ignore[arg-type]
+        self.untouched.append(_fingerprint(module, attr))
+        return _parametrization_list(module, attr)
+
+    def undo(self) -> None:
+        for (module, attr, _, order), (_, _, original), untouched in zip(
+            reversed(self.added), reversed(self.owners), reversed(self.untouched), strict=True
+        ):
+            # Untouched since attaching: the original Parameter still holds the exact weight. Trained:
+            # fold the current magnitude and direction back into it.
+            trained = _fingerprint(module, attr) != untouched
+            with torch.no_grad():
+                current = getattr(module, attr).detach().clone() if trained else None
+            parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
+            delattr(module, attr)
+            if current is not None:
+                with torch.no_grad():
+                    original.copy_(current)
+            module.register_parameter(attr, original)
+            _restore_order(module, order)
+
+
+def _fingerprint(module: nn.Module, attr: str) -> tuple[float, float] | None:
+    """The magnitude's and the direction's values, summarised (they change when trained)."""
+    prints = [fingerprint(t) for t in _parametrization_list(module, attr).parameters(recurse=False)]
+    sums = [f for f in prints if f is not None]
+    return (sum(f[0] for f in sums), sum(f[1] for f in sums)) if sums else None
 
 
 def attach_weight_norm(
@@ -249,30 +361,4 @@ def attach_weight_norm(
         >>> handle.remove()
     """
     params = pick_params(model, roles=roles, include=include, exclude=exclude, caller="attach_weight_norm")
-    added: list[tuple[nn.Module, str, nn.Parameter, list[str], list[int]]] = []
-    for name, p in params:
-        module, attr = _owner(model, name)
-        order = list(module._parameters)
-        parametrizations.weight_norm(module, attr, dim=dim)  # type: ignore[arg-type]
-        added.append((module, attr, p, order, _versions(module, attr)))
-
-    def undo() -> None:
-        for module, attr, original, order, versions in reversed(added):
-            # Untouched since attaching: the original Parameter still holds the exact weight. Trained:
-            # fold the current magnitude and direction back into it.
-            trained = _versions(module, attr) != versions
-            with torch.no_grad():
-                current = getattr(module, attr).detach().clone() if trained else None
-            parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
-            delattr(module, attr)
-            if current is not None:
-                with torch.no_grad():
-                    original.copy_(current)
-            module.register_parameter(attr, original)
-            _restore_order(module, order)
-
-    names = [n for n, _ in params]
-    return attach(
-        model,
-        Attachment("weight norm", "weight_norm", "parametrize", names, ("weight norm",), [p for _, p in params], undo),
-    )
+    return attach(model, _WeightNorm(model, params, dim))

@@ -3,68 +3,86 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import Any, Literal
 
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from blockzoo._checks import check_probability
-from blockzoo.blocks import InvertedResidual, ResidualBlock
+from blockzoo.blocks import ResidualBlock
 from blockzoo.blocks._drop import drop_path_rates
 from blockzoo.regularization._store import Attachment, RegularizationHandle, attach
 
 __all__ = ["attach_stochastic_depth"]
 
-# A residual block as this module sees it: how to give it rate p (returning the undo), or why not.
-_Setter = Callable[[float], Callable[[], None]]
 
-
-def _blockzoo_block(block: ResidualBlock) -> _Setter | str:
-    if isinstance(block, InvertedResidual) and not block.has_shortcut:
+def _blockzoo_block(block: ResidualBlock) -> str | None:
+    """Why ``block`` cannot take a rate, or ``None`` when it can (through its ``drop_path``)."""
+    if not block.has_shortcut:
         return "has no shortcut"
     if type(block.shortcut) is not nn.Identity:
         return "its shortcut changes the shape"
-
-    def set_rate(p: float) -> Callable[[], None]:
-        old = block.drop_path.p
-        block.drop_path.p = p
-
-        def undo() -> None:
-            block.drop_path.p = old
-
-        return undo
-
-    return set_rate
+    return None
 
 
-def _hooked(block: nn.Module, branch_end: nn.Module) -> _Setter:
-    """Adapter for a torchvision block: drop the branch's output through a forward hook on its last layer."""
+def _torchvision_block(module: nn.Module) -> nn.Module | str | None:
+    """Torchvision's ResNet and MobileNetV2 blocks (only when torchvision is already imported).
 
-    def set_rate(p: float) -> Callable[[], None]:
-        from torchvision.ops import stochastic_depth
-
-        def hook(module: nn.Module, args: Any, out: Tensor) -> Tensor:
-            dropped: Tensor = stochastic_depth(out, p, "row", block.training)
-            return dropped
-
-        return branch_end.register_forward_hook(hook).remove
-
-    return set_rate
-
-
-def _torchvision_block(module: nn.Module) -> _Setter | str | None:
-    """Torchvision's ResNet and MobileNetV2 blocks (only when torchvision is already imported)."""
+    Returns the layer that ends the block's branch (where a hook drops it), why the
+    block cannot take a rate, or ``None`` for any other module.
+    """
     resnet = sys.modules.get("torchvision.models.resnet")
     if resnet is not None and isinstance(module, (resnet.BasicBlock, resnet.Bottleneck)):
         if module.downsample is not None:
             return "its shortcut changes the shape"
-        return _hooked(module, module.bn3 if isinstance(module, resnet.Bottleneck) else module.bn2)
+        return module.bn3 if isinstance(module, resnet.Bottleneck) else module.bn2  # type: ignore[no-any-return]
     mobilenet = sys.modules.get("torchvision.models.mobilenetv2")
     if mobilenet is not None and isinstance(module, mobilenet.InvertedResidual):
         if not module.use_res_connect:
             return "has no shortcut"
-        return _hooked(module, module.conv)
+        return module.conv  # type: ignore[no-any-return]
     return None
+
+
+class _DropBranch:
+    """A forward hook on the last layer of a torchvision block's branch: drop its output per sample."""
+
+    def __init__(self, block: nn.Module, p: float) -> None:
+        self.block, self.p = block, p
+
+    def __call__(self, module: nn.Module, args: Any, out: Tensor) -> Tensor:
+        from torchvision.ops import stochastic_depth
+
+        dropped: Tensor = stochastic_depth(out, self.p, "row", self.block.training)
+        return dropped
+
+
+class _StochasticDepth(Attachment):
+    kind = "stochastic depth"
+    mode = "structural"
+
+    def __init__(self, what: str, blocks: list[tuple[str, nn.Module, nn.Module | None]], rates: list[float]) -> None:
+        super().__init__(
+            what, [name or "<model>" for name, _, _ in blocks], ("stochastic depth",), [b for _, b, _ in blocks]
+        )
+        self.blocks = [(block, end) for _, block, end in blocks]
+        self.rates = rates
+        self.previous: list[float | RemovableHandle] = []
+
+    def apply(self) -> None:
+        for (block, end), p in zip(self.blocks, self.rates, strict=True):
+            if isinstance(block, ResidualBlock):  # a blockzoo residual block: its own drop_path
+                self.previous.append(block.drop_path.p)
+                block.drop_path.p = p
+            elif end is not None:
+                self.previous.append(end.register_forward_hook(_DropBranch(block, p)))
+
+    def undo(self) -> None:
+        for (block, _), previous in reversed(list(zip(self.blocks, self.previous, strict=True))):
+            if isinstance(previous, RemovableHandle):
+                previous.remove()
+            elif isinstance(block, ResidualBlock):
+                block.drop_path.p = previous
 
 
 def attach_stochastic_depth(
@@ -104,32 +122,16 @@ def attach_stochastic_depth(
     rate = check_probability("drop_path_rate", drop_path_rate)
     if schedule not in ("linear", "uniform"):
         raise ValueError(f"schedule must be 'linear' or 'uniform'. Received: schedule={schedule!r}")
-    eligible: list[tuple[str, nn.Module, _Setter]] = []
+    eligible: list[tuple[str, nn.Module, nn.Module | None]] = []
     refused: list[str] = []
     for name, module in model.named_modules():
-        setter = _blockzoo_block(module) if isinstance(module, ResidualBlock) else _torchvision_block(module)
-        if isinstance(setter, str):
-            refused.append(f"{name or type(module).__name__} ({setter})")
-        elif setter is not None:
-            eligible.append((name, module, setter))
+        found = _blockzoo_block(module) if isinstance(module, ResidualBlock) else _torchvision_block(module)
+        if isinstance(found, str):
+            refused.append(f"{name or type(module).__name__} ({found})")
+        elif isinstance(module, ResidualBlock) or found is not None:
+            eligible.append((name, module, found))
     if not eligible:
         detail = f"; refused: {', '.join(refused[:3])}" if refused else ""
         raise ValueError(f"{type(model).__name__} has no residual block whose shortcut keeps the shape{detail}")
     rates = drop_path_rates(rate, len(eligible)) if schedule == "linear" else [rate] * len(eligible)
-    undos = [setter(p) for (_, _, setter), p in zip(eligible, rates, strict=True)]
-
-    def undo() -> None:
-        for u in reversed(undos):
-            u()
-
-    names = [name or "<model>" for name, _, _ in eligible]
-    attachment = Attachment(
-        "stochastic depth",
-        f"drop_path_rate={rate:g} ({schedule})",
-        "structural",
-        names,
-        ("stochastic depth",),
-        [m for _, m, _ in eligible],
-        undo,
-    )
-    return attach(model, attachment)
+    return attach(model, _StochasticDepth(f"drop_path_rate={rate:g} ({schedule})", eligible, rates))

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from blockzoo.regularization._penalties import Factor, _at, _fmt, check_factor
-from blockzoo.regularization._store import Attachment, RegularizationHandle, attach, grad_hook, pick_params
+from blockzoo.regularization._store import Attachment, RegularizationHandle, attach, pick_params
 from blockzoo.roles import Role
 
 __all__ = ["attach_grad_clip", "attach_grad_noise"]
@@ -17,16 +17,75 @@ __all__ = ["attach_grad_clip", "attach_grad_noise"]
 Roles = Role | str | Sequence[Role | str] | None
 
 
-def _hooks(
-    params: list[tuple[str, nn.Parameter]], make: Callable[[int], Callable[[Tensor], None]]
-) -> Callable[[], None]:
-    removers = [grad_hook(p, make(i)) for i, (_, p) in enumerate(params)]
+class _GradClip(Attachment):
+    kind = "grad clip"
+    mode = "grad hook"
 
-    def undo() -> None:
-        for remove in removers:
-            remove()
+    def __init__(self, params: list[tuple[str, nn.Parameter]], max_value: float | None, max_norm: float | None) -> None:
+        parts = [
+            f"max_value={max_value:g}" if max_value is not None else "",
+            f"max_norm={max_norm:g}" if max_norm is not None else "",
+        ]
+        what = f"clip({', '.join(p for p in parts if p)})"
+        super().__init__(what, [n for n, _ in params], ("grad clip",), [p for _, p in params])
+        self.params = [p for _, p in params]
+        self.max_value, self.max_norm = max_value, max_norm
 
-    return undo
+    def install(self) -> None:
+        self.hook_grads(self.params, self._clip)
+
+    def _clip(self, p: Tensor) -> None:
+        grad = p.grad
+        if grad is None:
+            return
+        with torch.no_grad():
+            if self.max_value is not None:
+                grad.clamp_(-self.max_value, self.max_value)
+            if self.max_norm is not None:
+                norm = torch.linalg.vector_norm(grad)
+                grad.mul_((self.max_norm / (norm + 1e-6)).clamp(max=1.0))
+
+
+class _GradNoise(Attachment):
+    kind = "grad noise"
+    mode = "grad hook"
+
+    def __init__(self, params: list[tuple[str, nn.Parameter]], std: Factor, generator: torch.Generator | None) -> None:
+        super().__init__(f"noise(std={_fmt(std)})", [n for n, _ in params], ("grad noise",), [p for _, p in params])
+        self.params = [p for _, p in params]
+        self.std = std
+        self.generator = generator
+
+    def install(self) -> None:
+        self.hook_grads(self.params, self._add_noise)
+
+    def _add_noise(self, p: Tensor) -> None:
+        grad = p.grad
+        if grad is None:
+            return
+        sigma = _at(self.std, self.step, "std")
+        if sigma == 0:
+            return
+        with torch.no_grad():
+            noise = torch.randn(grad.shape, generator=self.generator, device=grad.device, dtype=grad.dtype)
+            grad.add_(noise, alpha=sigma)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        generator = state.pop("generator")
+        # A torch.Generator neither deep-copies nor pickles: carry its device and state instead.
+        state["generator"] = None if generator is None else (str(generator.device), generator.get_state())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        saved = state.pop("generator")
+        if saved is not None:
+            generator = torch.Generator(device=saved[0])
+            generator.set_state(saved[1])
+            state["generator"] = generator
+        else:
+            state["generator"] = None
+        super().__setstate__(state)
 
 
 def attach_grad_clip(
@@ -68,31 +127,7 @@ def attach_grad_clip(
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
             raise ValueError(f"{name} must be a positive number or None. Received: {name}={value!r}")
     params = pick_params(model, roles=roles, include=include, exclude=exclude, caller="attach_grad_clip")
-
-    def make(i: int) -> Callable[[Tensor], None]:
-        def hook(p: Tensor) -> None:
-            grad = p.grad
-            if grad is None:
-                return
-            with torch.no_grad():
-                if max_value is not None:
-                    grad.clamp_(-max_value, max_value)
-                if max_norm is not None:
-                    norm = torch.linalg.vector_norm(grad)
-                    grad.mul_((max_norm / (norm + 1e-6)).clamp(max=1.0))
-
-        return hook
-
-    parts = [
-        f"max_value={max_value:g}" if max_value is not None else "",
-        f"max_norm={max_norm:g}" if max_norm is not None else "",
-    ]
-    what = f"clip({', '.join(p for p in parts if p)})"
-    names = [n for n, _ in params]
-    return attach(
-        model,
-        Attachment("grad clip", what, "grad hook", names, ("grad clip",), [p for _, p in params], _hooks(params, make)),
-    )
+    return attach(model, _GradClip(params, max_value, max_norm))
 
 
 def attach_grad_noise(
@@ -109,7 +144,7 @@ def attach_grad_noise(
     Args:
         model: Any module.
         std: The noise std: a number, or a schedule (a callable of the step,
-            the number of backward passes the parameter has seen), such as
+            which :func:`step_regularizers` advances), such as
             ``lambda t: (0.01 / (1 + t) ** 0.55) ** 0.5`` from the paper.
         roles: Roles to pick (``None``: every trainable parameter).
         include: Name glob(s) to pick; each must match.
@@ -129,33 +164,4 @@ def attach_grad_noise(
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None. Received: generator={generator!r}")
     params = pick_params(model, roles=roles, include=include, exclude=exclude, caller="attach_grad_noise")
-    counts = [0] * len(params)
-
-    def make(i: int) -> Callable[[Tensor], None]:
-        def hook(p: Tensor) -> None:
-            grad = p.grad
-            if grad is None:
-                return
-            sigma = _at(std, counts[i], "std")
-            counts[i] += 1
-            if sigma == 0 or not math.isfinite(sigma):
-                return
-            with torch.no_grad():
-                noise = torch.randn(grad.shape, generator=generator, device=grad.device, dtype=grad.dtype)
-                grad.add_(noise, alpha=sigma)
-
-        return hook
-
-    names = [n for n, _ in params]
-    return attach(
-        model,
-        Attachment(
-            "grad noise",
-            f"noise(std={_fmt(std)})",
-            "grad hook",
-            names,
-            ("grad noise",),
-            [p for _, p in params],
-            _hooks(params, make),
-        ),
-    )
+    return attach(model, _GradNoise(params, std, generator))
