@@ -81,11 +81,10 @@ class Block(nn.Module):
         self._refresh_stages()
 
     def _refresh_stages(self) -> None:
-        modules = self._modules
         stages: list[Callable[[Tensor], Tensor]] = []
         for name in self._stage_names:
-            module = modules.get(name)
-            if module is None:  # not assigned yet, or deleted: fail loudly if forward runs
+            module = getattr(self, name, None)
+            if not isinstance(module, nn.Module):  # not assigned yet, or deleted: fail loudly if forward runs
                 stages.append(_MissingStage(type(self).__name__, name))
             elif type(module) is not nn.Identity:
                 stages.append(module)
