@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,17 +16,10 @@ from blockzoo.roles import Role
 __all__ = ["create_optimizer"]
 
 
-@dataclass(frozen=True)
-class FactoryRecord:
-    """What :func:`create_optimizer` decided, kept for :func:`explain_param_groups`."""
-
-    spec: OptimizerSpec
-    implementation: str
-    rules: tuple[GroupRule, ...]
-
-
-# Optimizers built here -> the decisions behind them (no attribute is added to the optimizer).
-RECORDS: weakref.WeakKeyDictionary[torch.optim.Optimizer, FactoryRecord] = weakref.WeakKeyDictionary()
+#: Keys that :func:`create_optimizer` writes into every param group, so that what
+#: it decided travels with the optimizer (``copy.deepcopy``, ``state_dict``).
+RULE_KEY = "rule"
+IMPLEMENTATION_KEY = "implementation"
 
 _FUSED_DEVICES = ("cpu", "cuda", "xpu")
 
@@ -87,6 +78,12 @@ def create_optimizer(
     fastest implementation that fits the parameters is chosen (fused, then
     foreach); :func:`explain_param_groups` says which.
 
+    What was decided travels with the optimizer: every group holds its rule
+    under the key ``"rule"`` and the implementation choice under
+    ``"implementation"`` (plain strings), so ``copy.deepcopy``,
+    ``state_dict()`` / ``load_state_dict()`` and ``torch.load(...,
+    weights_only=True)`` keep what :func:`explain_param_groups` shows.
+
     A whole configuration can come from a plain dict:
     ``create_optimizer(model, **{"name": "sgd", "lr": 0.1, "momentum": 0.9})``.
 
@@ -118,6 +115,8 @@ def create_optimizer(
         [(['0.weight', '2.weight'], 0.0001), (['0.bias', '1.weight', '1.bias', '2.bias'], 0.0)]
         >>> opt.defaults["fused"]
         True
+        >>> opt.param_groups[1]["rule"]
+        'no decay: role bias, role norm'
     """
     spec = get_optimizer_spec(name)
     reject_unknown_keywords(kwargs, spec.kwargs, owner=spec.cls.__name__)
@@ -144,6 +143,8 @@ def create_optimizer(
         rules = [GroupRule(False, g["lr"] / lr if lr else 1.0, "no weight decay in this optimizer") for g in groups]
     implementation, described = _choose_implementation(spec, groups, kwargs, _has_sparse_layers(model_or_params))
     optimizer_cls: Any = spec.cls  # each subclass has its own keywords; checked above against its signature
+    for group, rule in zip(groups, rules, strict=True):
+        group[RULE_KEY] = rule.reason
+        group[IMPLEMENTATION_KEY] = described
     optimizer: torch.optim.Optimizer = optimizer_cls(groups, lr=lr, **implementation, **kwargs)
-    RECORDS[optimizer] = FactoryRecord(spec, described, tuple(rules))
     return optimizer
