@@ -161,3 +161,61 @@ def test_all_frozen_and_wrong_types() -> None:
         param_groups(model, lr=0.1)
     with pytest.raises(TypeError, match=r"model_or_params must be an nn\.Module.*Received: model_or_params=list"):
         param_groups([1, 2], lr=0.1)  # type: ignore[list-item]
+
+
+# ----------------------------------------------------------------------------- pairs and models agree
+
+NAMED_LAYERS = {  # the torch.nn layouts whose roles the names tell (see param_groups)
+    "conv": lambda: nn.Conv2d(3, 3, 3),
+    "conv_nobias": lambda: nn.Conv2d(3, 3, 1, bias=False),
+    "bn": lambda: nn.BatchNorm2d(3),
+    "linear": lambda: nn.Linear(3, 3),
+    "linear_nobias": lambda: nn.Linear(3, 1, bias=False),
+    "ln": lambda: nn.LayerNorm(3),
+    "ln_2d": lambda: nn.LayerNorm((2, 3)),
+    "ln_nobias": lambda: nn.LayerNorm(3, bias=False),
+    "gn": lambda: nn.GroupNorm(1, 3),
+    "mha": lambda: nn.MultiheadAttention(4, 2),
+    "gru": lambda: nn.GRU(3, 2),
+    "weight_norm": lambda: nn.utils.parametrizations.weight_norm(nn.Linear(3, 2)),
+    "gate": Gate,
+    "block": lambda: blockzoo.ConvNormAct(3, 3, norm_layer="groupnorm"),
+    "mlp": lambda: blockzoo.MLP(3, (4,), 2, norm_layer="layernorm"),
+}
+
+
+@st.composite
+def named_models(draw: st.DrawFn) -> nn.Module:
+    kinds = draw(st.lists(st.sampled_from(sorted(NAMED_LAYERS)), min_size=1, max_size=6))
+    model = nn.Sequential(*[NAMED_LAYERS[k]() for k in kinds])
+    if draw(st.booleans()):
+        model = nn.Sequential(model, nn.Linear(2, 2))  # deeper names
+    params = list(model.parameters())
+    for i in draw(st.lists(st.integers(0, len(params) - 1), max_size=len(params) - 1, unique=True)):
+        params[i].requires_grad_(False)
+    return model
+
+
+def described(groups: list[dict[str, object]], rules: list[object]) -> list[tuple[object, ...]]:
+    return [
+        ([n for n, _ in g["params"]], g["lr"], g["weight_decay"], r)  # type: ignore[attr-defined]
+        for g, r in zip(groups, rules, strict=True)
+    ]
+
+
+@given(named_models(), st.sets(st.sampled_from([r.value for r in Role])), st.floats(0.0, 0.1))
+def test_named_pairs_give_the_models_groups(model: nn.Module, roles: set[str], wd: float) -> None:
+    from_model = param_groups(model, lr=0.1, weight_decay=wd, no_weight_decay_roles=roles)
+    from_pairs = param_groups(list(model.named_parameters()), lr=0.1, weight_decay=wd, no_weight_decay_roles=roles)
+    assert described(*from_pairs) == described(*from_model)
+
+
+def test_pairs_honour_an_empty_role_set() -> None:
+    lin = nn.Linear(3, 2)
+    opt = create_optimizer(lin.named_parameters(), "adamw", lr=0.1, weight_decay=0.1, no_weight_decay_roles=())
+    assert [(g["param_names"], g["weight_decay"]) for g in opt.param_groups] == [(["weight", "bias"], 0.1)]
+    opt = create_optimizer(lin.named_parameters(), "adamw", lr=0.1, weight_decay=0.1, no_weight_decay_roles=["bias"])
+    assert [(g["param_names"], g["weight_decay"], g["rule"]) for g in opt.param_groups] == [
+        (["weight"], 0.1, "decay"),
+        (["bias"], 0.0, "no decay: role bias"),
+    ]
