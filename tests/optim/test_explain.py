@@ -1,3 +1,7 @@
+import copy
+import io
+
+import pytest
 import torch
 from torch import nn
 
@@ -44,3 +48,69 @@ def test_scheduler_keys_are_not_flagged() -> None:
     opt = create_optimizer(model, "sgd", lr=0.1, momentum=0.9)
     torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)
     assert check_param_groups(opt, model) == []
+
+
+# ----------------------------------------------------------------------------- the record travels with the optimizer
+
+CASES = {
+    "adamw, fused, multipliers": (lambda m: m, "adamw", {"lr_multipliers": {"3.*": 10}}),
+    "sgd, foreach, layer decay": (lambda m: m, "sgd", {"momentum": 0.9, "foreach": True, "layer_decay": 0.5}),
+    "rmsprop, pairs": (lambda m: list(m.named_parameters()), "rmsprop", {}),
+    "lbfgs, merged": (lambda m: m, "lbfgs", {"weight_decay": 0.0}),
+}
+
+
+def build(case: str) -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+    source, name, kwargs = CASES[case]
+    kwargs = {"weight_decay": 0.05, **kwargs}
+    return model, create_optimizer(source(model), name, lr=0.1, **kwargs)
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer) -> None:
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = model(torch.ones(2, 3, 3, 3)).square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_explanation_survives_deepcopy_and_state_dict_round_trips(case: str) -> None:
+    model, opt = build(case)
+    train_step(model, opt)
+    original = explain_param_groups(opt, per_param=True)
+    assert original.implementation != "torch's default implementation"
+    assert all(g["rule"] != "(not built by blockzoo)" for g in original.groups)
+    for group in opt.param_groups:
+        assert isinstance(group["rule"], str)
+        assert isinstance(group["implementation"], str)
+
+    assert explain_param_groups(copy.deepcopy(opt), per_param=True) == original
+
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    # a plain torch optimizer over the same parameters, knowing nothing of blockzoo, takes the record from the state
+    plain = type(opt)([{"params": list(g["params"])} for g in opt.param_groups], lr=1.0)  # type: ignore[call-arg]
+    assert explain_param_groups(plain).groups[0]["rule"] == "(not built by blockzoo)"
+    plain.load_state_dict(state)
+    assert explain_param_groups(plain, per_param=True) == original
+    assert str(explain_param_groups(plain, per_param=True)) == str(original)
+    assert check_param_groups(plain, model) == []
+    _, rebuilt = build(case)
+    rebuilt.load_state_dict(state)
+    assert explain_param_groups(rebuilt, per_param=True) == original
+
+
+def test_the_record_is_the_group_keys_and_nothing_else() -> None:
+    _, opt = build("adamw, fused, multipliers")
+    for group in opt.param_groups:
+        del group["rule"], group["implementation"]
+    report = explain_param_groups(opt)
+    assert report.implementation == "torch's default implementation"
+    assert {g["rule"] for g in report.groups} == {"(not built by blockzoo)"}

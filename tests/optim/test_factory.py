@@ -2,6 +2,8 @@ import copy
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 import blockzoo
@@ -179,3 +181,109 @@ def test_register_optimizer_reads_the_signature(monkeypatch: pytest.MonkeyPatch)
         TypeError, match=r"cls must be a torch\.optim\.Optimizer subclass\. Received: cls=<class 'int'>"
     ):
         register_optimizer("int_test", int)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- fused only where it is right
+
+FUSED_NAMES = [n for n in list_optimizers() if get_optimizer_spec(n).has_fused]
+FUSED_KWARGS = {"sgd": {"momentum": 0.9}}
+
+
+class Views(nn.Module):
+    """A least-squares problem whose parameters are views chosen by ``layout``."""
+
+    def __init__(self, layout: str) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        if layout == "strided":  # every other element of a bigger tensor
+            weight, bias = torch.randn(6, 5, 2, generator=gen)[..., 0], torch.randn(6, 2, generator=gen)[:, 1]
+        elif layout == "transposed":  # dense, not contiguous
+            weight, bias = torch.randn(5, 6, generator=gen).t(), torch.randn(6, generator=gen)
+        elif layout == "channels_last":
+            weight = torch.randn(6, 5, 1, 1, generator=gen).to(memory_format=torch.channels_last)
+            bias = torch.randn(6, generator=gen)
+        else:
+            weight, bias = torch.randn(6, 5, generator=gen), torch.randn(6, generator=gen)
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(bias)
+        self.register_buffer("x", torch.randn(32, 5, generator=gen))
+        self.register_buffer("y", torch.randn(32, 6, generator=gen))
+
+    def forward(self) -> torch.Tensor:
+        return (self.x @ self.weight.reshape(6, 5).T + self.bias - self.y).square().mean()
+
+
+def test_strided_views_are_what_the_test_says() -> None:
+    strided = Views("strided")
+    assert not strided.weight.is_contiguous()
+    assert strided.weight.stride() == (10, 2)
+    assert Views("transposed").weight.stride() == (1, 6)
+    assert Views("channels_last").weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("name", FUSED_NAMES)
+def test_strided_parameters_get_foreach_and_match_torchs_default(name: str) -> None:
+    model, reference = Views("strided"), Views("strided")
+    opt = create_optimizer(model, name, lr=0.01, weight_decay=0.01, **FUSED_KWARGS.get(name, {}))
+    assert opt.defaults["fused"] is not True
+    assert opt.defaults["foreach"] is True
+    assert explain_param_groups(opt).implementation == (
+        "foreach (chosen: 2 parameters are strided views, which fused kernels mishandle: 'weight', 'bias')"
+    )
+    # torch's own default construction, with the same groups and nothing chosen for it
+    groups = [
+        {"params": [dict(reference.named_parameters())[n] for n in g["param_names"]], "lr": g["lr"],
+         "weight_decay": g["weight_decay"]}
+        for g in opt.param_groups
+    ]  # fmt: skip
+    torch_opt = get_optimizer_spec(name).cls(groups, lr=0.01, **FUSED_KWARGS.get(name, {}))  # type: ignore[call-arg]
+    assert torch_opt.defaults.get("fused") is not True
+    run(model, opt, 50)
+    run(reference, torch_opt, 50)
+    for (n, a), b in zip(model.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
+
+
+@pytest.mark.parametrize("name", FUSED_NAMES)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "transposed"])
+def test_dense_parameters_still_get_fused(name: str, layout: str) -> None:
+    opt = create_optimizer(Views(layout), name, lr=0.01, **FUSED_KWARGS.get(name, {}))
+    assert opt.defaults["fused"] is True
+    assert explain_param_groups(opt).implementation.startswith("fused (chosen")
+
+
+def touched_offsets(t: torch.Tensor) -> list[int]:
+    """Every storage offset ``t`` reads, one per element, by brute force."""
+    offsets = [t.storage_offset()]
+    for size, stride in zip(t.shape, t.stride(), strict=True):
+        offsets = [o + i * stride for o in offsets for i in range(size)]
+    return offsets
+
+
+@st.composite
+def views(draw: st.DrawFn) -> torch.Tensor:
+    shape = draw(st.lists(st.integers(1, 4), min_size=1, max_size=4))
+    t = torch.zeros(shape)
+    t = t.permute(*draw(st.permutations(range(len(shape)))))
+    dim = draw(st.integers(0, t.ndim - 1))
+    start, step = draw(st.integers(0, 1)), draw(st.integers(1, 2))
+    t = t[(slice(None),) * dim + (slice(start, None, step),)]
+    if draw(st.booleans()):
+        t = t.unsqueeze(0).expand(draw(st.integers(1, 3)), *t.shape)
+    return t
+
+
+@given(views())
+def test_fused_is_chosen_exactly_for_dense_non_overlapping_parameters(view: torch.Tensor) -> None:
+    offsets = touched_offsets(view)
+    dense = sorted(offsets) == list(range(min(offsets), min(offsets) + len(offsets))) if offsets else True
+    opt = create_optimizer([("p", nn.Parameter(view))], "sgd", lr=0.1)
+    assert (opt.defaults["fused"] is True) == dense, (view.shape, view.stride())
+
+
+def test_requested_fused_on_strided_views_is_flagged() -> None:
+    opt = create_optimizer(Views("strided"), "adam", lr=0.01, fused=True)
+    assert opt.defaults["fused"] is True
+    assert explain_param_groups(opt).implementation == (
+        "fused (as requested; 2 parameters are strided views, which fused kernels mishandle: 'weight', 'bias')"
+    )

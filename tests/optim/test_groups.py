@@ -161,3 +161,141 @@ def test_all_frozen_and_wrong_types() -> None:
         param_groups(model, lr=0.1)
     with pytest.raises(TypeError, match=r"model_or_params must be an nn\.Module.*Received: model_or_params=list"):
         param_groups([1, 2], lr=0.1)  # type: ignore[list-item]
+
+
+# ----------------------------------------------------------------------------- pairs and models agree
+
+NAMED_LAYERS = {  # the torch.nn layouts whose roles the names tell (see param_groups)
+    "conv": lambda: nn.Conv2d(3, 3, 3),
+    "conv_nobias": lambda: nn.Conv2d(3, 3, 1, bias=False),
+    "bn": lambda: nn.BatchNorm2d(3),
+    "linear": lambda: nn.Linear(3, 3),
+    "linear_nobias": lambda: nn.Linear(3, 1, bias=False),
+    "ln": lambda: nn.LayerNorm(3),
+    "ln_2d": lambda: nn.LayerNorm((2, 3)),
+    "ln_nobias": lambda: nn.LayerNorm(3, bias=False),
+    "gn": lambda: nn.GroupNorm(1, 3),
+    "mha": lambda: nn.MultiheadAttention(4, 2),
+    "gru": lambda: nn.GRU(3, 2),
+    "weight_norm": lambda: nn.utils.parametrizations.weight_norm(nn.Linear(3, 2)),
+    "gate": Gate,
+    "block": lambda: blockzoo.ConvNormAct(3, 3, norm_layer="groupnorm"),
+    "mlp": lambda: blockzoo.MLP(3, (4,), 2, norm_layer="layernorm"),
+}
+
+
+@st.composite
+def named_models(draw: st.DrawFn) -> nn.Module:
+    kinds = draw(st.lists(st.sampled_from(sorted(NAMED_LAYERS)), min_size=1, max_size=6))
+    model = nn.Sequential(*[NAMED_LAYERS[k]() for k in kinds])
+    if draw(st.booleans()):
+        model = nn.Sequential(model, nn.Linear(2, 2))  # deeper names
+    params = list(model.parameters())
+    for i in draw(st.lists(st.integers(0, len(params) - 1), max_size=len(params) - 1, unique=True)):
+        params[i].requires_grad_(False)
+    return model
+
+
+def described(groups: list[dict[str, object]], rules: list[object]) -> list[tuple[object, ...]]:
+    return [
+        ([n for n, _ in g["params"]], g["lr"], g["weight_decay"], r)  # type: ignore[attr-defined]
+        for g, r in zip(groups, rules, strict=True)
+    ]
+
+
+@given(named_models(), st.sets(st.sampled_from([r.value for r in Role])), st.floats(0.0, 0.1))
+def test_named_pairs_give_the_models_groups(model: nn.Module, roles: set[str], wd: float) -> None:
+    from_model = param_groups(model, lr=0.1, weight_decay=wd, no_weight_decay_roles=roles)
+    from_pairs = param_groups(list(model.named_parameters()), lr=0.1, weight_decay=wd, no_weight_decay_roles=roles)
+    assert described(*from_pairs) == described(*from_model)
+
+
+def test_pairs_honour_an_empty_role_set() -> None:
+    lin = nn.Linear(3, 2)
+    opt = create_optimizer(lin.named_parameters(), "adamw", lr=0.1, weight_decay=0.1, no_weight_decay_roles=())
+    assert [(g["param_names"], g["weight_decay"]) for g in opt.param_groups] == [(["weight", "bias"], 0.1)]
+    opt = create_optimizer(lin.named_parameters(), "adamw", lr=0.1, weight_decay=0.1, no_weight_decay_roles=["bias"])
+    assert [(g["param_names"], g["weight_decay"], g["rule"]) for g in opt.param_groups] == [
+        (["weight"], 0.1, "decay"),
+        (["bias"], 0.0, "no decay: role bias"),
+    ]
+
+
+# ----------------------------------------------------------------------------- a model's own declarations
+
+
+class TinyViT(nn.Module):
+    """The layout of a vision transformer that lists its tokens in no_weight_decay(), timm's way."""
+
+    def __init__(self, dim: int = 8) -> None:
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, dim, 4, stride=4)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.reg_token = nn.Parameter(torch.zeros(1, 4, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 5, dim))
+        self.blocks = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim))
+        self.head = nn.Linear(dim, 2)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"cls_token", "reg_token", "pos_embed"}
+
+
+def decay_of(opt: torch.optim.Optimizer) -> dict[str, float]:
+    return {n: g["weight_decay"] for g in opt.param_groups for n in g["param_names"]}
+
+
+def test_no_weight_decay_is_honoured_and_named() -> None:
+    vit = TinyViT()
+    opt = create_optimizer(vit, "adamw", lr=1e-3, weight_decay=0.05)
+    decay = decay_of(opt)
+    assert {n for n, wd in decay.items() if wd} == {"patch_embed.weight", "blocks.1.weight", "head.weight"}
+    assert decay["reg_token"] == decay["cls_token"] == decay["pos_embed"] == 0.0
+    rules = [g["rule"] for g in blockzoo.explain_param_groups(opt).groups]
+    assert rules == ["no decay: model.no_weight_decay(), role bias, role norm", "decay"]
+    # the same model inside a wrapper: its declaration names its own parameters
+    wrapped = create_optimizer(nn.Sequential(vit), "adamw", lr=1e-3, weight_decay=0.05)
+    assert decay_of(wrapped)["0.reg_token"] == 0.0
+    assert wrapped.param_groups[0]["rule"] == "no decay: 0.no_weight_decay(), role bias, role norm"
+
+
+def test_declared_names_that_are_not_parameters_are_ignored_and_reported() -> None:
+    class DeiT(TinyViT):
+        def no_weight_decay(self) -> set[str]:
+            return {"cls_token", "dist_token", "pos_embed", "blocks"}  # no dist_token here; blocks is a module
+
+    opt = create_optimizer(DeiT(), "adamw", lr=1e-3, weight_decay=0.05)
+    assert decay_of(opt)["reg_token"] == 0.05
+    assert opt.param_groups[0]["rule"] == (
+        "no decay: model.no_weight_decay() (not parameters, ignored: 'blocks', 'dist_token'), role bias, role norm"
+    )
+
+
+def test_no_weight_decay_keywords_and_precedence_over_role_rules() -> None:
+    class Swin(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = nn.Module()
+            self.attn.relative_position_bias_table = nn.Parameter(torch.zeros(9, 2))
+            self.proj = nn.Linear(2, 2)
+
+        def no_weight_decay_keywords(self) -> list[str]:
+            return ["relative_position_bias_table"]
+
+    opt = create_optimizer(Swin(), "adamw", lr=1e-3, weight_decay=0.05, no_weight_decay_roles=())
+    assert [(g["param_names"], g["weight_decay"], g["rule"]) for g in opt.param_groups] == [
+        (["attn.relative_position_bias_table"], 0.0, "no decay: model.no_weight_decay_keywords()"),
+        (["proj.weight", "proj.bias"], 0.05, "decay"),
+    ]
+
+
+@pytest.mark.parametrize("value", ["cls_token", 3, ["cls_token", 1]])
+def test_bad_declarations(value: object) -> None:
+    class Bad(TinyViT):
+        def no_weight_decay(self) -> object:  # type: ignore[override]
+            return value
+
+    with pytest.raises(
+        TypeError,
+        match=r"Bad\.no_weight_decay\(\) must return a collection of strings\. Received: Bad\.no_weight_decay\(\)=",
+    ):
+        create_optimizer(Bad(), "adamw", lr=1e-3)

@@ -36,7 +36,8 @@ __all__ = [
 ]
 
 Mode = Literal["fan_in", "fan_out", "fan_avg"]
-Distribution = Literal["truncated_normal", "normal", "uniform"]
+Distribution = Literal["truncated_normal", "normal", "untruncated_normal", "uniform"]
+_DISTRIBUTIONS = ("truncated_normal", "normal", "untruncated_normal", "uniform")
 
 #: The std of a standard normal truncated to [-2, 2]; Keras divides by it so the
 #: truncated draw keeps the requested variance.
@@ -67,16 +68,20 @@ def variance_scaling_(
 ) -> Tensor:
     """Fill ``tensor`` with draws of variance ``scale / n``, as Keras's ``VarianceScaling``.
 
-    ``n`` is the fan in, the fan out, or their mean (``mode``). With
-    ``"truncated_normal"`` the draws are cut at two standard deviations and
-    rescaled so that the variance stays ``scale / n``; ``"uniform"`` draws from
-    ``[-limit, limit]`` with ``limit = sqrt(3 * scale / n)``.
+    ``n`` is the fan in, the fan out, or their mean (``mode``). The
+    distributions are Keras's: ``"truncated_normal"``, and ``"normal"`` which
+    Keras takes to mean the same, cut the draws at two standard deviations and
+    rescale them so that the variance stays ``scale / n``;
+    ``"untruncated_normal"`` draws from ``N(0, scale / n)``; ``"uniform"``
+    draws from ``[-limit, limit]`` with ``limit = sqrt(3 * scale / n)``. A
+    tensor with no elements is returned unchanged, as ``torch.nn.init`` does.
 
     Args:
         tensor: At least 2-D; a conv kernel's fans include its window.
         scale: Positive scaling factor of the variance.
         mode: ``"fan_in"``, ``"fan_out"`` or ``"fan_avg"``.
-        distribution: ``"truncated_normal"``, ``"normal"`` or ``"uniform"``.
+        distribution: ``"truncated_normal"`` (or ``"normal"``),
+            ``"untruncated_normal"`` or ``"uniform"``.
         generator: Source of randomness; the global one when ``None``.
 
     Returns:
@@ -88,23 +93,28 @@ def variance_scaling_(
         >>> w = variance_scaling_(torch.empty(256, 1024), 2.0, "fan_in", "normal")
         >>> round(w.std().item(), 2)  # sqrt(2 / 1024)
         0.04
+        >>> bool(w.abs().max() <= 2 * 0.0442 / 0.8796)  # cut at two std of the untruncated normal
+        True
     """
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
         raise ValueError(f"scale must be a positive number. Received: scale={scale!r}")
     if mode not in ("fan_in", "fan_out", "fan_avg"):
         raise ValueError(f"mode must be 'fan_in', 'fan_out' or 'fan_avg'. Received: mode={mode!r}")
-    if distribution not in ("truncated_normal", "normal", "uniform"):
+    if distribution not in _DISTRIBUTIONS:
         raise ValueError(
-            f"distribution must be 'truncated_normal', 'normal' or 'uniform'. Received: distribution={distribution!r}"
+            "distribution must be 'truncated_normal', 'normal', 'untruncated_normal' or 'uniform'. "
+            f"Received: distribution={distribution!r}"
         )
+    if tensor.numel() == 0:  # no fans to divide by, and nothing to fill
+        return tensor
     variance = scale / _scale_fan(tensor, mode)
     if distribution == "uniform":
         limit = math.sqrt(3.0 * variance)
         return nn.init.uniform_(tensor, -limit, limit, generator=generator)
     std = math.sqrt(variance)
-    if distribution == "normal":
+    if distribution == "untruncated_normal":
         return nn.init.normal_(tensor, 0.0, std, generator=generator)
-    std /= _TRUNCATED_STD
+    std /= _TRUNCATED_STD  # "truncated_normal" and Keras's alias "normal"
     return nn.init.trunc_normal_(tensor, 0.0, std, -2 * std, 2 * std, generator=generator)
 
 
@@ -140,6 +150,8 @@ def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, *, generator: to
 def lecun_normal_(tensor: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
     """LeCun normal: a normal truncated at two std, variance ``1 / fan_in`` (the init for SELU networks).
 
+    A tensor with no elements is returned unchanged.
+
     Example:
         >>> import torch
         >>> from blockzoo.init import lecun_normal_
@@ -151,6 +163,8 @@ def lecun_normal_(tensor: Tensor, *, generator: torch.Generator | None = None) -
 
 def lecun_uniform_(tensor: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
     """LeCun uniform: ``U(-limit, limit)`` with ``limit = sqrt(3 / fan_in)``.
+
+    A tensor with no elements is returned unchanged.
 
     Example:
         >>> import torch
@@ -232,11 +246,13 @@ def _sparse_m(t: Tensor, sparsity: float, std: float = 0.01) -> tuple[float, flo
 
 def _variance_scaling_m(
     t: Tensor, scale: float = 1.0, mode: str = "fan_in", distribution: str = "truncated_normal"
-) -> tuple[float, float]:
+) -> tuple[float, float] | None:
+    if t.numel() == 0:  # left unchanged: there is no draw
+        return None
     return 0.0, math.sqrt(scale / _scale_fan(t, mode))
 
 
-def _lecun_m(t: Tensor) -> tuple[float, float]:
+def _lecun_m(t: Tensor) -> tuple[float, float] | None:
     return _variance_scaling_m(t)
 
 

@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from blockzoo.optim._factory import RECORDS
+from blockzoo.optim._factory import IMPLEMENTATION_KEY, RULE_KEY
 
 __all__ = ["ParamGroupsReport", "check_param_groups", "explain_param_groups"]
 
 # Keys that torch.optim.lr_scheduler writes into or reads from a param group.
 _SCHEDULER_KEYS = frozenset({"initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"})
 _STRUCTURAL_KEYS = frozenset({"params", "param_names"})
+# Keys create_optimizer writes for explain_param_groups.
+_BLOCKZOO_KEYS = frozenset({RULE_KEY, IMPLEMENTATION_KEY})
 
 
 def _names(optimizer: torch.optim.Optimizer, model: nn.Module | None) -> list[list[str]]:
@@ -75,8 +77,11 @@ def explain_param_groups(
     """Describe each param group: lr, weight decay, tensors, elements and the rule that formed it.
 
     Works on any optimizer; the rule and the implementation choice are known
-    for optimizers built by :func:`create_optimizer`. Parameter names come from
-    the groups' ``param_names`` or, given ``model``, from the model.
+    for optimizers built by :func:`create_optimizer`, which keeps them in each
+    group's ``"rule"`` and ``"implementation"`` keys: a deep copy of the
+    optimizer, or one that loaded its ``state_dict``, reads the same. Parameter
+    names come from the groups' ``param_names`` or, given ``model``, from the
+    model.
 
     Args:
         optimizer: Any optimizer.
@@ -97,13 +102,17 @@ def explain_param_groups(
                  weight
                  bias
     """
-    record = RECORDS.get(optimizer)
-    implementation = record.implementation if record is not None else "torch's default implementation"
+    implementation = next(
+        (g[IMPLEMENTATION_KEY] for g in optimizer.param_groups if isinstance(g.get(IMPLEMENTATION_KEY), str)),
+        "torch's default implementation",
+    )
     names = _names(optimizer, model)
     report = ParamGroupsReport(type(optimizer).__name__, implementation, per_param=per_param)
     for i, group in enumerate(optimizer.param_groups):
         params = group["params"]
-        rule = record.rules[i].reason if record is not None and i < len(record.rules) else "(not built by blockzoo)"
+        rule = group.get(RULE_KEY)
+        if not isinstance(rule, str):
+            rule = "(not built by blockzoo)"
         report.groups.append(
             {
                 "lr": float(group.get("lr", float("nan"))),
@@ -146,7 +155,7 @@ def check_param_groups(optimizer: torch.optim.Optimizer, model: nn.Module | None
     problems: list[str] = []
     names = _names(optimizer, model)
     seen: dict[int, str] = {}
-    known = set(optimizer.defaults) | _SCHEDULER_KEYS | _STRUCTURAL_KEYS
+    known = set(optimizer.defaults) | _SCHEDULER_KEYS | _STRUCTURAL_KEYS | _BLOCKZOO_KEYS
     for i, group in enumerate(optimizer.param_groups):
         for key in sorted(set(group) - known):
             problems.append(

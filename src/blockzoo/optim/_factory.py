@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,17 +16,10 @@ from blockzoo.roles import Role
 __all__ = ["create_optimizer"]
 
 
-@dataclass(frozen=True)
-class FactoryRecord:
-    """What :func:`create_optimizer` decided, kept for :func:`explain_param_groups`."""
-
-    spec: OptimizerSpec
-    implementation: str
-    rules: tuple[GroupRule, ...]
-
-
-# Optimizers built here -> the decisions behind them (no attribute is added to the optimizer).
-RECORDS: weakref.WeakKeyDictionary[torch.optim.Optimizer, FactoryRecord] = weakref.WeakKeyDictionary()
+#: Keys that :func:`create_optimizer` writes into every param group, so that what
+#: it decided travels with the optimizer (``copy.deepcopy``, ``state_dict``).
+RULE_KEY = "rule"
+IMPLEMENTATION_KEY = "implementation"
 
 _FUSED_DEVICES = ("cpu", "cuda", "xpu")
 
@@ -39,21 +30,56 @@ def _has_sparse_layers(model_or_params: ParamsLike) -> bool:
     return any(getattr(m, "sparse", False) is True for m in model_or_params.modules())
 
 
+def _dense_and_non_overlapping(p: torch.Tensor) -> bool:
+    """Whether ``p``'s elements fill its memory span exactly once, in some order of dimensions.
+
+    torch has no public test for this (its own sits in a private module), so it is
+    computed from ``stride()``: sorted by stride, each dimension of size above one
+    must step over exactly the elements of the dimensions before it. Contiguous,
+    channels_last and transposed tensors pass; a view that skips elements
+    (``x[..., 0]``) or repeats them (``expand``) does not.
+    """
+    if p.numel() == 0:  # nothing to update
+        return True
+    expected = 1
+    for stride, size in sorted((st, n) for st, n in zip(p.stride(), p.shape, strict=True) if n != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _strided_note(names: list[str]) -> str:
+    count = "1 parameter is a strided view" if len(names) == 1 else f"{len(names)} parameters are strided views"
+    shown = ", ".join(map(repr, names[:3])) + (", ..." if len(names) > 3 else "")
+    return f"{count}, which fused kernels mishandle: {shown}"
+
+
 def _choose_implementation(
     spec: OptimizerSpec, groups: list[dict[str, Any]], kwargs: dict[str, Any], sparse: bool
 ) -> tuple[dict[str, bool], str]:
     """Pick fused, then foreach, when the user did not choose."""
+    named = [(n, p) for g in groups for n, p in g["params"]]
+    # torch's fused kernels (Adam, AdamW, SGD, Adagrad in torch 2.14) update a parameter that is a view with
+    # gaps between its elements as if it were contiguous, and give wrong results; foreach and for-loop do not.
+    strided = [n for n, p in named if not _dense_and_non_overlapping(p)]
     if "fused" in kwargs or "foreach" in kwargs:
         chosen = "fused" if kwargs.get("fused") else "foreach" if kwargs.get("foreach") else "for-loop"
+        if chosen == "fused" and strided:
+            return {}, f"fused (as requested; {_strided_note(strided)})"
         return {}, f"{chosen} (as requested)"
     if sparse or kwargs.get("differentiable"):
         return {}, "torch's default (sparse or differentiable parameters)"
-    params = [p for g in groups for _, p in g["params"]]
+    params = [p for _, p in named]
     plain = all(type(p) is nn.Parameter for p in params)  # DTensor and other subclasses: let torch decide
-    if spec.has_fused and plain and all(p.is_floating_point() and p.device.type in _FUSED_DEVICES for p in params):
+    fused_capable = plain and all(p.is_floating_point() and p.device.type in _FUSED_DEVICES for p in params)
+    if spec.has_fused and fused_capable and not strided:
         return {"fused": True}, "fused (chosen: every parameter is a floating-point tensor on a fused-capable device)"
+    why_not_fused = _strided_note(strided) if spec.has_fused and fused_capable else None
     if spec.has_foreach:
-        return {"foreach": True}, "foreach (chosen: no fused implementation for these parameters)"
+        return {"foreach": True}, f"foreach (chosen: {why_not_fused or 'no fused implementation for these parameters'})"
+    if why_not_fused:
+        return {}, f"for-loop (chosen: {why_not_fused})"
     return {}, "for-loop (the only implementation)"
 
 
@@ -84,8 +110,16 @@ def create_optimizer(
     and ``layer_decay`` write the real ``lr`` (and ``initial_lr``) into each
     group, so any ``torch.optim.lr_scheduler`` keeps the ratios (see
     :func:`param_groups`). When neither ``fused`` nor ``foreach`` is given, the
-    fastest implementation that fits the parameters is chosen (fused, then
-    foreach); :func:`explain_param_groups` says which.
+    fastest implementation that gives correct results is chosen: fused when
+    every parameter is a dense floating-point tensor on a fused-capable device
+    (torch's fused kernels mishandle strided views such as ``x[..., 0]``), else
+    foreach; :func:`explain_param_groups` says which and why.
+
+    What was decided travels with the optimizer: every group holds its rule
+    under the key ``"rule"`` and the implementation choice under
+    ``"implementation"`` (plain strings), so ``copy.deepcopy``,
+    ``state_dict()`` / ``load_state_dict()`` and ``torch.load(...,
+    weights_only=True)`` keep what :func:`explain_param_groups` shows.
 
     A whole configuration can come from a plain dict:
     ``create_optimizer(model, **{"name": "sgd", "lr": 0.1, "momentum": 0.9})``.
@@ -118,6 +152,8 @@ def create_optimizer(
         [(['0.weight', '2.weight'], 0.0001), (['0.bias', '1.weight', '1.bias', '2.bias'], 0.0)]
         >>> opt.defaults["fused"]
         True
+        >>> opt.param_groups[1]["rule"]
+        'no decay: role bias, role norm'
     """
     spec = get_optimizer_spec(name)
     reject_unknown_keywords(kwargs, spec.kwargs, owner=spec.cls.__name__)
@@ -144,6 +180,8 @@ def create_optimizer(
         rules = [GroupRule(False, g["lr"] / lr if lr else 1.0, "no weight decay in this optimizer") for g in groups]
     implementation, described = _choose_implementation(spec, groups, kwargs, _has_sparse_layers(model_or_params))
     optimizer_cls: Any = spec.cls  # each subclass has its own keywords; checked above against its signature
+    for group, rule in zip(groups, rules, strict=True):
+        group[RULE_KEY] = rule.reason
+        group[IMPLEMENTATION_KEY] = described
     optimizer: torch.optim.Optimizer = optimizer_cls(groups, lr=lr, **implementation, **kwargs)
-    RECORDS[optimizer] = FactoryRecord(spec, described, tuple(rules))
     return optimizer

@@ -46,11 +46,115 @@ def _named(params: ParamsLike) -> tuple[list[tuple[str, nn.Parameter]], dict[str
     if all(isinstance(p, nn.Parameter) for p in items):
         return [(f"params.{i}", p) for i, p in enumerate(items)], None
     if all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[1], nn.Parameter) for p in items):
-        return [(str(name), p) for name, p in items], None
+        named = [(str(name), p) for name, p in items]
+        return named, _roles_from_names(named)
     raise TypeError(
         "model_or_params must be an nn.Module, an iterable of nn.Parameter or of (name, nn.Parameter) pairs. "
         f"Received: model_or_params={type(params).__name__}"
     )
+
+
+def _owner_and_tensor(name: str) -> tuple[str, str]:
+    """``"0.bias"`` -> ``("0", "bias")``; a parametrization's ``original`` stands for its owner's tensor."""
+    owner, _, leaf = name.rpartition(".")
+    head, _, rest = owner.rpartition(".parametrizations.")
+    if rest and "." not in rest and leaf.startswith("original"):
+        return head, rest
+    if owner.startswith("parametrizations.") and owner.count(".") == 1 and leaf.startswith("original"):
+        return "", owner.partition(".")[2]
+    return owner, leaf
+
+
+def _roles_from_names(named: Sequence[tuple[str, nn.Parameter]]) -> dict[str, Role]:
+    """Roles of ``(name, parameter)`` pairs, told from names and shapes as torch.nn lays them out.
+
+    Pairs carry no module, so the role :func:`~blockzoo.param_roles` would read
+    from the owning layer is inferred from the pairs that share an owner (the
+    name up to its last dot):
+
+    * an owner whose parameters are ``weight`` and ``bias`` of one shape, or a
+      single 1-D ``weight``, is a norm layer: both are role ``norm``;
+    * otherwise a name containing ``bias`` is role ``bias``, and one
+      containing ``weight`` with two or more dimensions is role ``weight``;
+    * anything else is role ``other``.
+
+    These are the roles torch.nn's conv, linear, recurrent, attention and norm
+    layers have. Names cannot tell an embedding table from a bias-free linear
+    weight (both are role ``weight`` here), a PReLU slope from a bias-free norm
+    (both ``norm``), nor see a block's declared ``scale``: pass the model
+    itself for those.
+    """
+    owners: dict[str, dict[str, nn.Parameter]] = {}
+    for name, p in named:
+        owner, tensor = _owner_and_tensor(name)
+        owners.setdefault(owner, {})[tensor] = p
+    roles: dict[str, Role] = {}
+    for name, p in named:
+        owner, tensor = _owner_and_tensor(name)
+        siblings = owners[owner]
+        shapes = {n: q.shape for n, q in siblings.items()}
+        is_norm = (set(shapes) == {"weight", "bias"} and shapes["weight"] == shapes["bias"]) or (
+            set(shapes) == {"weight"} and len(shapes["weight"]) == 1
+        )
+        if is_norm:
+            roles[name] = Role.NORM
+        elif "bias" in tensor:
+            roles[name] = Role.BIAS
+        elif "weight" in tensor and p.ndim >= 2:
+            roles[name] = Role.WEIGHT
+        else:
+            roles[name] = Role.OTHER
+    return roles
+
+
+_DECLARATIONS = ("no_weight_decay", "no_weight_decay_keywords")
+
+
+def _declaration(module: nn.Module, method: str) -> list[str] | None:
+    """What ``module.<method>()`` returns, checked to be parameter names; ``None`` without the method."""
+    if not callable(getattr(type(module), method, None)):  # a method, not a child module of that name
+        return None
+    value = getattr(module, method)()
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        value_ok = False
+    else:
+        value = list(value)
+        value_ok = all(isinstance(v, str) for v in value)
+    if not value_ok:
+        call = f"{type(module).__name__}.{method}()"
+        raise TypeError(f"{call} must return a collection of strings. Received: {call}={value!r}")
+    return sorted(value)
+
+
+def _declared_no_decay(model: nn.Module) -> dict[int, str]:
+    """Parameters that ``model`` or its modules declare free of weight decay, by ``id``, with the reason.
+
+    A module's ``no_weight_decay()`` names its parameters (relative to that
+    module) and ``no_weight_decay_keywords()`` gives substrings of their names,
+    the convention of timm and many vision-transformer codebases. Names that
+    are not parameters (timm's ViT lists ``dist_token`` even without one) are
+    ignored, and the reason says so.
+    """
+    declared: dict[int, str] = {}
+    for prefix, module in model.named_modules():
+        found = {m: _declaration(module, m) for m in _DECLARATIONS}
+        if found["no_weight_decay"] is None and found["no_weight_decay_keywords"] is None:
+            continue
+        params = dict(module.named_parameters(remove_duplicate=False))
+        who = prefix or "model"
+        names = found["no_weight_decay"] or []
+        missing = [n for n in names if n not in params]
+        reason = f"{who}.no_weight_decay()"
+        if missing:
+            reason += f" (not parameters, ignored: {', '.join(map(repr, missing))})"
+        for n in names:
+            if n in params:
+                declared.setdefault(id(params[n]), reason)
+        keywords = found["no_weight_decay_keywords"] or []
+        for n, p in params.items():
+            if any(k in n for k in keywords):
+                declared.setdefault(id(p), f"{who}.no_weight_decay_keywords()")
+    return declared
 
 
 def _depths(model: nn.Module | None, names: Sequence[str]) -> dict[str, int]:
@@ -85,8 +189,25 @@ def param_groups(
     * frozen parameters (``requires_grad=False``) are left out; a shared
       parameter appears once;
     * a parameter gets ``weight_decay`` unless its role is in
-      ``no_weight_decay_roles`` or it is a 1-D parameter of role ``other``
-      (without a model, every parameter of one dimension or fewer is exempt);
+      ``no_weight_decay_roles``, the model declares it free of decay, or it
+      is a 1-D parameter of role ``other``;
+    * a model declares parameters free of decay as timm's models do: a
+      ``no_weight_decay()`` method returning parameter names and a
+      ``no_weight_decay_keywords()`` method returning substrings of names, on
+      the model or on any of its modules (names relative to that module).
+      Declared names that are not parameters are ignored (timm's ViT lists
+      ``dist_token`` with or without one) and the group's rule says so;
+    * roles come from :func:`~blockzoo.param_roles` for a model. Pairs carry no
+      module, so a pair's role is told from the pairs that share its owner (the
+      name up to the last dot), as torch.nn lays out parameters: ``weight``
+      and ``bias`` of one shape, or a lone 1-D ``weight``, are role ``norm``;
+      otherwise a name containing ``bias`` is role ``bias`` and one containing
+      ``weight`` with two or more dimensions role ``weight``; the rest are
+      role ``other``. For torch.nn's conv, linear, recurrent, attention and
+      norm layers this gives the model's groups; names cannot tell an
+      embedding table (role ``weight`` here), a PReLU slope (``norm``) or a
+      block's declared scale (``other``), nor see a model's declarations, so
+      pass the model itself for those. Plain parameters are all role ``other``;
     * ``lr_multipliers`` maps name globs to factors; the last matching glob wins;
     * ``layer_decay`` scales the lr of a parameter at depth ``d`` of ``L`` by
       ``layer_decay ** (L - 1 - d)``, so the last layer trains at the full lr.
@@ -134,6 +255,8 @@ def param_groups(
         check_number(f"lr_multipliers[{glob!r}]", factor, low=0.0)
 
     named, roles = _named(model_or_params)
+    model = model_or_params if isinstance(model_or_params, nn.Module) else None
+    declared = _declared_no_decay(model) if model is not None else {}
     seen: set[int] = set()
     trainable = []
     for name, p in named:
@@ -149,7 +272,6 @@ def param_groups(
                 f"lr_multipliers glob {glob!r} matches no trainable parameter; check the name "
                 f"(for example {names[0]!r}). Received: lr_multipliers={multipliers!r}"
             )
-    model = model_or_params if isinstance(model_or_params, nn.Module) else None
     depths = _depths(model, names) if layer_decay is not None else {}
     num_layers = max(depths.values(), default=0) + 1
 
@@ -158,6 +280,8 @@ def param_groups(
         role = roles[name] if roles is not None else Role.OTHER
         if role in exempt:
             decay, why = False, f"no decay: role {role.value}"
+        elif id(p) in declared:
+            decay, why = False, f"no decay: {declared[id(p)]}"
         elif role is Role.OTHER and p.ndim <= 1:
             decay, why = False, "no decay: 1-D parameter"
         else:
