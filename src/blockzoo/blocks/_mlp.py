@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from blockzoo._checks import (
+    check_int,
     check_positive_int,
     check_probability,
     check_spatial_dims,
@@ -247,10 +248,7 @@ class ClassifierHead(Block):
 
     @staticmethod
     def _check_num_classes(num_classes: int) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(
-                f"num_classes must be a non-negative int (0 for no classifier). Received: num_classes={num_classes!r}"
-            )
+        check_int("num_classes", num_classes, low=0)
 
     def _make_fc(self, num_classes: int, *, device: torch.device | str | None, dtype: torch.dtype | None) -> nn.Module:
         if num_classes == 0:

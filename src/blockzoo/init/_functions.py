@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from blockzoo._checks import check_number
 from blockzoo._names import reject_unknown_keywords
 from blockzoo._registry import Registry
 
@@ -89,8 +90,7 @@ def variance_scaling_(
         >>> round(w.std().item(), 2)  # sqrt(2 / 1024)
         0.04
     """
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        raise ValueError(f"scale must be a positive number. Received: scale={scale!r}")
+    scale = check_number("scale", scale, low=0, low_open=True)
     if mode not in ("fan_in", "fan_out", "fan_avg"):
         raise ValueError(f"mode must be 'fan_in', 'fan_out' or 'fan_avg'. Received: mode={mode!r}")
     if distribution not in ("truncated_normal", "normal", "uniform"):
@@ -124,8 +124,8 @@ def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, *, generator: to
     """
     if tensor.dim() != 2:
         raise ValueError(f"sparse_ needs a 2-D tensor. Received: shape={list(tensor.shape)}")
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity <= 1:
-        raise ValueError(f"sparsity must be a number in [0, 1]. Received: sparsity={sparsity!r}")
+    sparsity = check_number("sparsity", sparsity, low=0, high=1)
+    std = check_number("std", std, low=0)
     rows = tensor.shape[0]
     zeros = math.ceil(sparsity * rows)
     with torch.no_grad():

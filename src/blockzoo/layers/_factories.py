@@ -29,6 +29,7 @@ from typing import Any, Literal, TypedDict
 import torch
 from torch import nn
 
+from blockzoo._checks import check_spatial_dims
 from blockzoo._names import close_matches, format_choices
 from blockzoo._registry import Registry
 from blockzoo.errors import UnknownNameError
@@ -163,8 +164,7 @@ def resolve_layer(kind: LayerKind, spec: LayerSpec, *, spatial_dims: int = 2, ar
     """
     registry = _registry(kind)
     arg = argname or f"{kind}_layer"
-    if not isinstance(spatial_dims, int) or isinstance(spatial_dims, bool) or not 0 <= spatial_dims <= 3:
-        raise ValueError(f"spatial_dims must be 0, 1, 2 or 3. Received: spatial_dims={spatial_dims!r}")
+    check_spatial_dims(spatial_dims, (0, 1, 2, 3))
     if spec is None:
         return nn.Identity
     if isinstance(spec, str):

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from blockzoo._checks import is_int
 from blockzoo.blocks import BasicBlock, Bottleneck, ClassifierHead, ConvNormAct
 from blockzoo.init import zero_init_last_
 from blockzoo.layers import Placement
@@ -35,8 +36,10 @@ def cifar_resnet(
     dtype: torch.dtype | None = None,
 ) -> ZooModel:
     """A CIFAR ResNet of depth ``6n + 2``: 3x3 convs, 16/32/64 filters, option A (padding) shortcuts."""
-    if (depth - 2) % 6:
-        raise ValueError(f"depth must be 6n + 2 (20, 32, 44, 56, 110, ...). Received: depth={depth}")
+    if not is_int(depth) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(
+            f"depth must be an int 6n + 2 with n >= 1 (20, 32, 44, 56, 110, ...). Received: depth={depth!r}"
+        )
     n = (depth - 2) // 6
     placement: Placement = {"device": device, "dtype": dtype}
     rates = drop_path_rates(drop_path_rate, 3 * n)

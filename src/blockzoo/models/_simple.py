@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from blockzoo._checks import check_positive_int
 from blockzoo.blocks import MLP, ClassifierHead, ConvBlock, ConvNormAct
 from blockzoo.layers import Placement
 from blockzoo.models._base import ZooModel
@@ -31,7 +32,7 @@ def mlp(
 ) -> ZooModel:
     """The course's MNIST MLP: flatten, ReLU hidden layers, a linear classifier."""
     placement: Placement = {"device": device, "dtype": dtype}
-    flat = in_channels * img_size * img_size
+    flat = check_positive_int("in_channels", in_channels) * check_positive_int("img_size", img_size) ** 2
     features = nn.Sequential(
         OrderedDict(flatten=nn.Flatten(1), mlp=MLP(flat, hidden_features, drop_rate=drop_rate, **placement))
     )
@@ -115,7 +116,7 @@ def simple_cnn(
             (f"stage{i + 1}", ConvBlock(a, b, **placement)) for i, (a, b) in enumerate(itertools.pairwise(chans))
         )
     )
-    side = img_size // 2 ** len(widths)
+    side = check_positive_int("img_size", img_size) // 2 ** len(widths)
     if side < 1:
         raise ValueError(
             f"img_size must be at least {2 ** len(widths)} for {len(widths)} pooling stages. Received: img_size={img_size}"

@@ -122,16 +122,13 @@ def param_groups(
         >>> [([n for n, _ in g["params"]], g["lr"], g["weight_decay"]) for g in groups]
         [(['0.weight'], 0.1, 0.0001), (['0.bias', '1.weight', '1.bias'], 0.1, 0.0), (['3.weight'], 1.0, 0.0001), (['3.bias'], 1.0, 0.0)]
     """
-    lr = check_number("lr", lr, low=0.0)
-    weight_decay = check_number("weight_decay", weight_decay, low=0.0)
+    lr = check_number("lr", lr, low=0)
+    weight_decay = check_number("weight_decay", weight_decay, low=0)
     exempt = as_roles(no_weight_decay_roles)
-    if layer_decay is not None and (
-        isinstance(layer_decay, bool) or not isinstance(layer_decay, (int, float)) or not 0 < layer_decay <= 1
-    ):
-        raise ValueError(f"layer_decay must be a number in (0, 1] or None. Received: layer_decay={layer_decay!r}")
+    layer_decay = check_number("layer_decay", layer_decay, low=0, high=1, low_open=True, allow_none=True)
     multipliers = dict(lr_multipliers or {})
     for glob, factor in multipliers.items():
-        check_number(f"lr_multipliers[{glob!r}]", factor, low=0.0)
+        check_number(f"lr_multipliers[{glob!r}]", factor, low=0)
 
     named, roles = _named(model_or_params)
     seen: set[int] = set()

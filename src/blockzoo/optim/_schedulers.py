@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler
 
+from blockzoo._checks import check_int, is_int
 from blockzoo._names import reject_unknown_keywords
 from blockzoo._registry import Registry
 
@@ -125,11 +126,8 @@ def create_scheduler(
         [0.25, 0.5, 0.75, 1.0, 0.95, 0.812, 0.611, 0.389, 0.188, 0.05]
     """
     cls, build = _SCHEDULERS.get(name)
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be a non-negative int. Received: warmup_steps={warmup_steps!r}")
-    if total_steps is not None and (
-        isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= warmup_steps
-    ):
+    warmup_steps = check_int("warmup_steps", warmup_steps, low=0)
+    if total_steps is not None and (not is_int(total_steps) or total_steps <= warmup_steps):
         raise ValueError(
             f"total_steps must be an int greater than warmup_steps ({warmup_steps}). Received: total_steps={total_steps!r}"
         )
