@@ -1,3 +1,5 @@
+import typing
+
 import pytest
 import torch
 from hypothesis import given
@@ -7,6 +9,7 @@ from torch.nn.utils import parametrizations
 
 import blockzoo
 from blockzoo import Role, UnknownNameError, param_roles, select
+from blockzoo.models._simple import simple_cnn
 
 
 def test_roles_of_torch_layers() -> None:
@@ -134,3 +137,23 @@ def test_select_by_roles_partitions_parameters(layers: list[str], chosen: set[st
     rest = {n for n, _ in select(model, roles=[r for r in Role if r.value not in chosen])}
     assert picked | rest == every
     assert not picked & rest
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        select,
+        blockzoo.init_weights,
+        blockzoo.init.InitRule,
+        blockzoo.list_models,
+        blockzoo.list_layers,
+        simple_cnn,
+        blockzoo.ConvNormAct.__init__,
+        blockzoo.MLP.__init__,
+        blockzoo.layers.Placement,
+    ],
+)
+def test_signatures_with_the_shared_aliases_resolve(obj: object) -> None:
+    # autodoc evaluates the string annotations; every alias must resolve where it is used
+    hints = typing.get_type_hints(obj)
+    assert hints

@@ -7,12 +7,20 @@ import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["as_patterns", "close_matches", "format_choices", "matches_any", "reject_unknown_keywords"]
+__all__ = [
+    "GlobsLike",
+    "as_patterns",
+    "close_matches",
+    "format_choices",
+    "matches_any",
+    "reject_unknown_keywords",
+]
 
-Patterns = str | Sequence[str] | None
+#: Name globs as users pass them: one glob, several, or ``None`` for no filter.
+GlobsLike = str | Sequence[str] | None
 
 
-def as_patterns(patterns: Patterns, argname: str) -> tuple[str, ...]:
+def as_patterns(patterns: GlobsLike, argname: str) -> tuple[str, ...]:
     """Normalise ``None``, one glob or a sequence of globs to a tuple of globs."""
     if patterns is None:
         return ()

@@ -15,15 +15,15 @@ Any other parameter is :attr:`Role.OTHER`. Parameters reparametrized with
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from torch import nn
 from torch.nn.utils import parametrize
 
-from blockzoo._names import as_patterns, close_matches, format_choices, matches_any
+from blockzoo._names import GlobsLike, as_patterns, close_matches, format_choices, matches_any
 from blockzoo.errors import UnknownNameError
 
-__all__ = ["Role", "param_roles", "select"]
+__all__ = ["Role", "RolesLike", "param_roles", "select"]
 
 
 class Role(str, enum.Enum):
@@ -132,6 +132,11 @@ def _role_in_context(modules: dict[str, nn.Module], prefix: str, sub: nn.Module,
     return _infer_role(sub, pname)
 
 
+#: Roles as users pass them: a :class:`Role`, a role name, several of either,
+#: or ``None`` for every role.
+RolesLike = Role | str | Iterable[Role | str] | None
+
+
 def as_roles(roles: Role | str | Iterable[Role | str]) -> frozenset[Role]:
     """Validate role names and return them as a set of :class:`Role` (used by every tool that takes ``roles=``)."""
     items = [roles] if isinstance(roles, str) else list(roles)
@@ -153,9 +158,9 @@ def as_roles(roles: Role | str | Iterable[Role | str]) -> frozenset[Role]:
 def select(
     module: nn.Module,
     *,
-    roles: Role | str | Iterable[Role | str] | None = None,
-    include: str | Sequence[str] | None = None,
-    exclude: str | Sequence[str] | None = None,
+    roles: RolesLike = None,
+    include: GlobsLike = None,
+    exclude: GlobsLike = None,
 ) -> list[tuple[str, nn.Parameter]]:
     """Parameters of ``module`` picked by role and by name glob.
 

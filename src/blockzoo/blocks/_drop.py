@@ -16,6 +16,7 @@ from blockzoo._checks import (
     check_probability,
     check_spatial_dims,
 )
+from blockzoo._types import DeviceLike
 from blockzoo.blocks._base import Block
 from blockzoo.blocks._layout import layout, layout_error
 
@@ -72,7 +73,7 @@ class DropPath(Block):
         p: float = 0.0,
         *,
         mode: str = "row",
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
@@ -133,7 +134,7 @@ class DropBlock(Block):
         block_size: int = 7,
         *,
         spatial_dims: int = 2,
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()

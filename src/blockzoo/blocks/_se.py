@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from blockzoo._checks import check_number, check_positive_int, check_spatial_dims
+from blockzoo._types import DeviceLike
 from blockzoo.blocks._base import ChannelsFirstBlock
 from blockzoo.layers import LayerSpec, Placement, build_layer
 
@@ -54,7 +55,7 @@ class SqueezeExcite(ChannelsFirstBlock):
         act_layer: LayerSpec = "relu",
         gate_layer: LayerSpec = "sigmoid",
         spatial_dims: int = 2,
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()

@@ -5,18 +5,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from blockzoo._names import GlobsLike
 from blockzoo.init._defaults import WEIGHT_LAYERS, activation_initializer, activations_after
 from blockzoo.init._functions import Initializer, get_initializer
 from blockzoo.init._records import set_record
 from blockzoo.init._report import InitReport, InitRow, _std
-from blockzoo.roles import Role, param_roles, select
+from blockzoo.roles import Role, RolesLike, param_roles, select
 
 __all__ = ["InitRule", "InitSpec", "default_init_", "init_weights", "param_generator"]
 
@@ -93,9 +94,9 @@ class InitRule:
     """
 
     init: InitSpec
-    roles: Role | str | Sequence[Role | str] | None = None
-    include: str | Sequence[str] | None = None
-    exclude: str | Sequence[str] | None = None
+    roles: RolesLike = None
+    include: GlobsLike = None
+    exclude: GlobsLike = None
 
 
 RuleLike = InitRule | tuple[Any, InitSpec] | Mapping[str, Any]

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from blockzoo._checks import check_number
-from blockzoo._names import reject_unknown_keywords
+from blockzoo._names import GlobsLike, reject_unknown_keywords
 from blockzoo._registry import Registry
 
 __all__ = [
@@ -300,7 +300,7 @@ def register_initializer(
     return fn
 
 
-def list_initializers(include: str | list[str] = "*", exclude: str | list[str] | None = None) -> list[str]:
+def list_initializers(include: GlobsLike = "*", exclude: GlobsLike = None) -> list[str]:
     """Sorted names of the registered initializers, filtered by globs.
 
     Example:

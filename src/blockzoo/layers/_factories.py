@@ -30,8 +30,9 @@ import torch
 from torch import nn
 
 from blockzoo._checks import check_spatial_dims
-from blockzoo._names import close_matches, format_choices
+from blockzoo._names import GlobsLike, close_matches, format_choices
 from blockzoo._registry import Registry
+from blockzoo._types import DeviceLike
 from blockzoo.errors import UnknownNameError
 from blockzoo.layers._modules import ChannelLayerNorm, GlobalPool, InstanceNorm2d, InstanceNorm3d
 
@@ -43,7 +44,7 @@ LayerKind = Literal["act", "norm", "pool", "dropout", "conv"]
 class Placement(TypedDict):
     """Where a block creates its tensors: the ``device=`` and ``dtype=`` it passes on."""
 
-    device: torch.device | str | None
+    device: DeviceLike
     dtype: torch.dtype | None
 
 
@@ -101,9 +102,7 @@ def register_layer(kind: LayerKind, name: str, *, aliases: Sequence[str] = ()) -
     return decorator
 
 
-def list_layers(
-    kind: LayerKind, include: str | Sequence[str] | None = "*", exclude: str | Sequence[str] | None = None
-) -> list[str]:
+def list_layers(kind: LayerKind, include: GlobsLike = "*", exclude: GlobsLike = None) -> list[str]:
     """Sorted names registered for ``kind``, filtered by globs.
 
     Example:
@@ -327,7 +326,7 @@ def build_layer(
     spec: LayerSpec,
     *args: Any,
     spatial_dims: int = 2,
-    device: torch.device | str | None = None,
+    device: DeviceLike = None,
     dtype: torch.dtype | None = None,
     argname: str | None = None,
     inplace: bool = False,

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from blockzoo._checks import check_choice, check_spatial_dims
+from blockzoo._types import DeviceLike
 
 __all__ = ["ChannelLayerNorm", "GlobalPool", "InstanceNorm2d", "InstanceNorm3d", "keep_channels_last"]
 
@@ -46,7 +47,7 @@ class ChannelLayerNorm(nn.LayerNorm):
         eps: float = 1e-5,
         elementwise_affine: bool = True,
         bias: bool = True,
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(num_channels, eps, elementwise_affine, bias, device=device, dtype=dtype)

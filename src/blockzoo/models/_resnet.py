@@ -10,13 +10,12 @@ import torch
 from torch import nn
 
 from blockzoo._checks import is_int
+from blockzoo._types import DeviceLike
 from blockzoo.blocks import BasicBlock, Bottleneck, ClassifierHead, ConvNormAct
 from blockzoo.init import zero_init_last_
 from blockzoo.layers import Placement
 from blockzoo.models._base import ZooModel, drop_path_rates
 from blockzoo.models._registry import register_model
-
-Device = torch.device | str | None
 
 _HE = "He et al. 2016, Deep Residual Learning for Image Recognition"
 
@@ -32,7 +31,7 @@ def cifar_resnet(
     in_channels: int = 3,
     drop_path_rate: float = 0.0,
     zero_init_last: bool = False,
-    device: Device = None,
+    device: DeviceLike = None,
     dtype: torch.dtype | None = None,
 ) -> ZooModel:
     """A CIFAR ResNet of depth ``6n + 2``: 3x3 convs, 16/32/64 filters, option A (padding) shortcuts."""
@@ -76,7 +75,7 @@ def imagenet_resnet(
     width_per_group: int = 64,
     drop_path_rate: float = 0.0,
     zero_init_last: bool = False,
-    device: Device = None,
+    device: DeviceLike = None,
     dtype: torch.dtype | None = None,
 ) -> ZooModel:
     """Torchvision's ResNet layout ("v1.5", stride in the 3x3 conv) built from blockzoo blocks."""

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.optim import lr_scheduler
 
 from blockzoo._checks import check_int, is_int
-from blockzoo._names import reject_unknown_keywords
+from blockzoo._names import GlobsLike, reject_unknown_keywords
 from blockzoo._registry import Registry
 
 __all__ = ["create_scheduler", "list_schedulers"]
@@ -67,7 +67,7 @@ _SCHEDULERS.register(
 _SET_BY_US = {"constant": {"factor", "total_iters"}, "cosine": {"T_max"}, "onecycle": {"max_lr", "total_steps"}}
 
 
-def list_schedulers(include: str | Sequence[str] | None = "*", exclude: str | Sequence[str] | None = None) -> list[str]:
+def list_schedulers(include: GlobsLike = "*", exclude: GlobsLike = None) -> list[str]:
     """Sorted names of the learning-rate schedules :func:`create_scheduler` builds.
 
     Example:
