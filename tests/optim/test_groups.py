@@ -136,7 +136,8 @@ def test_plain_parameters_and_named_pairs() -> None:
         (
             {"lr": 0.1, "lr_multipliers": {"head.*": 2.0}},
             ValueError,
-            r"lr_multipliers glob 'head\.\*' matches no trainable parameter; check the name \(for example '0\.weight'\)",
+            r"lr_multipliers glob 'head\.\*' matches no trainable parameter\. The names look like '0\.weight', "
+            r"'0\.bias'\. Received: lr_multipliers=\{'head\.\*': 2\.0\}",
         ),
         (
             {"lr": 0.1, "lr_multipliers": {"0.*": -2.0}},

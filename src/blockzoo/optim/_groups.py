@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from blockzoo._checks import check_number
-from blockzoo._names import matches_any
+from blockzoo._names import check_globs_match, matches_any
 from blockzoo.roles import Role, as_roles, param_roles
 
 __all__ = ["DEFAULT_NO_WEIGHT_DECAY_ROLES", "GroupRule", "ParamsLike", "param_groups"]
@@ -140,12 +140,7 @@ def param_groups(
     if not trainable:
         raise ValueError("model_or_params has no trainable parameter (all are frozen or there are none).")
     names = [n for n, _ in trainable]
-    for glob in multipliers:
-        if not matches_any_name(glob, names):
-            raise ValueError(
-                f"lr_multipliers glob {glob!r} matches no trainable parameter; check the name "
-                f"(for example {names[0]!r}). Received: lr_multipliers={multipliers!r}"
-            )
+    check_globs_match("lr_multipliers", multipliers, names, what="trainable parameter", received=multipliers)
     model = model_or_params if isinstance(model_or_params, nn.Module) else None
     depths = _depths(model, names) if layer_decay is not None else {}
     num_layers = max(depths.values(), default=0) + 1
@@ -197,8 +192,3 @@ def _merge_reasons(reasons: list[str]) -> str:
     if len(reasons) > 1 and all(r.startswith(head + ": ") for r in reasons):
         return head + ": " + ", ".join(r.partition(": ")[2] for r in reasons)
     return "; ".join(reasons)
-
-
-def matches_any_name(glob: str, names: Sequence[str]) -> bool:
-    """Whether ``glob`` matches at least one of ``names``."""
-    return any(matches_any(n, (glob,)) for n in names)
