@@ -1,3 +1,7 @@
+import fnmatch
+import re
+import typing
+
 import pytest
 import torch
 from hypothesis import given
@@ -7,6 +11,7 @@ from torch.nn.utils import parametrizations
 
 import blockzoo
 from blockzoo import Role, UnknownNameError, param_roles, select
+from blockzoo.models._simple import simple_cnn
 
 
 def test_roles_of_torch_layers() -> None:
@@ -134,3 +139,106 @@ def test_select_by_roles_partitions_parameters(layers: list[str], chosen: set[st
     rest = {n for n, _ in select(model, roles=[r for r in Role if r.value not in chosen])}
     assert picked | rest == every
     assert not picked & rest
+
+
+def _net() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+
+
+def test_select_refuses_an_include_glob_that_matches_nothing_and_suggests_names() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"^include glob '3\.wieght' matches no parameter of Sequential\. Did you mean '3\.weight', '1\.weight', "
+        r"'0\.weight'\? Received: include='3\.wieght'$",
+    ):
+        select(_net(), include="3.wieght")
+
+
+def test_select_refuses_an_exclude_glob_that_matches_nothing() -> None:
+    # a typo in exclude would silently keep what the caller meant to leave out
+    with pytest.raises(
+        ValueError,
+        match=r"^exclude glob '3\.bais' matches no parameter of Sequential\. Did you mean '3\.bias', '1\.bias', "
+        r"'0\.bias'\? Received: exclude=\['1\.\*', '3\.bais'\]$",
+    ):
+        select(_net(), exclude=["1.*", "3.bais"])
+
+
+def test_select_shows_a_few_names_when_none_is_close() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"^include glob 'head\.\*' matches no parameter of Sequential\. The names look like '0\.weight', "
+        r"'0\.bias', '1\.weight'\. Received: include=\['0\.\*', 'head\.\*'\]$",
+    ):
+        select(_net(), include=["0.*", "head.*"])
+    with pytest.raises(ValueError, match=r"^include glob '\*' matches no parameter of ReLU\. There are none\."):
+        select(nn.ReLU(), include="*")
+
+
+def test_select_lenient_on_request_and_empty_role_selections_are_fine() -> None:
+    model = _net()
+    assert select(model, include="head.*", strict=False) == []
+    assert [n for n, _ in select(model, exclude="head.*", strict=False)] == [n for n, _ in model.named_parameters()]
+    assert select(model, roles="embedding") == []  # the globs are strict, the roles are a filter
+    assert select(model, roles="embedding", include="0.*") == []
+    with pytest.raises(TypeError, match=r"^strict must be a bool\. Received: strict='no'$"):
+        select(model, strict="no")  # type: ignore[arg-type]
+
+
+_GLOBS = ["0.*", "1.*", "3.*", "*.weight", "*.bias", "head.*", "3.wieght", "?.bias", "*"]
+
+
+@given(
+    st.lists(st.sampled_from(["conv", "bn", "linear", "relu"]), min_size=1, max_size=5),
+    st.none() | st.lists(st.sampled_from(_GLOBS), min_size=1, max_size=3),
+    st.none() | st.lists(st.sampled_from(_GLOBS), min_size=1, max_size=3),
+)
+def test_strict_select_is_lenient_select_or_an_error_naming_the_glob(
+    layers: list[str], include: list[str] | None, exclude: list[str] | None
+) -> None:
+    make = {"conv": lambda: nn.Conv2d(2, 2, 1), "bn": lambda: nn.BatchNorm2d(2), "linear": lambda: nn.Linear(2, 2)}
+    model = nn.Sequential(*(make[k]() if k in make else nn.ReLU() for k in layers))
+    names = [n for n, _ in model.named_parameters()]
+    unmatched = [
+        (arg, g)
+        for arg, globs in (("include", include), ("exclude", exclude))
+        for g in globs or ()
+        if not any(fnmatch.fnmatchcase(n, g) for n in names)
+    ]
+    lenient = select(model, include=include, exclude=exclude, strict=False)
+    if unmatched:
+        arg, glob = unmatched[0]
+        with pytest.raises(
+            ValueError, match=rf"^{arg} glob {re.escape(repr(glob))} matches no parameter of Sequential"
+        ):
+            select(model, include=include, exclude=exclude)
+    else:
+        assert select(model, include=include, exclude=exclude) == lenient
+    # lenient selection is the plain definition: included, not excluded
+    expected = [
+        n
+        for n in names
+        if (include is None or any(fnmatch.fnmatchcase(n, g) for g in include))
+        and not any(fnmatch.fnmatchcase(n, g) for g in exclude or ())
+    ]
+    assert [n for n, _ in lenient] == expected
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        select,
+        blockzoo.init_weights,
+        blockzoo.init.InitRule,
+        blockzoo.list_models,
+        blockzoo.list_layers,
+        simple_cnn,
+        blockzoo.ConvNormAct.__init__,
+        blockzoo.MLP.__init__,
+        blockzoo.layers.Placement,
+    ],
+)
+def test_signatures_with_the_shared_aliases_resolve(obj: object) -> None:
+    # autodoc evaluates the string annotations; every alias must resolve where it is used
+    hints = typing.get_type_hints(obj)
+    assert hints

@@ -7,12 +7,21 @@ import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["as_patterns", "close_matches", "format_choices", "matches_any", "reject_unknown_keywords"]
+__all__ = [
+    "GlobsLike",
+    "as_patterns",
+    "check_globs_match",
+    "close_matches",
+    "format_choices",
+    "matches_any",
+    "reject_unknown_keywords",
+]
 
-Patterns = str | Sequence[str] | None
+#: Name globs as users pass them: one glob, several, or ``None`` for no filter.
+GlobsLike = str | Sequence[str] | None
 
 
-def as_patterns(patterns: Patterns, argname: str) -> tuple[str, ...]:
+def as_patterns(patterns: GlobsLike, argname: str) -> tuple[str, ...]:
     """Normalise ``None``, one glob or a sequence of globs to a tuple of globs."""
     if patterns is None:
         return ()
@@ -38,6 +47,33 @@ def close_matches(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
 def format_choices(names: Iterable[str]) -> str:
     """``'a', 'b', 'c'`` for a message."""
     return ", ".join(repr(n) for n in names)
+
+
+def check_globs_match(argname: str, patterns: Iterable[str], names: Sequence[str], *, what: str, received: Any) -> None:
+    """Raise ``ValueError`` for the first glob in ``patterns`` that matches none of ``names``.
+
+    The message names the argument and the glob, suggests up to three close
+    names (or, failing that, shows the first few), and ends with what was
+    received. ``what`` says what the names are, e.g. ``"parameter of Sequential"``.
+
+    Example:
+        >>> from blockzoo._names import check_globs_match
+        >>> check_globs_match("include", ["0.wieght"], ["0.weight", "0.bias"], what="parameter", received="0.wieght")
+        Traceback (most recent call last):
+            ...
+        ValueError: include glob '0.wieght' matches no parameter. Did you mean '0.weight'? Received: include='0.wieght'
+    """
+    for pattern in patterns:
+        if any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            continue
+        hint = close_matches(pattern, names)
+        if hint:
+            tail = f"Did you mean {format_choices(hint)}?"
+        elif names:
+            tail = f"The names look like {format_choices(names[:3])}."
+        else:
+            tail = "There are none."
+        raise ValueError(f"{argname} glob {pattern!r} matches no {what}. {tail} Received: {argname}={received!r}")
 
 
 def reject_unknown_keywords(kwargs: Mapping[str, Any], accepted: Sequence[str], *, owner: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, TypeVar, overload
 
-from blockzoo._names import as_patterns, close_matches, format_choices, matches_any
+from blockzoo._names import GlobsLike, as_patterns, close_matches, format_choices, matches_any
 from blockzoo.errors import UnknownNameError
 
 __all__ = ["Registry"]
@@ -97,7 +97,7 @@ class Registry(Generic[T]):
         """
         return self._items[self.canonical(name)]
 
-    def list(self, include: str | Sequence[str] | None = "*", exclude: str | Sequence[str] | None = None) -> list[str]:
+    def list(self, include: GlobsLike = "*", exclude: GlobsLike = None) -> list[str]:
         """Sorted registered names matching any ``include`` glob and no ``exclude`` glob."""
         inc = as_patterns(include, "include") or ("*",)
         exc = as_patterns(exclude, "exclude")

@@ -15,15 +15,15 @@ Any other parameter is :attr:`Role.OTHER`. Parameters reparametrized with
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from torch import nn
 from torch.nn.utils import parametrize
 
-from blockzoo._names import as_patterns, close_matches, format_choices, matches_any
+from blockzoo._names import GlobsLike, as_patterns, check_globs_match, close_matches, format_choices, matches_any
 from blockzoo.errors import UnknownNameError
 
-__all__ = ["Role", "param_roles", "select"]
+__all__ = ["Role", "RolesLike", "param_roles", "select"]
 
 
 class Role(str, enum.Enum):
@@ -132,6 +132,11 @@ def _role_in_context(modules: dict[str, nn.Module], prefix: str, sub: nn.Module,
     return _infer_role(sub, pname)
 
 
+#: Roles as users pass them: a :class:`Role`, a role name, several of either,
+#: or ``None`` for every role.
+RolesLike = Role | str | Iterable[Role | str] | None
+
+
 def as_roles(roles: Role | str | Iterable[Role | str]) -> frozenset[Role]:
     """Validate role names and return them as a set of :class:`Role` (used by every tool that takes ``roles=``)."""
     items = [roles] if isinstance(roles, str) else list(roles)
@@ -153,9 +158,10 @@ def as_roles(roles: Role | str | Iterable[Role | str]) -> frozenset[Role]:
 def select(
     module: nn.Module,
     *,
-    roles: Role | str | Iterable[Role | str] | None = None,
-    include: str | Sequence[str] | None = None,
-    exclude: str | Sequence[str] | None = None,
+    roles: RolesLike = None,
+    include: GlobsLike = None,
+    exclude: GlobsLike = None,
+    strict: bool = True,
 ) -> list[tuple[str, nn.Parameter]]:
     """Parameters of ``module`` picked by role and by name glob.
 
@@ -164,17 +170,30 @@ def select(
     name when ``None``) and no ``exclude`` glob. Frozen parameters are selected
     too: ``requires_grad`` is the caller's business.
 
+    Every blockzoo tool that picks parameters (init rules, penalties,
+    constraints, gradient hooks, optimizer groups) uses this, with the same
+    strictness: a glob, in ``include`` or in ``exclude``, that matches no
+    parameter name of ``module`` is an error, since it is almost always a typo
+    (an ``exclude`` typo would silently keep what you meant to leave out).
+    Globs are checked against every parameter name, whatever ``roles`` says;
+    a selection that is empty because of ``roles`` is not an error.
+
     Args:
         module: Any module.
         roles: A role, a role name, or several; ``None`` for all.
         include: Glob(s) over qualified names such as ``"head.*"``.
         exclude: Glob(s) that remove names again.
+        strict: Refuse globs that match no parameter name. Pass ``False`` for
+            generic code that applies the same globs to models that may lack
+            those parameters.
 
     Returns:
         ``(name, parameter)`` pairs in ``named_parameters()`` order, each
         parameter once.
 
     Raises:
+        ValueError: with ``strict``, a glob matches no parameter name; the
+            message suggests close names.
         UnknownNameError: a role name is not a :class:`Role`.
         TypeError: an argument has the wrong type.
 
@@ -186,13 +205,44 @@ def select(
         ['0.bias', '1.weight', '1.bias', '2.bias']
         >>> [name for name, _ in select(model, include="2.*")]
         ['2.weight', '2.bias']
+        >>> select(model, include="2.wieght")
+        Traceback (most recent call last):
+            ...
+        ValueError: include glob '2.wieght' matches no parameter of Sequential. Did you mean '2.weight', '1.weight', '0.weight'? Received: include='2.wieght'
+        >>> select(model, include="3.*", strict=False)
+        []
     """
+    return select_as(module, roles=roles, include=include, exclude=exclude, strict=strict)
+
+
+def select_as(
+    module: nn.Module,
+    *,
+    roles: RolesLike,
+    include: GlobsLike,
+    exclude: GlobsLike,
+    strict: bool = True,
+    argprefix: str = "",
+) -> list[tuple[str, nn.Parameter]]:
+    """:func:`select` for a tool that takes the same arguments under another name.
+
+    ``argprefix`` goes before the argument names in error messages, e.g.
+    ``"rules[0]."`` gives ``rules[0].include glob ...``.
+    """
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be a bool. Received: strict={strict!r}")
     wanted = None if roles is None else as_roles(roles)
-    inc = as_patterns(include, "include")
-    exc = as_patterns(exclude, "exclude")
+    inc = as_patterns(include, f"{argprefix}include")
+    exc = as_patterns(exclude, f"{argprefix}exclude")
+    roles_by_name = param_roles(module)
+    if strict:
+        names = list(roles_by_name)
+        where = f"parameter of {type(module).__name__}"
+        check_globs_match(f"{argprefix}include", inc, names, what=where, received=include)
+        check_globs_match(f"{argprefix}exclude", exc, names, what=where, received=exclude)
     params = dict(module.named_parameters())
     chosen: list[tuple[str, nn.Parameter]] = []
-    for name, role in param_roles(module).items():
+    for name, role in roles_by_name.items():
         if wanted is not None and role not in wanted:
             continue
         if inc and not matches_any(name, inc):

@@ -21,6 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_leaves
 
+from blockzoo._checks import is_int
+
 __all__ = ["ShapeRecord", "conv_output_size", "infer_shape", "infer_shape_meta", "trace_shapes"]
 
 ShapeLike = Sequence[int]
@@ -186,9 +188,7 @@ def infer_shape(module: nn.Module, input_shape: ShapeLike) -> torch.Size:
         >>> infer_shape(net, (8, 3, 32, 32))
         torch.Size([8, 10])
     """
-    if not isinstance(input_shape, Sequence) or not all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in input_shape
-    ):
+    if not isinstance(input_shape, Sequence) or not all(is_int(s) and s >= 0 for s in input_shape):
         raise TypeError(
             f"input_shape must be a sequence of non-negative ints such as (1, 3, 32, 32). "
             f"Received: input_shape={input_shape!r}"

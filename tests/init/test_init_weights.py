@@ -169,8 +169,20 @@ def test_bad_arguments_raise_and_change_nothing() -> None:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(blockzoo.UnknownNameError, match="kaiming_normal"):
         init_weights(model, "kaiming_norml")
-    with pytest.raises(ValueError, match=r"rules\[0\] picks no parameter.*'decoder\.\*'"):
+    with pytest.raises(
+        ValueError,
+        match=r"^rules\[0\]\.include glob 'decoder\.\*' matches no parameter of Sequential\. The names look like "
+        r"'fc1\.weight', 'fc1\.bias', 'norm\.weight'\. Received: rules\[0\]\.include='decoder\.\*'$",
+    ):
         init_weights(model, rules=[("decoder.*", "zeros")])
+    with pytest.raises(
+        ValueError,
+        match=r"^rules\[1\]\.exclude glob 'head\.wieght' matches no parameter of Sequential\. Did you mean "
+        r"'head\.weight', 'head\.bias'\? Received: rules\[1\]\.exclude='head\.wieght'$",
+    ):
+        init_weights(model, rules=[("head.*", "zeros"), InitRule("ones", include="head.*", exclude="head.wieght")])
+    with pytest.raises(ValueError, match=r"^rules\[0\] picks no parameter of Sequential \(roles='embedding'"):
+        init_weights(model, rules=[InitRule("zeros", roles="embedding")])
     with pytest.raises(blockzoo.UnknownNameError, match="bias"):
         init_weights(model, rules=[InitRule("zeros", roles="biases")])
     with pytest.raises(ValueError, match=r"kaiming_normal cannot initialise fc1\.bias \(shape \[64\]\)"):

@@ -96,7 +96,7 @@ def test_bad_specs_raise_type_errors_naming_the_argument() -> None:
         resolve_layer("norm", 5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"gate_layer must return an nn.Module.*which returned int"):
         build_layer("act", lambda: 3, argname="gate_layer")
-    with pytest.raises(ValueError, match=r"spatial_dims must be 0, 1, 2 or 3\. Received: spatial_dims=4"):
+    with pytest.raises(ValueError, match=r"spatial_dims must be one of 0, 1, 2, 3\. Received: spatial_dims=4"):
         resolve_layer("norm", "batchnorm", spatial_dims=4)
     with pytest.raises(
         ValueError, match=r"instancenorm is defined for spatial_dims in \[1, 2, 3\]\. Received: spatial_dims=0"
@@ -132,10 +132,12 @@ def test_build_layer_places_tensors() -> None:
 
 
 def test_module_argument_errors() -> None:
-    with pytest.raises(ValueError, match=r"mode must be 'avg' or 'max'\. Received: mode='mean'"):
+    with pytest.raises(ValueError, match=r"mode must be one of 'avg', 'max'\. Received: mode='mean'"):
         GlobalPool("mean")
-    with pytest.raises(ValueError, match=r"spatial_dims must be 1, 2 or 3\. Received: spatial_dims=0"):
+    with pytest.raises(ValueError, match=r"spatial_dims must be one of 1, 2, 3\. Received: spatial_dims=0"):
         GlobalPool("avg", 0)
+    with pytest.raises(ValueError, match=r"spatial_dims must be one of 1, 2, 3\. Received: spatial_dims=True"):
+        GlobalPool("avg", True)  # a bool is not a rank (True == 1 slipped through before)
     with pytest.raises(TypeError, match=r"register_layer needs a callable factory\. Received: factory=3"):
         register_layer("act", "not_callable_demo")(3)  # type: ignore[arg-type]
     assert "not_callable_demo" not in list_layers("act")

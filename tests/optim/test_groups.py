@@ -122,11 +122,11 @@ def test_plain_parameters_and_named_pairs() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"lr": -1.0}, ValueError, r"lr must be a number >= 0\.0\. Received: lr=-1\.0"),
+        ({"lr": -1.0}, ValueError, r"lr must be a finite number >= 0\. Received: lr=-1\.0"),
         (
             {"lr": 0.1, "weight_decay": -0.1},
             ValueError,
-            r"weight_decay must be a number >= 0\.0\. Received: weight_decay=-0\.1",
+            r"weight_decay must be a finite number >= 0\. Received: weight_decay=-0\.1",
         ),
         (
             {"lr": 0.1, "layer_decay": 1.5},
@@ -136,12 +136,13 @@ def test_plain_parameters_and_named_pairs() -> None:
         (
             {"lr": 0.1, "lr_multipliers": {"head.*": 2.0}},
             ValueError,
-            r"lr_multipliers glob 'head\.\*' matches no trainable parameter; check the name \(for example '0\.weight'\)",
+            r"lr_multipliers glob 'head\.\*' matches no trainable parameter\. The names look like '0\.weight', "
+            r"'0\.bias'\. Received: lr_multipliers=\{'head\.\*': 2\.0\}",
         ),
         (
             {"lr": 0.1, "lr_multipliers": {"0.*": -2.0}},
             ValueError,
-            r"lr_multipliers\['0\.\*'\] must be a number >= 0\.0\. Received",
+            r"lr_multipliers\['0\.\*'\] must be a finite number >= 0\. Received: lr_multipliers\['0\.\*'\]=-2\.0",
         ),
         (
             {"lr": 0.1, "no_weight_decay_roles": ["biases"]},

@@ -14,6 +14,7 @@ from blockzoo._checks import (
     check_probability,
     check_spatial_dims,
 )
+from blockzoo._types import DeviceLike
 from blockzoo.blocks._base import ChannelsFirstBlock
 from blockzoo.layers import LayerSpec, Placement, build_layer
 from blockzoo.shapes import infer_shape
@@ -91,7 +92,7 @@ class ConvNormAct(ChannelsFirstBlock):
         act_layer: LayerSpec = "relu",
         order: str = "conv-norm-act",
         spatial_dims: int = 2,
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
@@ -215,7 +216,7 @@ class ConvBlock(ChannelsFirstBlock):
         pool_size: int = 2,
         drop_rate: float = 0.0,
         spatial_dims: int = 2,
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
@@ -323,7 +324,7 @@ class DepthwiseSeparableConv(ChannelsFirstBlock):
         act_layer: LayerSpec = "relu",
         pw_act_layer: LayerSpec = "relu",
         spatial_dims: int = 2,
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()

@@ -11,10 +11,12 @@ from torch import Tensor
 
 from blockzoo._checks import (
     check_choice,
+    check_int,
     check_positive_int,
     check_probability,
     check_spatial_dims,
 )
+from blockzoo._types import DeviceLike
 from blockzoo.blocks._base import Block
 from blockzoo.blocks._layout import layout, layout_error
 
@@ -31,6 +33,8 @@ def drop_path_rates(rate: float, count: int) -> list[float]:
         >>> drop_path_rates(0.2, 3)
         [0.0, 0.1, 0.2]
     """
+    rate = check_probability("drop_path_rate", rate)
+    count = check_int("count", count, low=0)
     return [i / max(1, count - 1) * rate for i in range(count)]  # the last is rate exactly
 
 
@@ -69,7 +73,7 @@ class DropPath(Block):
         p: float = 0.0,
         *,
         mode: str = "row",
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
@@ -130,7 +134,7 @@ class DropBlock(Block):
         block_size: int = 7,
         *,
         spatial_dims: int = 2,
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()

@@ -10,10 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from blockzoo._checks import (
+    check_int,
     check_positive_int,
     check_probability,
     check_spatial_dims,
 )
+from blockzoo._types import DeviceLike
 from blockzoo.blocks._base import Block
 from blockzoo.blocks._layout import layout, layout_error
 from blockzoo.errors import InputError
@@ -42,7 +44,7 @@ class _LinearNormAct(Block):
         norm_layer: LayerSpec,
         act_layer: LayerSpec,
         drop_rate: float,
-        device: torch.device | str | None,
+        device: DeviceLike,
         dtype: torch.dtype | None,
     ) -> None:
         super().__init__()
@@ -104,7 +106,7 @@ class MLP(Block):
         norm_layer: LayerSpec = None,
         act_layer: LayerSpec = "relu",
         drop_rate: float = 0.0,
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
@@ -221,7 +223,7 @@ class ClassifierHead(Block):
         act_layer: LayerSpec = "relu",
         log_probs: bool = False,
         spatial_dims: int = 2,
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
@@ -247,12 +249,9 @@ class ClassifierHead(Block):
 
     @staticmethod
     def _check_num_classes(num_classes: int) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(
-                f"num_classes must be a non-negative int (0 for no classifier). Received: num_classes={num_classes!r}"
-            )
+        check_int("num_classes", num_classes, low=0)
 
-    def _make_fc(self, num_classes: int, *, device: torch.device | str | None, dtype: torch.dtype | None) -> nn.Module:
+    def _make_fc(self, num_classes: int, *, device: DeviceLike, dtype: torch.dtype | None) -> nn.Module:
         if num_classes == 0:
             return nn.Identity()
         fc = nn.Linear(self.num_features, num_classes, device=device, dtype=dtype)

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from blockzoo._checks import check_positive_int, check_spatial_dims
+from blockzoo._checks import check_number, check_positive_int, check_spatial_dims
+from blockzoo._types import DeviceLike
 from blockzoo.blocks._base import ChannelsFirstBlock
 from blockzoo.layers import LayerSpec, Placement, build_layer
 
@@ -54,15 +55,14 @@ class SqueezeExcite(ChannelsFirstBlock):
         act_layer: LayerSpec = "relu",
         gate_layer: LayerSpec = "sigmoid",
         spatial_dims: int = 2,
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.spatial_dims = nd = check_spatial_dims(spatial_dims)
         self.in_channels = check_positive_int("channels", channels)
         if rd_channels is None:
-            if isinstance(rd_ratio, bool) or not isinstance(rd_ratio, (int, float)) or not 0 < rd_ratio <= 1:
-                raise ValueError(f"rd_ratio must be a number in (0, 1]. Received: rd_ratio={rd_ratio!r}")
+            rd_ratio = check_number("rd_ratio", rd_ratio, low=0, high=1, low_open=True)
             rd_channels = max(1, round(channels * rd_ratio))
         check_positive_int("rd_channels", rd_channels)
         placement: Placement = {"device": device, "dtype": dtype}

@@ -7,6 +7,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from blockzoo._checks import check_number
+
 __all__ = ["Split", "digits"]
 
 
@@ -43,8 +45,7 @@ def digits(*, val_fraction: float = 0.2, images: bool = False, seed: int = 0) ->
         >>> x_train.shape, x_val.shape, y_train.dtype
         (torch.Size([1438, 1, 8, 8]), torch.Size([359, 1, 8, 8]), torch.int64)
     """
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be a number in (0, 1). Received: val_fraction={val_fraction!r}")
+    val_fraction = check_number("val_fraction", val_fraction, low=0, high=1, low_open=True, high_open=True)
     try:
         from sklearn.datasets import load_digits  # type: ignore[import-untyped]
     except ImportError as err:

@@ -5,18 +5,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from blockzoo._names import GlobsLike
 from blockzoo.init._defaults import WEIGHT_LAYERS, activation_initializer, activations_after
 from blockzoo.init._functions import Initializer, get_initializer
 from blockzoo.init._records import set_record
 from blockzoo.init._report import InitReport, InitRow, _std
-from blockzoo.roles import Role, param_roles, select
+from blockzoo.roles import Role, RolesLike, param_roles, select_as
 
 __all__ = ["InitRule", "InitSpec", "default_init_", "init_weights", "param_generator"]
 
@@ -75,7 +76,8 @@ class InitRule:
     """Initialise the parameters picked by role and name glob (as :func:`blockzoo.select`) with ``init``.
 
     In :func:`init_weights`, the last rule that picks a parameter wins; a rule
-    that picks nothing is an error. The tuple ``(selector, init)`` is short
+    that picks nothing, or whose ``include`` or ``exclude`` glob matches no
+    parameter name, is an error (the same strictness as :func:`blockzoo.select`). The tuple ``(selector, init)`` is short
     for a rule: a :class:`~blockzoo.Role` or role name selects by role, any
     other string is an ``include`` glob.
 
@@ -93,9 +95,9 @@ class InitRule:
     """
 
     init: InitSpec
-    roles: Role | str | Sequence[Role | str] | None = None
-    include: str | Sequence[str] | None = None
-    exclude: str | Sequence[str] | None = None
+    roles: RolesLike = None
+    include: GlobsLike = None
+    exclude: GlobsLike = None
 
 
 RuleLike = InitRule | tuple[Any, InitSpec] | Mapping[str, Any]
@@ -226,8 +228,10 @@ def init_weights(
 
     Raises:
         TypeError: an argument has the wrong type.
-        ValueError: a rule picks no parameter, an initializer does not suit a
-            parameter's shape, or both ``seed`` and ``generator`` are given.
+        ValueError: a rule picks no parameter or has a glob that matches no
+            parameter name (close names are suggested), an initializer does
+            not suit a parameter's shape, or both ``seed`` and ``generator``
+            are given.
         UnknownNameError: an unknown initializer or role name.
 
     Example:
@@ -256,7 +260,10 @@ def init_weights(
     parsed = [_as_rule(rule, i) for i, rule in enumerate(rules)]
     resolved = []
     for i, rule in enumerate(parsed):
-        picked = {name for name, _ in select(model, roles=rule.roles, include=rule.include, exclude=rule.exclude)}
+        chosen = select_as(
+            model, roles=rule.roles, include=rule.include, exclude=rule.exclude, argprefix=f"rules[{i}]."
+        )
+        picked = {name for name, _ in chosen}
         if not picked:
             raise ValueError(
                 f"rules[{i}] picks no parameter of {type(model).__name__} (roles={rule.roles!r}, "

@@ -19,7 +19,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from blockzoo._names import reject_unknown_keywords
+from blockzoo._checks import check_number
+from blockzoo._names import GlobsLike, reject_unknown_keywords
 from blockzoo._registry import Registry
 
 __all__ = [
@@ -96,8 +97,7 @@ def variance_scaling_(
         >>> bool(w.abs().max() <= 2 * 0.0442 / 0.8796)  # cut at two std of the untruncated normal
         True
     """
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        raise ValueError(f"scale must be a positive number. Received: scale={scale!r}")
+    scale = check_number("scale", scale, low=0, low_open=True)
     if mode not in ("fan_in", "fan_out", "fan_avg"):
         raise ValueError(f"mode must be 'fan_in', 'fan_out' or 'fan_avg'. Received: mode={mode!r}")
     if distribution not in _DISTRIBUTIONS:
@@ -134,8 +134,8 @@ def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, *, generator: to
     """
     if tensor.dim() != 2:
         raise ValueError(f"sparse_ needs a 2-D tensor. Received: shape={list(tensor.shape)}")
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity <= 1:
-        raise ValueError(f"sparsity must be a number in [0, 1]. Received: sparsity={sparsity!r}")
+    sparsity = check_number("sparsity", sparsity, low=0, high=1)
+    std = check_number("std", std, low=0)
     rows = tensor.shape[0]
     zeros = math.ceil(sparsity * rows)
     with torch.no_grad():
@@ -316,7 +316,7 @@ def register_initializer(
     return fn
 
 
-def list_initializers(include: str | list[str] = "*", exclude: str | list[str] | None = None) -> list[str]:
+def list_initializers(include: GlobsLike = "*", exclude: GlobsLike = None) -> list[str]:
     """Sorted names of the registered initializers, filtered by globs.
 
     Example:

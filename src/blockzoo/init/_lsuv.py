@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from blockzoo._checks import check_int, check_number
 from blockzoo.init._defaults import WEIGHT_LAYERS
 from blockzoo.init._records import set_record
 
@@ -104,10 +105,8 @@ def lsuv_(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module. Received: model={type(model).__name__}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
-        raise ValueError(f"tol must be a number in (0, 1). Received: tol={tol!r}")
-    if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
-        raise ValueError(f"max_iters must be a positive int. Received: max_iters={max_iters!r}")
+    tol = check_number("tol", tol, low=0, high=1, low_open=True, high_open=True)
+    max_iters = check_int("max_iters", max_iters, low=1)
     modes = {m: m.training for m in model.modules()}
     try:
         model.eval()

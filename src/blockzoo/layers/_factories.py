@@ -29,8 +29,10 @@ from typing import Any, Literal, TypedDict
 import torch
 from torch import nn
 
-from blockzoo._names import close_matches, format_choices
+from blockzoo._checks import check_spatial_dims
+from blockzoo._names import GlobsLike, close_matches, format_choices
 from blockzoo._registry import Registry
+from blockzoo._types import DeviceLike
 from blockzoo.errors import UnknownNameError
 from blockzoo.layers._modules import ChannelLayerNorm, GlobalPool, InstanceNorm2d, InstanceNorm3d
 
@@ -42,7 +44,7 @@ LayerKind = Literal["act", "norm", "pool", "dropout", "conv"]
 class Placement(TypedDict):
     """Where a block creates its tensors: the ``device=`` and ``dtype=`` it passes on."""
 
-    device: torch.device | str | None
+    device: DeviceLike
     dtype: torch.dtype | None
 
 
@@ -100,9 +102,7 @@ def register_layer(kind: LayerKind, name: str, *, aliases: Sequence[str] = ()) -
     return decorator
 
 
-def list_layers(
-    kind: LayerKind, include: str | Sequence[str] | None = "*", exclude: str | Sequence[str] | None = None
-) -> list[str]:
+def list_layers(kind: LayerKind, include: GlobsLike = "*", exclude: GlobsLike = None) -> list[str]:
     """Sorted names registered for ``kind``, filtered by globs.
 
     Example:
@@ -163,8 +163,7 @@ def resolve_layer(kind: LayerKind, spec: LayerSpec, *, spatial_dims: int = 2, ar
     """
     registry = _registry(kind)
     arg = argname or f"{kind}_layer"
-    if not isinstance(spatial_dims, int) or isinstance(spatial_dims, bool) or not 0 <= spatial_dims <= 3:
-        raise ValueError(f"spatial_dims must be 0, 1, 2 or 3. Received: spatial_dims={spatial_dims!r}")
+    check_spatial_dims(spatial_dims, (0, 1, 2, 3))
     if spec is None:
         return nn.Identity
     if isinstance(spec, str):
@@ -327,7 +326,7 @@ def build_layer(
     spec: LayerSpec,
     *args: Any,
     spatial_dims: int = 2,
-    device: torch.device | str | None = None,
+    device: DeviceLike = None,
     dtype: torch.dtype | None = None,
     argname: str | None = None,
     inplace: bool = False,

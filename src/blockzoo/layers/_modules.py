@@ -8,6 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from blockzoo._checks import check_choice, check_spatial_dims
+from blockzoo._types import DeviceLike
+
 __all__ = ["ChannelLayerNorm", "GlobalPool", "InstanceNorm2d", "InstanceNorm3d", "keep_channels_last"]
 
 
@@ -44,7 +47,7 @@ class ChannelLayerNorm(nn.LayerNorm):
         eps: float = 1e-5,
         elementwise_affine: bool = True,
         bias: bool = True,
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(num_channels, eps, elementwise_affine, bias, device=device, dtype=dtype)
@@ -74,12 +77,8 @@ class GlobalPool(nn.Module):
 
     def __init__(self, mode: str = "avg", spatial_dims: int = 2) -> None:
         super().__init__()
-        if mode not in ("avg", "max"):
-            raise ValueError(f"mode must be 'avg' or 'max'. Received: mode={mode!r}")
-        if spatial_dims not in (1, 2, 3):
-            raise ValueError(f"spatial_dims must be 1, 2 or 3. Received: spatial_dims={spatial_dims!r}")
-        self.mode = mode
-        self.spatial_dims = spatial_dims
+        self.mode = check_choice("mode", mode, ("avg", "max"))
+        self.spatial_dims = spatial_dims = check_spatial_dims(spatial_dims)
         self._dims = tuple(range(-spatial_dims, 0))
 
     def forward(self, x: Tensor) -> Tensor:

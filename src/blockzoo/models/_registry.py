@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from blockzoo._names import reject_unknown_keywords
+from blockzoo._names import GlobsLike, reject_unknown_keywords
 from blockzoo._registry import Registry
 
 __all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]
@@ -91,7 +91,7 @@ def register_model(
     return decorator
 
 
-def list_models(include: str | Sequence[str] | None = "*", exclude: str | Sequence[str] | None = None) -> list[str]:
+def list_models(include: GlobsLike = "*", exclude: GlobsLike = None) -> list[str]:
     """Sorted registered model names, filtered by globs.
 
     Example:

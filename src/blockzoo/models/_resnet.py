@@ -9,13 +9,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from blockzoo._checks import is_int
+from blockzoo._types import DeviceLike
 from blockzoo.blocks import BasicBlock, Bottleneck, ClassifierHead, ConvNormAct
 from blockzoo.init import zero_init_last_
 from blockzoo.layers import Placement
 from blockzoo.models._base import ZooModel, drop_path_rates
 from blockzoo.models._registry import register_model
-
-Device = torch.device | str | None
 
 _HE = "He et al. 2016, Deep Residual Learning for Image Recognition"
 
@@ -31,12 +31,14 @@ def cifar_resnet(
     in_channels: int = 3,
     drop_path_rate: float = 0.0,
     zero_init_last: bool = False,
-    device: Device = None,
+    device: DeviceLike = None,
     dtype: torch.dtype | None = None,
 ) -> ZooModel:
     """A CIFAR ResNet of depth ``6n + 2``: 3x3 convs, 16/32/64 filters, option A (padding) shortcuts."""
-    if (depth - 2) % 6:
-        raise ValueError(f"depth must be 6n + 2 (20, 32, 44, 56, 110, ...). Received: depth={depth}")
+    if not is_int(depth) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(
+            f"depth must be an int 6n + 2 with n >= 1 (20, 32, 44, 56, 110, ...). Received: depth={depth!r}"
+        )
     n = (depth - 2) // 6
     placement: Placement = {"device": device, "dtype": dtype}
     rates = drop_path_rates(drop_path_rate, 3 * n)
@@ -73,7 +75,7 @@ def imagenet_resnet(
     width_per_group: int = 64,
     drop_path_rate: float = 0.0,
     zero_init_last: bool = False,
-    device: Device = None,
+    device: DeviceLike = None,
     dtype: torch.dtype | None = None,
 ) -> ZooModel:
     """Torchvision's ResNet layout ("v1.5", stride in the 3x3 conv) built from blockzoo blocks."""

@@ -10,12 +10,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from blockzoo._checks import check_positive_int
+from blockzoo._types import DeviceLike
 from blockzoo.blocks import MLP, ClassifierHead, ConvBlock, ConvNormAct
 from blockzoo.layers import Placement
 from blockzoo.models._base import ZooModel
 from blockzoo.models._registry import register_model
-
-Device = torch.device | str | None
 
 
 @register_model("mlp", family="mlp", paper="the course's MNIST multilayer perceptron", input_size=(1, 28, 28))
@@ -26,12 +26,12 @@ def mlp(
     img_size: int = 28,
     hidden_features: Sequence[int] = (128, 64),
     drop_rate: float = 0.0,
-    device: Device = None,
+    device: DeviceLike = None,
     dtype: torch.dtype | None = None,
 ) -> ZooModel:
     """The course's MNIST MLP: flatten, ReLU hidden layers, a linear classifier."""
     placement: Placement = {"device": device, "dtype": dtype}
-    flat = in_channels * img_size * img_size
+    flat = check_positive_int("in_channels", in_channels) * check_positive_int("img_size", img_size) ** 2
     features = nn.Sequential(
         OrderedDict(flatten=nn.Flatten(1), mlp=MLP(flat, hidden_features, drop_rate=drop_rate, **placement))
     )
@@ -45,7 +45,7 @@ def mlp(
     input_size=(1, 32, 32),
 )
 def lenet5(
-    *, num_classes: int = 10, in_channels: int = 1, device: Device = None, dtype: torch.dtype | None = None
+    *, num_classes: int = 10, in_channels: int = 1, device: DeviceLike = None, dtype: torch.dtype | None = None
 ) -> ZooModel:
     """LeNet-5: C1-S2-C3-S4-C5 with tanh and average pooling, then F6 and the output layer.
 
@@ -71,7 +71,7 @@ def lenet5(
     input_size=(3, 32, 32),
 )
 def tutorial_cnn(
-    *, num_classes: int = 10, in_channels: int = 3, device: Device = None, dtype: torch.dtype | None = None
+    *, num_classes: int = 10, in_channels: int = 3, device: DeviceLike = None, dtype: torch.dtype | None = None
 ) -> ZooModel:
     """Two 5x5 conv-ReLU-max-pool stages (6 and 16 maps), then 120 and 84 hidden units."""
     placement: Placement = {"device": device, "dtype": dtype}
@@ -104,7 +104,7 @@ def simple_cnn(
     widths: Sequence[int] = (32, 64, 128),
     img_size: int = 32,
     drop_rate: float = 0.0,
-    device: Device = None,
+    device: DeviceLike = None,
     dtype: torch.dtype | None = None,
 ) -> ZooModel:
     """One :class:`~blockzoo.ConvBlock` per width (each halves the size), then a flattening classifier."""
@@ -115,7 +115,7 @@ def simple_cnn(
             (f"stage{i + 1}", ConvBlock(a, b, **placement)) for i, (a, b) in enumerate(itertools.pairwise(chans))
         )
     )
-    side = img_size // 2 ** len(widths)
+    side = check_positive_int("img_size", img_size) // 2 ** len(widths)
     if side < 1:
         raise ValueError(
             f"img_size must be at least {2 ** len(widths)} for {len(widths)} pooling stages. Received: img_size={img_size}"

@@ -8,12 +8,11 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from blockzoo._types import DeviceLike
 from blockzoo.blocks import ClassifierHead, ConvNormAct, InvertedResidual
 from blockzoo.layers import Placement
 from blockzoo.models._base import ZooModel, drop_path_rates
 from blockzoo.models._registry import register_model
-
-Device = torch.device | str | None
 
 _VGG_CONFIGS: dict[str, list[int | str]] = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -31,7 +30,7 @@ def vgg(
     num_classes: int = 1000,
     in_channels: int = 3,
     drop_rate: float = 0.5,
-    device: Device = None,
+    device: DeviceLike = None,
     dtype: torch.dtype | None = None,
 ) -> ZooModel:
     """VGG: 3x3 conv stages and max pooling, a 7x7 average pool, and two 4096-wide hidden layers."""
@@ -87,7 +86,7 @@ def mobilenet_v2(
     in_channels: int = 3,
     drop_rate: float = 0.2,
     drop_path_rate: float = 0.0,
-    device: Device = None,
+    device: DeviceLike = None,
     dtype: torch.dtype | None = None,
 ) -> ZooModel:
     """MobileNet v2 at width 1.0: a stride-2 stem, 17 inverted residual blocks and a 1280-wide 1x1 conv."""

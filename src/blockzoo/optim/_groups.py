@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from blockzoo._checks import check_number
-from blockzoo._names import matches_any
+from blockzoo._names import check_globs_match, matches_any
 from blockzoo.roles import Role, as_roles, param_roles
 
 __all__ = ["DEFAULT_NO_WEIGHT_DECAY_ROLES", "GroupRule", "ParamsLike", "param_groups"]
@@ -243,16 +243,13 @@ def param_groups(
         >>> [([n for n, _ in g["params"]], g["lr"], g["weight_decay"]) for g in groups]
         [(['0.weight'], 0.1, 0.0001), (['0.bias', '1.weight', '1.bias'], 0.1, 0.0), (['3.weight'], 1.0, 0.0001), (['3.bias'], 1.0, 0.0)]
     """
-    lr = check_number("lr", lr, low=0.0)
-    weight_decay = check_number("weight_decay", weight_decay, low=0.0)
+    lr = check_number("lr", lr, low=0)
+    weight_decay = check_number("weight_decay", weight_decay, low=0)
     exempt = as_roles(no_weight_decay_roles)
-    if layer_decay is not None and (
-        isinstance(layer_decay, bool) or not isinstance(layer_decay, (int, float)) or not 0 < layer_decay <= 1
-    ):
-        raise ValueError(f"layer_decay must be a number in (0, 1] or None. Received: layer_decay={layer_decay!r}")
+    layer_decay = check_number("layer_decay", layer_decay, low=0, high=1, low_open=True, allow_none=True)
     multipliers = dict(lr_multipliers or {})
     for glob, factor in multipliers.items():
-        check_number(f"lr_multipliers[{glob!r}]", factor, low=0.0)
+        check_number(f"lr_multipliers[{glob!r}]", factor, low=0)
 
     named, roles = _named(model_or_params)
     model = model_or_params if isinstance(model_or_params, nn.Module) else None
@@ -266,12 +263,7 @@ def param_groups(
     if not trainable:
         raise ValueError("model_or_params has no trainable parameter (all are frozen or there are none).")
     names = [n for n, _ in trainable]
-    for glob in multipliers:
-        if not matches_any_name(glob, names):
-            raise ValueError(
-                f"lr_multipliers glob {glob!r} matches no trainable parameter; check the name "
-                f"(for example {names[0]!r}). Received: lr_multipliers={multipliers!r}"
-            )
+    check_globs_match("lr_multipliers", multipliers, names, what="trainable parameter", received=multipliers)
     depths = _depths(model, names) if layer_decay is not None else {}
     num_layers = max(depths.values(), default=0) + 1
 
@@ -324,8 +316,3 @@ def _merge_reasons(reasons: list[str]) -> str:
     if len(reasons) > 1 and all(r.startswith(head + ": ") for r in reasons):
         return head + ": " + ", ".join(r.partition(": ")[2] for r in reasons)
     return "; ".join(reasons)
-
-
-def matches_any_name(glob: str, names: Sequence[str]) -> bool:
-    """Whether ``glob`` matches at least one of ``names``."""
-    return any(matches_any(n, (glob,)) for n in names)

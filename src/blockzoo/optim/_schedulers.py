@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.optim import lr_scheduler
 
-from blockzoo._names import reject_unknown_keywords
+from blockzoo._checks import check_int, is_int
+from blockzoo._names import GlobsLike, reject_unknown_keywords
 from blockzoo._registry import Registry
 
 __all__ = ["create_scheduler", "list_schedulers"]
@@ -66,7 +67,7 @@ _SCHEDULERS.register(
 _SET_BY_US = {"constant": {"factor", "total_iters"}, "cosine": {"T_max"}, "onecycle": {"max_lr", "total_steps"}}
 
 
-def list_schedulers(include: str | Sequence[str] | None = "*", exclude: str | Sequence[str] | None = None) -> list[str]:
+def list_schedulers(include: GlobsLike = "*", exclude: GlobsLike = None) -> list[str]:
     """Sorted names of the learning-rate schedules :func:`create_scheduler` builds.
 
     Example:
@@ -125,11 +126,8 @@ def create_scheduler(
         [0.25, 0.5, 0.75, 1.0, 0.95, 0.812, 0.611, 0.389, 0.188, 0.05]
     """
     cls, build = _SCHEDULERS.get(name)
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be a non-negative int. Received: warmup_steps={warmup_steps!r}")
-    if total_steps is not None and (
-        isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= warmup_steps
-    ):
+    warmup_steps = check_int("warmup_steps", warmup_steps, low=0)
+    if total_steps is not None and (not is_int(total_steps) or total_steps <= warmup_steps):
         raise ValueError(
             f"total_steps must be an int greater than warmup_steps ({warmup_steps}). Received: total_steps={total_steps!r}"
         )

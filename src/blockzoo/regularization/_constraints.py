@@ -69,7 +69,8 @@ class MaxNorm(_NormConstraint):
     """Scale each unit's weights down to a norm of at most ``max_value`` (Srivastava et al. 2014).
 
     Args:
-        max_value: The largest norm allowed, ``>= 0``.
+        max_value: The largest norm allowed, ``>= 0``; ``inf`` makes the
+            constraint a no-op.
         dim: Dimensions the norm runs over; ``None`` for all but the first.
 
     Example:
@@ -82,7 +83,7 @@ class MaxNorm(_NormConstraint):
 
     def __init__(self, max_value: float = 2.0, dim: int | Sequence[int] | None = None) -> None:
         super().__init__(dim)
-        self.max_value = check_number("max_value", max_value, low=0.0)
+        self.max_value = check_number("max_value", max_value, low=0, allow_inf=True)
 
     def __call__(self, weight: Tensor) -> Tensor:
         norms = self._norms(weight)
@@ -161,9 +162,9 @@ class MinMaxNorm(_NormConstraint):
         dim: int | Sequence[int] | None = None,
     ) -> None:
         super().__init__(dim)
-        self.min_value = check_number("min_value", min_value, low=0.0)
-        self.max_value = check_number("max_value", max_value, low=self.min_value)
-        self.rate = check_number("rate", rate, low=0.0, high=1.0)
+        self.min_value = check_number("min_value", min_value, low=0)
+        self.max_value = check_number("max_value", max_value, low=self.min_value, allow_inf=True)
+        self.rate = check_number("rate", rate, low=0, high=1)
 
     def __call__(self, weight: Tensor) -> Tensor:
         norms = self._norms(weight)

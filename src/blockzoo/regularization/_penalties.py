@@ -1,6 +1,6 @@
 """Penalties: callables ``weight -> scalar`` with validated factors, as Keras's regularizers.
 
-A factor is a non-negative number or a schedule, a callable of the step
+A factor is a finite non-negative number or a schedule, a callable of the step
 (``lambda step: 1e-4 * min(1, step / 1000)``). Each penalty counts the steps it
 has served (:attr:`Penalty.step`); the attach functions advance it once per
 training step.
@@ -15,28 +15,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from blockzoo._checks import check_number
+
 __all__ = ["L1", "L1L2", "L2", "Factor", "Orthogonal", "Penalty", "check_factor"]
 
-#: A non-negative number, or a callable of the step that returns one.
+#: A finite non-negative number, or a callable of the step that returns one.
 Factor = float | Callable[[int], float]
 
 
 def check_factor(name: str, value: Factor) -> Factor:
-    """``value`` if it is a non-negative number or a callable, else a ``ValueError`` naming ``name``."""
+    """``value`` if it is a callable, or as a float if it is a finite number ``>= 0``, else a ``ValueError`` naming ``name``.
+
+    An infinite factor is refused, as Keras does: ``inf * 0`` is NaN.
+    """
     if callable(value):
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number or a callable of the step. Received: {name}={value!r}")
-    return float(value)
+    return check_number(name, value, low=0, alternative="a callable of the step")
 
 
 def _at(factor: Factor, step: int, name: str) -> float:
+    """The factor at ``step``: a number as is, a schedule's value checked like a number factor."""
     if not callable(factor):
         return factor
-    value = factor(step)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"the {name} schedule gave {value!r} at step {step}; a factor must be a non-negative number")
-    return float(value)
+    return check_number(f"{name}({step})", factor(step), low=0)
 
 
 def _fmt(factor: Factor) -> str:
