@@ -90,8 +90,13 @@ def test_bad_arguments_and_inputs() -> None:
         ValueError, match=r"drop_path_rate must be a number in \[0, 1\)\. Received: drop_path_rate=1\.5"
     ):
         Bottleneck(4, 8, drop_path_rate=1.5)
-    with pytest.raises(ValueError, match=r"expand_ratio must be a number >= 1\. Received: expand_ratio=0\.5"):
+    with pytest.raises(ValueError, match=r"expand_ratio must be a finite number >= 1\. Received: expand_ratio=0\.5"):
         InvertedResidual(4, 4, expand_ratio=0.5)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(
+            ValueError, match=rf"expand_ratio must be a finite number >= 1\. Received: expand_ratio={bad}"
+        ):
+            InvertedResidual(4, 4, expand_ratio=bad)
     with pytest.raises(TypeError, match=r"branch must be an nn\.Module\. Received: branch=int"):
         ResidualBlock(3)  # type: ignore[arg-type]
     with pytest.raises(

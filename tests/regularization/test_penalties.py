@@ -191,7 +191,7 @@ def test_bad_input() -> None:
         Orthogonal(mode="diag")  # type: ignore[arg-type]
     with pytest.raises(blockzoo.UnknownNameError, match="weight"):
         attach_penalty(m, L2(), roles="weights")
-    with pytest.raises(ValueError, match=r"include='decoder\.\*' matches no parameter"):
+    with pytest.raises(ValueError, match=r"include glob 'decoder\.\*' matches no parameter of Sequential"):
         attach_penalty(m, L2(), include="decoder.*")
     with pytest.raises(ValueError, match="pick no trainable parameter"):
         attach_penalty(m, L2(), roles="norm")
@@ -199,7 +199,10 @@ def test_bad_input() -> None:
         attach_penalty(m, L2(), mode="both")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"Received: penalty=0\.1"):
         attach_penalty(m, 0.1)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="include='head' matches no sub-module"):
+    with pytest.raises(
+        ValueError,
+        match=r"include glob 'head' matches no sub-module of Sequential\. The names look like '0', '1', '2'\. Received: include='head'",
+    ):
         attach_activity_penalty(m, L1(), include="head")
     first = attach_penalty(m, L2(0.1))
     with pytest.raises(ValueError, match=r"L2\(factor=0.2\) is already attached to 0.weight"):

@@ -105,8 +105,10 @@ def test_grad_clip_and_noise() -> None:
     noise.remove()
     with pytest.raises(ValueError, match="needs max_value, max_norm or both"):
         attach_grad_clip(model)
-    with pytest.raises(ValueError, match="Received: max_norm=0"):
+    with pytest.raises(ValueError, match=r"max_norm must be a finite number > 0 or None\. Received: max_norm=0"):
         attach_grad_clip(model, max_norm=0)
+    with pytest.raises(ValueError, match=r"max_value must be a finite number > 0 or None\. Received: max_value=inf"):
+        attach_grad_clip(model, max_value=float("inf"))
     with pytest.raises(ValueError, match="Received: std=-1"):
         attach_grad_noise(model, -1)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from blockzoo._names import GlobsLike
 from blockzoo.regularization._penalties import Penalty
 from blockzoo.regularization._store import (
     Attachment,
@@ -17,7 +18,7 @@ from blockzoo.regularization._store import (
     pick_modules,
     pick_params,
 )
-from blockzoo.roles import Role
+from blockzoo.roles import RolesLike
 
 __all__ = ["attach_activity_penalty", "attach_penalty"]
 
@@ -97,9 +98,9 @@ def attach_penalty(
     model: nn.Module,
     penalty: PenaltyLike,
     *,
-    roles: Role | str | Sequence[Role | str] | None = ("weight",),
-    include: str | Sequence[str] | None = None,
-    exclude: str | Sequence[str] | None = None,
+    roles: RolesLike = ("weight",),
+    include: GlobsLike = None,
+    exclude: GlobsLike = None,
     mode: Literal["loss", "grad"] = "loss",
 ) -> RegularizationHandle:
     """Attach a weight penalty to the parameters of ``model`` picked by role and name glob.
@@ -205,7 +206,7 @@ class _ActivityPenalty(Attachment):
 
 
 def attach_activity_penalty(
-    model: nn.Module, penalty: PenaltyLike, *, include: str | Sequence[str] | None = None
+    model: nn.Module, penalty: PenaltyLike, *, include: GlobsLike = None
 ) -> RegularizationHandle:
     """Penalise the outputs of sub-modules (Keras's ``activity_regularizer``) through forward hooks.
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations, parametrize
 
+from blockzoo._names import GlobsLike
 from blockzoo.init._records import fingerprint
 from blockzoo.regularization._constraints import Constraint
 from blockzoo.regularization._store import (
@@ -19,11 +20,10 @@ from blockzoo.regularization._store import (
     bound_optimizer,
     pick_params,
 )
-from blockzoo.roles import Role
+from blockzoo.roles import RolesLike
 
 __all__ = ["attach_constraint", "attach_spectral_norm", "attach_weight_norm"]
 
-Roles = Role | str | Sequence[Role | str] | None
 ConstraintLike = Constraint | Callable[[Tensor], Tensor]
 
 
@@ -169,9 +169,9 @@ def attach_constraint(
     constraint: Constraint | Callable[[Tensor], Tensor],
     *,
     optimizer: torch.optim.Optimizer | None = None,
-    roles: Roles = ("weight",),
-    include: str | Sequence[str] | None = None,
-    exclude: str | Sequence[str] | None = None,
+    roles: RolesLike = ("weight",),
+    include: GlobsLike = None,
+    exclude: GlobsLike = None,
     mode: Literal["project", "parametrize"] = "project",
 ) -> RegularizationHandle:
     """Hold the picked parameters to a constraint, as Keras's ``kernel_constraint``.
@@ -253,9 +253,9 @@ def attach_constraint(
 def attach_spectral_norm(
     model: nn.Module,
     *,
-    roles: Roles = ("weight",),
-    include: str | Sequence[str] | None = None,
-    exclude: str | Sequence[str] | None = None,
+    roles: RolesLike = ("weight",),
+    include: GlobsLike = None,
+    exclude: GlobsLike = None,
     **kwargs: Any,
 ) -> RegularizationHandle:
     """Spectral normalisation (Miyato et al. 2018) of the picked weights, by ``torch.nn.utils.parametrizations.spectral_norm``.
@@ -327,9 +327,9 @@ def _fingerprint(module: nn.Module, attr: str) -> tuple[float, float] | None:
 def attach_weight_norm(
     model: nn.Module,
     *,
-    roles: Roles = ("weight",),
-    include: str | Sequence[str] | None = None,
-    exclude: str | Sequence[str] | None = None,
+    roles: RolesLike = ("weight",),
+    include: GlobsLike = None,
+    exclude: GlobsLike = None,
     dim: int | None = 0,
 ) -> RegularizationHandle:
     """Weight normalisation (Salimans and Kingma 2016), by ``torch.nn.utils.parametrizations.weight_norm``.

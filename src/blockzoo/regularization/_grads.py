@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from blockzoo._checks import check_number
+from blockzoo._names import GlobsLike
 from blockzoo.regularization._penalties import Factor, _at, _fmt, check_factor
 from blockzoo.regularization._store import Attachment, RegularizationHandle, attach, pick_params
-from blockzoo.roles import Role
+from blockzoo.roles import RolesLike
 
 __all__ = ["attach_grad_clip", "attach_grad_noise"]
-
-Roles = Role | str | Sequence[Role | str] | None
 
 
 class _GradClip(Attachment):
@@ -93,9 +92,9 @@ def attach_grad_clip(
     *,
     max_value: float | None = None,
     max_norm: float | None = None,
-    roles: Roles = None,
-    include: str | Sequence[str] | None = None,
-    exclude: str | Sequence[str] | None = None,
+    roles: RolesLike = None,
+    include: GlobsLike = None,
+    exclude: GlobsLike = None,
 ) -> RegularizationHandle:
     """Clip each picked parameter's gradient as it is accumulated: by value, by norm, or both.
 
@@ -123,9 +122,8 @@ def attach_grad_clip(
     """
     if max_value is None and max_norm is None:
         raise ValueError("attach_grad_clip needs max_value, max_norm or both. Received: max_value=None, max_norm=None")
-    for name, value in (("max_value", max_value), ("max_norm", max_norm)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
-            raise ValueError(f"{name} must be a positive number or None. Received: {name}={value!r}")
+    max_value = check_number("max_value", max_value, low=0, low_open=True, allow_none=True)
+    max_norm = check_number("max_norm", max_norm, low=0, low_open=True, allow_none=True)
     params = pick_params(model, roles=roles, include=include, exclude=exclude, caller="attach_grad_clip")
     return attach(model, _GradClip(params, max_value, max_norm))
 
@@ -134,9 +132,9 @@ def attach_grad_noise(
     model: nn.Module,
     std: Factor,
     *,
-    roles: Roles = None,
-    include: str | Sequence[str] | None = None,
-    exclude: str | Sequence[str] | None = None,
+    roles: RolesLike = None,
+    include: GlobsLike = None,
+    exclude: GlobsLike = None,
     generator: torch.Generator | None = None,
 ) -> RegularizationHandle:
     """Add Gaussian noise to each picked parameter's gradient as it is accumulated (Neelakantan et al. 2015).

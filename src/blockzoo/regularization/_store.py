@@ -21,8 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from blockzoo._names import as_patterns, matches_any
-from blockzoo.roles import Role, select
+from blockzoo._names import GlobsLike, as_patterns, check_globs_match, matches_any
+from blockzoo.roles import RolesLike, select
 
 __all__ = [
     "ATTRIBUTE",
@@ -313,24 +313,11 @@ def bind_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> Regula
 
 
 def pick_params(
-    model: nn.Module,
-    *,
-    roles: Role | str | Sequence[Role | str] | None,
-    include: str | Sequence[str] | None,
-    exclude: str | Sequence[str] | None,
-    caller: str,
+    model: nn.Module, *, roles: RolesLike, include: GlobsLike, exclude: GlobsLike, caller: str
 ) -> list[tuple[str, nn.Parameter]]:
-    """``select`` with errors instead of silent no-ops: every include glob must match, and something must be picked."""
+    """The trainable parameters that :func:`~blockzoo.select` picks (strict globs); picking none is an error."""
     _check_model(model, caller)
-    names = [name for name, _ in model.named_parameters()]
-    for pattern in as_patterns(include, "include"):
-        if not any(matches_any(n, (pattern,)) for n in names):
-            raise ValueError(
-                f"{caller}: include={pattern!r} matches no parameter of {type(model).__name__} "
-                f"(names look like {names[:3]}). Received: include={include!r}"
-            )
-    chosen = select(model, roles=roles, include=include, exclude=exclude)
-    chosen = [(n, p) for n, p in chosen if p.requires_grad]
+    chosen = [(n, p) for n, p in select(model, roles=roles, include=include, exclude=exclude) if p.requires_grad]
     if not chosen:
         raise ValueError(
             f"{caller}: roles={roles!r}, include={include!r}, exclude={exclude!r} pick no "
@@ -339,19 +326,15 @@ def pick_params(
     return chosen
 
 
-def pick_modules(model: nn.Module, include: str | Sequence[str] | None, *, caller: str) -> list[tuple[str, nn.Module]]:
-    """Modules by name glob (``None``: the model itself); each glob must match."""
+def pick_modules(model: nn.Module, include: GlobsLike, *, caller: str) -> list[tuple[str, nn.Module]]:
+    """Modules by name glob (``None``: the model itself); each glob must match, as in :func:`~blockzoo.select`."""
     _check_model(model, caller)
     if include is None:
         return [("", model)]
     patterns = as_patterns(include, "include")
     modules = [(name, m) for name, m in model.named_modules() if name]
-    for pattern in patterns:
-        if not any(matches_any(name, (pattern,)) for name, _ in modules):
-            raise ValueError(
-                f"{caller}: include={pattern!r} matches no sub-module of {type(model).__name__} "
-                f"(names look like {[n for n, _ in modules[:3]]}). Received: include={include!r}"
-            )
+    names = [name for name, _ in modules]
+    check_globs_match("include", patterns, names, what=f"sub-module of {type(model).__name__}", received=include)
     return [(name, m) for name, m in modules if matches_any(name, patterns)]
 
 
