@@ -10,6 +10,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+from cuda_marker import skip_cuda_items_without_gpu, unmarked_cuda_items
+
 settings.register_profile(
     "ci",
     derandomize=True,
@@ -38,3 +40,14 @@ def _restore_rng() -> Iterator[None]:
     torch.random.set_rng_state(torch_state)
     if cuda_state is not None:
         torch.cuda.set_rng_state_all(cuda_state)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse tests that take a CUDA device without the ``cuda`` marker; skip ``cuda`` tests without a GPU."""
+    unmarked = unmarked_cuda_items(items)
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests take a CUDA device but do not carry @pytest.mark.cuda (mark the test, or the "
+            "parameter with pytest.param(..., marks=pytest.mark.cuda)):\n" + "\n".join(unmarked)
+        )
+    skip_cuda_items_without_gpu(items, CUDA)

@@ -81,7 +81,7 @@ def load_pretrained(model: nn.Module, name: str, source: str) -> None:
     except ValueError as err:
         raise ValueError(f"torchvision has no weights for {name!r}. Received: pretrained='torchvision'") from err
     try:
-        state_dict = weights.get_state_dict(progress=False, check_hash=True)
+        state_dict = weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
     except Exception as err:
         raise CheckpointError(
             f"could not download torchvision's {weights} for {name!r} from {weights.url}: {err}. On a machine "

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -120,10 +120,15 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
-            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-            raise UnsafeCheckpointError(
-                f"{path} needs globals that are not safe to unpickle: {', '.join(unsafe) or 'see below'}. blockzoo "
-                "never falls back to unsafe loading; re-save the state_dict as safetensors from a trusted source."
+            unsafe = _unsafe_globals(path, err)
+            message = (
+                f"{path} needs globals that are not safe to unpickle: {', '.join(unsafe)}."
+                if unsafe
+                else f"{path} could not be read with weights_only=True: {err}."
+            )
+            raise (UnsafeCheckpointError if unsafe else CheckpointError)(
+                f"{message} blockzoo never falls back to unsafe loading; re-save the state_dict as safetensors "
+                "from a trusted source."
             ) from err
         except Exception as err:
             raise CheckpointError(f"{path} could not be read: {err}") from err
@@ -134,16 +139,52 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"{path}: unknown checkpoint format; use .safetensors, or .pt / .pth / .bin")
 
 
-def _check(model: nn.Module, state: Mapping[str, torch.Tensor], *, strict: bool, where: str) -> None:
+def _unsafe_globals(path: Path, refusal: pickle.UnpicklingError) -> list[str]:
+    """The unsafe globals that a checkpoint refused by ``torch.load(weights_only=True)`` asks for."""
+    try:
+        return torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as err:  # a damaged file, or the old non-zip format, which torch cannot list
+        raise CheckpointError(
+            f"{path} could not be read with weights_only=True (a damaged file, or an old-format pickle whose "
+            f"globals cannot be listed): {refusal}. blockzoo never falls back to unsafe loading."
+        ) from err
+
+
+#: Kinds of tensor that ``Tensor.copy_`` cannot copy into a dense parameter.
+_ODD_TENSORS: dict[str, Callable[[torch.Tensor], bool]] = {
+    "sparse": lambda t: t.layout not in (torch.strided, torch.jagged),
+    "quantized": lambda t: t.is_quantized,
+    "nested": lambda t: t.is_nested,
+    "meta": lambda t: t.is_meta,
+}
+
+
+def _unloadable(value: object, target: torch.Tensor) -> str | None:
+    """Why ``value`` cannot be copied into ``target`` as it is, or ``None`` when it can."""
+    if not isinstance(value, torch.Tensor):
+        return f"a {type(value).__name__}, not a tensor"
+    odd = [kind for kind, flag in _ODD_TENSORS.items() if flag(value)]
+    if odd:
+        return f"a {' '.join(odd)} tensor; only dense tensors with data load"
+    if value.is_complex() and not target.is_complex():
+        return f"{value.dtype} into {target.dtype} would drop the imaginary part"
+    return None
+
+
+def _check(model: nn.Module, state: Mapping[str, object], *, strict: bool, where: str) -> None:
     ours = model.state_dict()
     missing = [k for k in ours if k not in state]
     unexpected = [k for k in state if k not in ours]
+    shared = [k for k in ours if k in state]
+    unloadable = [f"{k}: {why}" for k in shared if (why := _unloadable(state[k], ours[k])) is not None]
     mismatched = [
-        f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(v.shape)}"
-        for k, v in ours.items()
-        if k in state and state[k].shape != v.shape
+        f"{k}: checkpoint {tuple(value.shape)}, model {tuple(ours[k].shape)}"
+        for k in shared
+        if isinstance(value := state[k], torch.Tensor) and value.shape != ours[k].shape
     ]
     problems = []
+    if unloadable:
+        problems.append(f"{len(unloadable)} tensor(s) that cannot be loaded: " + "; ".join(unloadable))
     if mismatched:
         problems.append(f"{len(mismatched)} shape mismatch(es): " + "; ".join(mismatched))
     if strict and missing:
@@ -178,9 +219,10 @@ def load_weights(
         The model.
 
     Raises:
-        CheckpointError: missing, unexpected and shape-mismatched keys (all
-            listed at once, with the source), a damaged or tampered file, a
-            failed download.
+        CheckpointError: missing, unexpected and shape-mismatched keys, and
+            tensors that cannot be copied into the model's (sparse, quantized,
+            complex into real), all listed at once with the source; a damaged
+            or tampered file; a failed download.
         UnsafeCheckpointError: a pickle that needs unsafe globals (named).
         ValueError: a URL without a full sha256.
 
@@ -201,5 +243,12 @@ def load_weights(
         path = _fetch(text, sha256) if scheme in ("http", "https", "file") else Path(text)
         state, where = _read(path), str(path)
     _check(model, state, strict=strict, where=where)
-    model.load_state_dict(state, strict=strict)
+    ours = model.state_dict()
+    try:  # convert before the first copy, so that a failure here leaves the model untouched
+        ready = {k: v.to(ours[k].device, ours[k].dtype) if k in ours else v for k, v in state.items()}
+    except Exception as err:
+        raise CheckpointError(
+            f"cannot load {where} into {type(model).__name__}; the model is unchanged: {err}"
+        ) from err
+    model.load_state_dict(ready, strict=strict)
     return model
