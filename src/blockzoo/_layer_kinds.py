@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["CONV_LAYERS", "NORM_LAYERS", "WEIGHT_LAYERS", "WINDOW_POOLS"]
+__all__ = ["CONV_LAYERS", "NORM_LAYERS", "WEIGHT_LAYERS", "WINDOW_POOLS", "WeightLayer"]
 
 #: Convolutions and transposed convolutions (their lazy variants subclass them).
-CONV_LAYERS: tuple[type[nn.Module], ...] = (
+CONV_LAYERS = (
     nn.Conv1d,
     nn.Conv2d,
     nn.Conv3d,
@@ -21,7 +21,12 @@ CONV_LAYERS: tuple[type[nn.Module], ...] = (
 )
 
 #: Layers with a ``weight`` that initializers and penalties treat as a kernel.
-WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (*CONV_LAYERS, nn.Linear)
+WEIGHT_LAYERS = (*CONV_LAYERS, nn.Linear)
+
+#: One of :data:`WEIGHT_LAYERS`, as a type.
+WeightLayer = (
+    nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose3d | nn.Linear
+)
 
 #: Batch, instance, group, layer and RMS norms (and local response norm, which has no parameters).
 NORM_LAYERS: tuple[type[nn.Module], ...] = (

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from torch import nn
 from torch.nn.utils import parametrize
 
+from blockzoo._layer_kinds import NORM_LAYERS, WEIGHT_LAYERS
 from blockzoo._names import GlobsLike, as_patterns, check_globs_match, close_matches, format_choices, matches_any
 from blockzoo.errors import UnknownNameError
 
@@ -54,17 +55,10 @@ class Role(str, enum.Enum):
         return self.value
 
 
-_NORM_TYPES: tuple[type[nn.Module], ...] = (
-    nn.modules.batchnorm._NormBase,
-    nn.GroupNorm,
-    nn.LayerNorm,
-    nn.LocalResponseNorm,
-    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
-)
+_NORM_TYPES: tuple[type[nn.Module], ...] = NORM_LAYERS
 _EMBEDDING_TYPES: tuple[type[nn.Module], ...] = (nn.Embedding, nn.EmbeddingBag)
 _WEIGHTED_TYPES: tuple[type[nn.Module], ...] = (
-    nn.modules.conv._ConvNd,
-    nn.Linear,
+    *WEIGHT_LAYERS,
     nn.Bilinear,
     nn.RNNBase,
     nn.MultiheadAttention,
@@ -111,8 +105,8 @@ def param_roles(module: nn.Module) -> dict[str, Role]:
     roles: dict[str, Role] = {}
     seen: set[int] = set()
     for prefix, sub in modules.items():
-        for pname, param in sub._parameters.items():
-            if param is None or id(param) in seen:
+        for pname, param in sub.named_parameters(recurse=False, remove_duplicate=False):
+            if id(param) in seen:
                 continue
             seen.add(id(param))
             qualname = f"{prefix}.{pname}" if prefix else pname

@@ -19,9 +19,10 @@ from typing import Any, TextIO
 
 import torch
 from torch import Tensor, nn
-from torch.utils._pytree import tree_leaves
 
 from blockzoo._checks import is_int
+from blockzoo._layer_kinds import CONV_LAYERS, NORM_LAYERS
+from blockzoo._trees import tensor_leaves
 
 __all__ = ["ShapeRecord", "conv_output_size", "infer_shape", "infer_shape_meta", "trace_shapes"]
 
@@ -32,11 +33,7 @@ ShapeLike = Sequence[int]
 _SAME_SHAPE_MODULES = frozenset({"torch.nn.modules.activation", "torch.nn.modules.dropout"})
 _SAME_SHAPE_TYPES: tuple[type[nn.Module], ...] = (
     nn.Identity,
-    nn.modules.batchnorm._NormBase,
-    nn.GroupNorm,
-    nn.LayerNorm,
-    nn.LocalResponseNorm,
-    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+    *NORM_LAYERS,
 )
 
 
@@ -55,7 +52,10 @@ def conv_output_size(size: int, kernel_size: int, *, stride: int = 1, padding: i
     return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
 
 
-def _conv_shape(m: nn.modules.conv._ConvNd, shape: tuple[int, ...]) -> tuple[int, ...]:
+def _conv_shape(
+    m: nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose3d,
+    shape: tuple[int, ...],
+) -> tuple[int, ...]:
     nd = len(m.kernel_size)
     spatial = shape[-nd:]
     if m.transposed:
@@ -121,7 +121,7 @@ def _static_shape(module: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...] 
         type(module).__module__ in _SAME_SHAPE_MODULES and not isinstance(module, nn.MultiheadAttention)
     ):
         return shape
-    if isinstance(module, nn.modules.conv._ConvNd):
+    if isinstance(module, CONV_LAYERS):
         return _conv_shape(module, shape)
     if isinstance(module, nn.Linear):
         return (*shape[:-1], module.out_features)
@@ -220,7 +220,7 @@ class ShapeRecord:
 
 
 def _record(name: str, layer: str, out: Any) -> ShapeRecord | None:
-    leaves = [t for t in tree_leaves(out) if isinstance(t, Tensor)]
+    leaves = tensor_leaves(out)
     if not leaves:
         return None
     t = leaves[0]

@@ -153,5 +153,5 @@ def test_empty_tensors_still_have_their_arguments_checked() -> None:
         r"Received: distribution='gauss'",
     ):
         variance_scaling_(torch.empty(0, 5), 1.0, "fan_in", "gauss")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"scale must be a positive number\. Received: scale=0"):
+    with pytest.raises(ValueError, match=r"scale must be a finite number > 0\. Received: scale=0"):
         variance_scaling_(torch.empty(0, 5), 0)

@@ -14,6 +14,7 @@ from blockzoo._checks import (
     check_probability,
     check_spatial_dims,
 )
+from blockzoo._layer_kinds import WINDOW_POOLS
 from blockzoo._types import DeviceLike
 from blockzoo.blocks._base import ChannelsFirstBlock
 from blockzoo.layers import LayerSpec, Placement, build_layer
@@ -22,7 +23,6 @@ from blockzoo.shapes import infer_shape
 __all__ = ["ConvBlock", "ConvNormAct", "DepthwiseSeparableConv"]
 
 _ORDERS = ("conv-norm-act", "norm-act-conv")
-_WINDOW_POOLS = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)
 
 
 class ConvNormAct(ChannelsFirstBlock):
@@ -249,7 +249,7 @@ class ConvBlock(ChannelsFirstBlock):
         self.drop = build_layer("dropout", "dropout" if drop_rate else None, drop_rate)
         # torch's own message for a map smaller than the window does not say which
         # block or what to do; check it here for the window pools we know.
-        window = getattr(self.pool, "kernel_size", 0) if isinstance(self.pool, _WINDOW_POOLS) else 0
+        window = getattr(self.pool, "kernel_size", 0) if isinstance(self.pool, WINDOW_POOLS) else 0
         self._pool_window = max(window) if isinstance(window, tuple) else int(window)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -147,6 +147,11 @@ def _role_default(role: Role, name: str, tensor: Tensor, weight_init: _Init | No
     return None  # scale and other parameters: their module's own choice stands
 
 
+def _owns_tensors(module: nn.Module) -> bool:
+    """Whether ``module`` itself (not its children) has a parameter or a buffer."""
+    return any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False))
+
+
 def _owners(model: nn.Module) -> dict[str, nn.Module]:
     return {
         f"{mname}.{pname}" if mname else pname: module
@@ -329,7 +334,7 @@ def default_init_(module: nn.Module) -> None:
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
                     set_record(m, "bias", "zeros", 0.0)
-            elif m is not module and (m._parameters or m._buffers):
+            elif m is not module and _owns_tensors(m):
                 reset = getattr(m, "reset_parameters", None)
                 if callable(reset):
                     reset()

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 from torch import nn
 
+from blockzoo._layer_kinds import NORM_LAYERS, WEIGHT_LAYERS
 from blockzoo.init._functions import Initializer
 
 __all__ = ["WEIGHT_LAYERS", "activation_initializer", "activation_table", "activations_after"]
 
 #: Layers whose ``weight`` the activation-aware default initialises.
-WEIGHT_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
-
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm, nn.RMSNorm)
+_NORMS = NORM_LAYERS
 
 _RELU = Initializer("kaiming_normal", {"mode": "fan_in", "nonlinearity": "relu"})
 _LINEAR = Initializer("xavier_uniform")

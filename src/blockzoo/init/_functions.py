@@ -50,8 +50,10 @@ def _fans(tensor: Tensor) -> tuple[int, int]:
         raise ValueError(
             f"fan-based initializers need a tensor with at least 2 dimensions. Received: shape={list(tensor.shape)}"
         )
-    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(tensor)
-    return fan_in, fan_out
+    # torch's definition (its helper for it is private): a weight [out, in, *kernel] has
+    # fan_in = in * prod(kernel) and fan_out = out * prod(kernel).
+    receptive = math.prod(tensor.shape[2:])
+    return tensor.shape[1] * receptive, tensor.shape[0] * receptive
 
 
 def _scale_fan(tensor: Tensor, mode: str) -> float:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from blockzoo._checks import check_int, check_number
+from blockzoo._layer_kinds import WeightLayer
 from blockzoo.init._defaults import WEIGHT_LAYERS
 from blockzoo.init._records import set_record
 
@@ -28,10 +29,10 @@ def _run(model: nn.Module, batch: Any) -> None:
         model(**batch)
 
 
-def _call_order(model: nn.Module, batch: Any) -> list[tuple[str, nn.modules.conv._ConvNd | nn.Linear]]:
+def _call_order(model: nn.Module, batch: Any) -> list[tuple[str, WeightLayer]]:
     """The conv and linear layers in the order the forward pass first calls them."""
     names = {m: name for name, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)}
-    order: dict[nn.modules.conv._ConvNd | nn.Linear, None] = {}
+    order: dict[WeightLayer, None] = {}
     handles = [m.register_forward_hook(lambda m, i, o: order.setdefault(m, None)) for m in names]
     try:
         _run(model, batch)

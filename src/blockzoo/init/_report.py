@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from blockzoo._layer_kinds import NORM_LAYERS, WEIGHT_LAYERS
 from blockzoo.init._records import fingerprint, get_record
 
 __all__ = ["InitReport", "InitRow", "init_report"]
@@ -121,7 +122,7 @@ def _torch_default(owner: nn.Module, pname: str, t: Tensor, std: float) -> tuple
     """``(label, expected std)`` when ``t`` fits the default init of ``owner``'s class, else ``None``."""
     if t.is_meta:
         return None
-    if isinstance(owner, (nn.modules.conv._ConvNd, nn.Linear)):
+    if isinstance(owner, WEIGHT_LAYERS):
         # kaiming_uniform_(a=sqrt(5)) for the weight and U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias
         # share one bound, 1/sqrt(fan_in), hence one std, bound / sqrt(3).
         fan_in = owner.weight[0].numel()  # torch's fan in, for transposed convs too
@@ -133,7 +134,7 @@ def _torch_default(owner: nn.Module, pname: str, t: Tensor, std: float) -> tuple
         if t.numel() >= 2 and abs(std - expected) > 4 * expected * math.sqrt(0.2 / t.numel()):
             return None
         return "torch default", expected
-    if isinstance(owner, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
+    if isinstance(owner, NORM_LAYERS) and not isinstance(owner, nn.LocalResponseNorm):
         value = 0.0 if pname == "bias" else 1.0
         return ("torch default", 0.0) if bool(torch.all(t == value)) else None
     if isinstance(owner, nn.Embedding):

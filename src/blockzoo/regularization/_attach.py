@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from blockzoo._names import GlobsLike
+from blockzoo._trees import tensor_leaves
 from blockzoo.regularization._penalties import Penalty
 from blockzoo.regularization._store import (
     Attachment,
@@ -145,18 +146,6 @@ def attach_penalty(
     return attach(model, (_LossPenalty if mode == "loss" else _GradPenalty)(penalty, params))
 
 
-def _first_tensor(output: Any) -> Tensor | None:
-    """The first tensor in a module's output: itself, or the first found in a tuple, list or dict."""
-    if isinstance(output, Tensor):
-        return output
-    items = output.values() if isinstance(output, dict) else output if isinstance(output, (tuple, list)) else ()
-    for item in items:
-        found = _first_tensor(item)
-        if found is not None:
-            return found
-    return None
-
-
 class _ActivityPenalty(Attachment):
     """Forward hooks that collect ``penalty(output) / batch`` from picked modules during a forward pass."""
 
@@ -185,9 +174,10 @@ class _ActivityPenalty(Attachment):
         self.collected.clear()
 
     def _record(self, module: nn.Module, args: Any, output: Any) -> None:
-        out = _first_tensor(output)
-        if out is None:
+        leaves = tensor_leaves(output)
+        if not leaves:
             return
+        out = leaves[0]
         batch = out.shape[0] if out.dim() > 0 else 1
         if batch == 0:  # an empty batch adds nothing (not 0 / 0)
             return
