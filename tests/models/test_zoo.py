@@ -9,7 +9,7 @@ import torch
 
 import blockzoo
 from blockzoo import UnknownNameError, create_model, list_models, model_info
-from support import CUDA, DEVICES
+from support import CUDA
 
 NAMES = list_models()
 
@@ -158,9 +158,11 @@ def test_model_forward_and_backward_on_cuda_match_cpu(name: str) -> None:
         torch.testing.assert_close(b.grad.cpu(), a.grad, msg=lambda m, k=k: f"{k}: {m}")
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.cuda
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 @pytest.mark.parametrize("name", DEVICE_MODELS)
-def test_model_runs_and_trains_under_bf16_autocast(name: str, device: str) -> None:
+def test_model_runs_and_trains_under_bf16_autocast_on_cuda(name: str) -> None:
+    device = "cuda"
     torch.manual_seed(0)
     model = create_model(name, num_classes=7, device=device).eval()
     x = small_input(name, 4).to(device)
@@ -170,7 +172,7 @@ def test_model_runs_and_trains_under_bf16_autocast(name: str, device: str) -> No
             low = model(x)
     assert low.dtype == torch.bfloat16
     assert low.device.type == device
-    # bfloat16 keeps 8 bits of mantissa: the logits keep their direction (measured above 0.998 on CPU).
+    # bfloat16 keeps 8 bits of mantissa: the logits keep their direction (above 0.998 under CPU autocast).
     assert torch.nn.functional.cosine_similarity(low.float().flatten(), ref.flatten(), dim=0) > 0.99
     model.train()
     with torch.autocast(device_type=device, dtype=torch.bfloat16):
