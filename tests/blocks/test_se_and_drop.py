@@ -1,7 +1,9 @@
+import itertools
+import math
+from statistics import NormalDist
+
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
 
 from blockzoo import DropBlock, DropPath, InputError, SqueezeExcite
 
@@ -48,15 +50,52 @@ def test_drop_path_bad_arguments() -> None:
         DropPath(0.1)(torch.ones(2, dtype=torch.long))
 
 
-@given(st.sampled_from([0.1, 0.2, 0.4]), st.sampled_from([1, 3, 5]))
-def test_drop_block_drops_about_p_and_keeps_the_mean(p: float, block_size: int) -> None:
-    drop = DropBlock(p, block_size)
-    x = torch.ones(64, 8, 24, 24)
-    y = drop(x)
-    dropped = (y == 0).float().mean().item()
-    # Overlapping blocks make the realised rate a little lower than p (Ghiasi et al. 2018).
-    assert p * 0.6 < dropped < p * 1.1
-    torch.testing.assert_close(y.mean(), torch.tensor(1.0), rtol=1e-5, atol=1e-5)
+def paper_gamma(p: float, block_size: int, feat_size: int, dims: int) -> float:
+    """Ghiasi et al. 2018, eq. 1, on a square (cubic) map: gamma = p / bs^d * fs^d / (fs - bs + 1)^d."""
+    return p / block_size**dims * feat_size**dims / (feat_size - block_size + 1) ** dims
+
+
+def expected_drop_fraction(gamma: float, block_size: int, feat_size: int, dims: int) -> float:
+    """Exact expected fraction of dropped positions when seeds fall at rate gamma where a whole block fits.
+
+    A position is dropped unless none of the seeds whose block covers it fires. Along one axis, position
+    i is covered by the seeds j in [i - bs + 1, i] that are valid (0 <= j <= fs - bs); on a map the counts
+    multiply. So the expected fraction is the mean over positions of 1 - (1 - gamma)^covering(position).
+    """
+    covering = [min(i, feat_size - block_size) - max(0, i - block_size + 1) + 1 for i in range(feat_size)]
+    per_position = [math.prod(c) for c in itertools.product(covering, repeat=dims)]
+    return sum(1 - (1 - gamma) ** k for k in per_position) / len(per_position)
+
+
+#: Bonferroni over the cases below: each may fail a correct DropBlock with probability 1e-6 / len(CASES).
+DROP_CASES = [  # (p, block_size, feat_size, spatial_dims)
+    (0.1, 3, 24, 2),
+    (0.1, 5, 24, 2),
+    (0.2, 7, 16, 2),
+    (0.3, 5, 8, 2),
+    (0.1, 4, 12, 1),
+    (0.15, 3, 10, 3),
+]
+DROP_Z = NormalDist().inv_cdf(1 - 1e-6 / len(DROP_CASES) / 2)  # 5.3 standard errors
+
+
+@pytest.mark.parametrize(("p", "block_size", "feat_size", "dims"), DROP_CASES)
+def test_drop_block_drops_the_fraction_the_papers_gamma_gives(
+    p: float, block_size: int, feat_size: int, dims: int
+) -> None:
+    """The realised drop fraction matches the paper's gamma to a few standard errors, and refuses the
+    uncorrected gamma = p / block_size^d (which drops too little as soon as block_size > 1)."""
+    maps = 2**22 // feat_size**dims  # 4M positions: enough independent maps for a tight bound, at every size
+    x = torch.ones(maps, 1, *[feat_size] * dims)
+    y = DropBlock(p, block_size, spatial_dims=dims)(x)
+    per_map = (y == 0).flatten(1).double().mean(1)  # maps draw their seeds independently
+    measured = per_map.mean().item()
+    bound = DROP_Z * per_map.std().item() / math.sqrt(maps)  # Z standard errors of the mean of the maps
+    expected = expected_drop_fraction(paper_gamma(p, block_size, feat_size, dims), block_size, feat_size, dims)
+    uncorrected = expected_drop_fraction(p / block_size**dims, block_size, feat_size, dims)
+    assert expected - uncorrected > 2 * bound, "the test could not tell the paper's gamma from the uncorrected one"
+    assert abs(measured - expected) <= bound, (measured, expected, bound)
+    torch.testing.assert_close(y.mean(), torch.tensor(1.0), rtol=1e-5, atol=1e-5)  # the kept values are rescaled
 
 
 def test_drop_block_drops_square_regions() -> None:

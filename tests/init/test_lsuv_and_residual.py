@@ -8,6 +8,7 @@ from torch import nn
 
 import blockzoo
 from blockzoo import init_report, lsuv_, zero_init_last_
+from support import DEVICES
 
 LAYERS = (nn.Conv2d, nn.Linear)
 
@@ -50,16 +51,19 @@ def no_hooks(model: nn.Module) -> bool:
     ],
     ids=["resnet20", "simple_cnn", "sequential"],
 )
-def test_lsuv_gives_unit_output_std_and_leaves_no_hooks(make: Any) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_lsuv_gives_unit_output_std_and_leaves_no_hooks(make: Any, device: str) -> None:
     torch.manual_seed(0)
-    model = make()
-    x = torch.randn(32, 3, 32, 32)
+    model = make().to(device)
+    x = torch.randn(32, 3, 32, 32).to(device)
     model(x)  # materialise lazy layers
     model.train()
     list(model.children())[-1].eval()  # mixed modes must come back as they were
     modes = {name: m.training for name, m in model.named_modules()}
     buffers = {k: v.clone() for k, v in model.named_buffers()}
-    lsuv_(model, x, tol=0.05)
+    generator = torch.Generator(device=device).manual_seed(0)  # the orthogonal draws follow it, on the device
+    lsuv_(model, x, tol=0.05, generator=generator)
+    assert all(p.device.type == device for p in model.parameters())
     assert {name: m.training for name, m in model.named_modules()} == modes
     assert no_hooks(model)
     for k, v in model.named_buffers():  # batch-norm statistics untouched
@@ -71,6 +75,21 @@ def test_lsuv_gives_unit_output_std_and_leaves_no_hooks(make: Any) -> None:
     assert {row.initializer for row in init_report(model) if row.name.endswith("conv.weight")} <= {
         "lsuv (orthogonal, rescaled)"
     }
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_lsuv_draws_follow_its_generator(device: str) -> None:
+    x = torch.randn(64, 8).to(device)
+
+    def run(global_seed: int, seed: int) -> list[torch.Tensor]:
+        torch.manual_seed(global_seed)  # a different starting point, which LSUV overwrites
+        net = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4)).to(device)
+        lsuv_(net, x, generator=torch.Generator(device=device).manual_seed(seed))
+        return [p.detach().clone() for p in net.parameters()]
+
+    a, b, c = run(1, 0), run(2, 0), run(1, 1)
+    assert all(torch.equal(pa, pb) for pa, pb in zip(a, b, strict=True))
+    assert not torch.equal(a[0], c[0])
 
 
 def test_lsuv_bad_input_and_cleanup_on_error() -> None:

@@ -1,5 +1,6 @@
 """Every registered model: builds, runs, trains, saves, compiles; and the registry's rules."""
 
+import copy
 import math
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import torch
 
 import blockzoo
 from blockzoo import UnknownNameError, create_model, list_models, model_info
+from support import CUDA
 
 NAMES = list_models()
 
@@ -125,3 +127,58 @@ def test_layer_decay_uses_the_stages() -> None:
     lrs = {n: g["lr"] for g in opt.param_groups for n in g["param_names"]}
     assert lrs["head.fc.weight"] == 1.0
     assert lrs["features.stem.conv.conv.weight"] == 0.5**5
+
+
+# ----------------------------------------------------------------------------- devices
+
+#: Small models of each kind of block (plain conv stages, CIFAR and ImageNet residual blocks, inverted residuals).
+DEVICE_MODELS = ["simple_cnn", "resnet20", "resnet18", "mobilenet_v2"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", DEVICE_MODELS)
+def test_model_forward_and_backward_on_cuda_match_cpu(name: str) -> None:
+    """The same weights give the same outputs and gradients on CUDA as on the CPU.
+
+    In float64, where no TF32 or reduced-precision kernel blurs the comparison, and in eval mode, so that
+    dropout draws from neither device's generator (batch norms still pass gradients to their parameters).
+    """
+    torch.manual_seed(0)
+    cpu = create_model(name, num_classes=7, dtype=torch.float64).eval()
+    gpu = copy.deepcopy(cpu).cuda()
+    x = small_input(name, 2).double()
+    out_cpu, out_gpu = cpu(x), gpu(x.cuda())
+    assert out_gpu.device.type == "cuda"
+    torch.testing.assert_close(out_gpu.cpu(), out_cpu)
+    out_cpu.square().mean().backward()
+    out_gpu.square().mean().backward()
+    for (k, a), b in zip(cpu.named_parameters(), gpu.parameters(), strict=True):
+        assert b.grad is not None, f"{k} got no gradient on CUDA"
+        torch.testing.assert_close(b.grad.cpu(), a.grad, msg=lambda m, k=k: f"{k}: {m}")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", DEVICE_MODELS)
+def test_model_runs_and_trains_under_bf16_autocast_on_cuda(name: str) -> None:
+    device = "cuda"
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7, device=device).eval()
+    x = small_input(name, 4).to(device)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast(device_type=device, dtype=torch.bfloat16):
+            low = model(x)
+    assert low.dtype == torch.bfloat16
+    assert low.device.type == device
+    # bfloat16 keeps 8 bits of mantissa: the logits keep their direction (above 0.998 under CPU autocast).
+    assert torch.nn.functional.cosine_similarity(low.float().flatten(), ref.flatten(), dim=0) > 0.99
+    model.train()
+    with torch.autocast(device_type=device, dtype=torch.bfloat16):
+        loss = torch.nn.functional.cross_entropy(model(x), torch.arange(4, device=device))
+    loss.backward()
+    for k, p in model.named_parameters():
+        assert p.grad is not None, f"{k} got no gradient"
+        assert p.grad.dtype == torch.float32, k  # autocast leaves the parameters, and so their gradients, in float32
+        assert torch.isfinite(p.grad).all(), k

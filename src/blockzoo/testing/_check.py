@@ -138,8 +138,14 @@ def _check_one(
         if tuple(meta_out.shape) != tuple(out.shape):
             _fail(f"meta forward gave {tuple(meta_out.shape)}, real forward {tuple(out.shape)}")
 
-    with law("deepcopy gives an equal block"), torch.no_grad():
-        _same(copy.deepcopy(block)(x), ref, "deepcopy output", exact=True)
+    with law("deepcopy gives an equal, independent block"), torch.no_grad():
+        twin = copy.deepcopy(block)
+        _same(twin(x), ref, "deepcopy output", exact=True)
+        # A copy that shares tensors with the original (an EMA or best-weights snapshot) would move with it.
+        storages = {t.untyped_storage().data_ptr() for t in [*block.parameters(), *block.buffers()] if t.numel()}
+        for name, t in [*twin.named_parameters(), *twin.named_buffers()]:
+            if t.numel() and t.untyped_storage().data_ptr() in storages:
+                _fail(f"the copy's {name} shares storage with the original")
 
     with law("pickle round trip gives an equal block"), torch.no_grad():
         _same(pickle.loads(pickle.dumps(block))(x), ref, "unpickled output", exact=True)
@@ -153,13 +159,21 @@ def _check_one(
         fresh.load_state_dict(torch.load(buf, weights_only=True))
         _same(fresh(x), ref, "reloaded output", exact=True)
 
-    with law("reset_parameters() runs and keeps shapes"):
-        before = {n: p.shape for n, p in block.named_parameters()}
+    with law("reset_parameters() works in place"):
+        # The same Parameter objects (an optimizer holds them), with their shapes, dtypes and devices.
+        before = {n: (p, p.shape, p.dtype, p.device) for n, p in block.named_parameters()}
         reset = getattr(block, "reset_parameters", None)
         if callable(reset):
             reset()
-        if {n: p.shape for n, p in block.named_parameters()} != before:
-            _fail("parameter shapes changed")
+        after = {n: (p, p.shape, p.dtype, p.device) for n, p in block.named_parameters()}
+        if after.keys() != before.keys():
+            _fail(f"parameters {sorted(before)} became {sorted(after)}")
+        for name, (p, *kept) in after.items():
+            old, *was = before[name]
+            if p is not old:
+                _fail(f"{name} was replaced by a new Parameter instead of being filled in place")
+            if kept != was:
+                _fail(f"{name}'s shape, dtype and device changed from {tuple(was)} to {tuple(kept)}")
         block.load_state_dict(fresh.state_dict())
 
     if compile:
@@ -194,9 +208,11 @@ def check_block(
     same values (for channels-first blocks, where torch's own conv keeps the
     format); it constructs and runs on the meta device; deepcopy, pickle
     and a state_dict round trip (through ``torch.save`` and
-    ``torch.load(weights_only=True)``) give bit-identical outputs;
-    ``reset_parameters()`` runs; ``torch.compile(fullgraph=True)`` (backend
-    ``"eager"``) and :func:`torch.export.export` give the same outputs.
+    ``torch.load(weights_only=True)``) give bit-identical outputs, and the
+    deepcopy shares no tensor with the original; ``reset_parameters()`` runs
+    in place (the same ``Parameter`` objects, shapes, dtypes and devices);
+    ``torch.compile(fullgraph=True)`` (backend ``"eager"``) and
+    :func:`torch.export.export` give the same outputs.
 
     Args:
         factory: Builds the block; called with ``device=`` and ``dtype=``
