@@ -216,7 +216,7 @@ ARGUMENTS: list[tuple[str, Callable[[Any], Any], str, str, bool]] = [
     ("DropPath.p", DropPath, "p", "a number in [0, 1)", False),
     ("DropBlock.p", DropBlock, "p", "a number in [0, 1)", False),
     ("DropBlock.block_size", lambda v: DropBlock(0.1, v), "block_size", "a positive int", False),
-    ("drop_path_rates.rate", lambda v: drop_path_rates(v, 3), "drop_path_rate", "a number in [0, 1)", False),
+    ("drop_path_rates.rate", lambda v: drop_path_rates(v, 3), "rate", "a number in [0, 1)", False),
     ("GlobalPool.spatial_dims", lambda v: GlobalPool("avg", v), "spatial_dims", "one of 1, 2, 3", False),
     (
         "resolve_layer.spatial_dims",

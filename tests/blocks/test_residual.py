@@ -191,3 +191,16 @@ def test_branch_with_a_subclassed_sub_block_runs_its_forward() -> None:
     block = ResidualBlock(branch).eval()
     x = torch.randn(1, 4, 5, 5)
     torch.testing.assert_close(block(x), branch[0]._run_stages(x) * 2 + x)
+
+
+def test_a_sequential_subclass_branch_runs_its_own_forward() -> None:
+    class Halving(nn.Sequential):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) / 2
+
+    block = BasicBlock(4, 4).eval()
+    x = torch.randn(1, 4, 5, 5)
+    expected = torch.relu(block.branch(x) / 2 + x)
+    block.branch = Halving(*block.branch)
+    torch.testing.assert_close(block(x), expected)
+    assert block.modules_run_inline() == {}

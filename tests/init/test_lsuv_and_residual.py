@@ -186,3 +186,13 @@ def test_init_records_travel_with_deepcopy_and_pickle() -> None:
             clone.head.fc.weight.add_(1.0)
         assert init_report(clone)["head.fc.weight"].status == "modified"
         assert init_report(model)["head.fc.weight"].status == "initialized"  # the copy's change stays there
+
+
+def test_init_report_reads_values_not_memory_layout() -> None:
+    model = blockzoo.create_model("resnet20")
+    blockzoo.init_weights(model, seed=0)
+    model.to(memory_format=torch.channels_last)
+    assert {row.status for row in init_report(model)} == {"initialized"}
+    with torch.no_grad():
+        model.head.fc.weight.copy_(model.head.fc.weight.flip(0))  # the same values, moved between rows
+    assert init_report(model)["head.fc.weight"].status == "modified"

@@ -189,3 +189,46 @@ def test_activity_penalty_on_an_empty_batch_adds_zero() -> None:
     loss = regularization_loss(m)
     assert loss.item() == 0
     assert not torch.isnan(loss)
+
+
+def test_removing_the_constraint_that_bound_the_optimizer_keeps_the_binding_while_others_use_it() -> None:
+    m = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    opt = torch.optim.SGD(m.parameters(), lr=10.0)
+    first = attach_constraint(m, MaxNorm(1.0), optimizer=opt, include="0.*")
+    attach_constraint(m, MaxNorm(1.0), include="1.*")  # driven by the binding the first one made
+    first.remove()
+    assert sorted(r.kind for r in list_regularizers(m)) == ["constraint", "optimizer"]
+    m(torch.randn(8, 4)).pow(2).sum().backward()
+    opt.step()
+    assert m[1].weight.norm(dim=1).max().item() <= 1 + 1e-6
+
+
+def test_a_generator_shared_by_two_attachments_stays_shared_in_a_copy() -> None:
+    m = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    generator = torch.Generator().manual_seed(0)
+    attach_grad_noise(m, 0.1, include="0.*", generator=generator)
+    attach_grad_noise(m, 0.1, include="1.*", generator=generator)
+    twin = copy.deepcopy(m)
+    for net in (m, twin):
+        net(torch.zeros(1, 4)).sum().backward()
+    for a, b in zip(m.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a.grad, b.grad)
+
+
+def test_a_failed_parametrization_leaves_the_model_as_it_was() -> None:
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(64, 2))
+    names = [n for n, _ in m.named_parameters()]
+    with pytest.raises(ValueError, match=r"MaxNorm\(max_value=1, dim=\(1, 2, 3\)\) cannot be applied to 2\.weight \(shape \[2, 64\]\): Dimension"):
+        attach_constraint(m, MaxNorm(1.0, dim=(1, 2, 3)), mode="parametrize")
+    assert [n for n, _ in m.named_parameters()] == names
+    assert list(list_regularizers(m)) == []
+
+
+def test_an_activity_penalty_sees_the_parts_a_residual_block_runs_inline() -> None:
+    block = blockzoo.BasicBlock(8, 8).eval()
+    x = torch.randn(2, 8, 5, 5)
+    unit_out = block.branch[0](x)  # what the first conv-norm-act unit gives, called as a module
+    attach_activity_penalty(block, L1(0.1), include="branch.0")
+    block(x)
+    torch.testing.assert_close(regularization_loss(block), 0.1 * unit_out.abs().sum() / 2)
+    assert set(block.modules_run_inline()) == {block.branch, block.branch[0], block.branch[1]}

@@ -33,7 +33,7 @@ def drop_path_rates(rate: float, count: int) -> list[float]:
         >>> drop_path_rates(0.2, 3)
         [0.0, 0.1, 0.2]
     """
-    rate = check_probability("drop_path_rate", rate)
+    rate = check_probability("rate", rate)
     count = check_int("count", count, low=0)
     return [i / max(1, count - 1) * rate for i in range(count)]  # the last is rate exactly
 

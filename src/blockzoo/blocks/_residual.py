@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeGuard
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from blockzoo._checks import check_choice, check_number, check_positive_int, check_probability, check_spatial_dims
+from blockzoo._types import DeviceLike
 from blockzoo.blocks._base import Block, ChannelsFirstBlock
 from blockzoo.blocks._conv import ConvNormAct
 from blockzoo.blocks._drop import DropPath
@@ -51,7 +53,7 @@ class PadShortcut(Block):
         *,
         stride: int = 1,
         spatial_dims: int = 2,
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
@@ -125,16 +127,17 @@ class ResidualBlock(Block):
         act_layer: LayerSpec = None,
         drop_path_rate: float = 0.0,
         has_shortcut: bool = True,
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        rate = check_probability("drop_path_rate", drop_path_rate)
         if not isinstance(has_shortcut, bool):
             raise TypeError(f"has_shortcut must be True or False. Received: has_shortcut={has_shortcut!r}")
-        if not has_shortcut and (shortcut is not None or drop_path_rate != 0):
+        if not has_shortcut and (shortcut is not None or rate != 0):
             raise ValueError(
-                "a block without a shortcut takes shortcut=None and drop_path_rate=0 (dropping its branch would "
-                f"drop its only path). Received: shortcut={shortcut!r}, drop_path_rate={drop_path_rate!r}"
+                "has_shortcut=False takes shortcut=None and drop_path_rate=0 (dropping the branch would drop the "
+                f"block's only path). Received: shortcut={shortcut!r}, drop_path_rate={drop_path_rate!r}"
             )
         if not isinstance(branch, nn.Module):
             raise TypeError(f"branch must be an nn.Module. Received: branch={type(branch).__name__}")
@@ -142,7 +145,7 @@ class ResidualBlock(Block):
             raise TypeError(f"shortcut must be an nn.Module or None. Received: shortcut={type(shortcut).__name__}")
         self.branch = branch
         self.shortcut = shortcut if shortcut is not None else nn.Identity()
-        self.drop_path = DropPath(check_probability("drop_path_rate", drop_path_rate))
+        self.drop_path = DropPath(rate)
         self.has_shortcut = has_shortcut
         self._set_stages("act")
         self.act = build_layer("act", act_layer, device=device, dtype=dtype, inplace=True)  # on the fresh sum
@@ -153,10 +156,24 @@ class ResidualBlock(Block):
     _add_in_place: bool = False
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.drop_path(self.branch(x))
+        out = self.drop_path(self.run_branch(x))
         if self.has_shortcut:
             out = self._add_shortcut(out, x)
         return self._run_stages(out)
+
+    def run_branch(self, x: Tensor) -> Tensor:
+        """The branch's output for ``x``; here ``self.branch(x)``."""
+        out: Tensor = self.branch(x)
+        return out
+
+    def modules_run_inline(self) -> dict[nn.Module, nn.Module]:
+        """Sub-modules that :meth:`run_branch` runs as their parts, without calling them.
+
+        Their own hooks do not fire; each is mapped to the layer whose output
+        is theirs, where a hook sees the same tensor. Empty here: the base
+        class calls its branch.
+        """
+        return {}
 
     def _add_shortcut(self, out: Tensor, x: Tensor) -> Tensor:
         shortcut: Tensor = self.shortcut(x)
@@ -205,6 +222,16 @@ class ResidualBlock(Block):
         raise ValueError(f"{type(self).__name__}.branch has no norm, conv or linear layer to zero")
 
 
+def _runs_inline(unit: nn.Module) -> TypeGuard[ConvNormAct]:
+    return type(unit) is ConvNormAct and unit.order == "conv-norm-act"
+
+
+def _last_layer(unit: ConvNormAct) -> nn.Module:
+    """The layer whose output is a conv-norm-act unit's output: its last slot that is not an identity."""
+    layers: tuple[nn.Module, ...] = (unit.act, unit.norm, unit.conv)
+    return next(m for m in layers if type(m) is not nn.Identity)
+
+
 class _ChannelsResidual(ResidualBlock, ChannelsFirstBlock):
     """A residual block on channels-first maps: checks its input like every conv block."""
 
@@ -219,20 +246,37 @@ class _ChannelsResidual(ResidualBlock, ChannelsFirstBlock):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
+        return self._keep_layout(x, super().forward(x))
+
+    def run_branch(self, x: Tensor) -> Tensor:
+        """The branch, each plain :class:`ConvNormAct` unit run as its ``conv``, ``norm`` and ``act``.
+
+        As in torchvision's blocks, which call ``conv1``, ``bn1``, ``relu`` in
+        their own forward: calling the unit would keep its input alive until
+        its norm and activation return (one activation map more at the peak of
+        an eval forward); here the input is released as soon as the conv
+        returns. Any other unit (a subclass with its own ``forward``, a
+        squeeze-excite, your own module), and a branch that is not a plain
+        ``nn.Sequential``, is called as a module.
+        """
+        if type(self.branch) is not nn.Sequential:
+            return super().run_branch(x)
         out = x
-        for unit in self.branch if isinstance(self.branch, nn.Sequential) else (self.branch,):
-            if type(unit) is ConvNormAct and unit.order == "conv-norm-act":
-                # A plain conv-norm-act unit runs as its layers, as torchvision's blocks do: calling it
-                # would keep its input alive until its norm and activation return (one map more at the
-                # peak of an eval forward); here the input is released as soon as the conv returns.
-                out = unit.conv(out)
+        for unit in self.branch:
+            if _runs_inline(unit):
+                out = unit.conv(out)  # the unit's input is released here, before its norm runs
                 out = unit.act(unit.norm(out))
             else:
-                out = unit(out)  # a subclass, squeeze-excite or your own module: its own forward runs
-        out = self.drop_path(out)
-        if self.has_shortcut:
-            out = self._add_shortcut(out, x)
-        return self._keep_layout(x, self._run_stages(out))
+                out = unit(out)
+        return out
+
+    def modules_run_inline(self) -> dict[nn.Module, nn.Module]:
+        if type(self.branch) is not nn.Sequential or len(self.branch) == 0:
+            return {}
+        inline: dict[nn.Module, nn.Module] = {unit: _last_layer(unit) for unit in self.branch if _runs_inline(unit)}
+        last = self.branch[-1]
+        inline[self.branch] = inline.get(last, last)
+        return inline
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
         return super().output_shape(self._check_shape(input_shape))
@@ -292,7 +336,7 @@ class BasicBlock(_ChannelsResidual):
         act_layer: LayerSpec = "relu",
         drop_path_rate: float = 0.0,
         spatial_dims: int = 2,
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         nd = check_spatial_dims(spatial_dims)
@@ -362,7 +406,7 @@ class Bottleneck(_ChannelsResidual):
         act_layer: LayerSpec = "relu",
         drop_path_rate: float = 0.0,
         spatial_dims: int = 2,
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         nd = check_spatial_dims(spatial_dims)
@@ -438,7 +482,7 @@ class InvertedResidual(_ChannelsResidual):
         act_layer: LayerSpec = "relu6",
         drop_path_rate: float = 0.0,
         spatial_dims: int = 2,
-        device: torch.device | str | None = None,
+        device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         nd = check_spatial_dims(spatial_dims)

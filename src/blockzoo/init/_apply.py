@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from blockzoo._checks import is_int
 from blockzoo._names import GlobsLike
 from blockzoo.init._defaults import WEIGHT_LAYERS, activation_initializer, activations_after
 from blockzoo.init._functions import Initializer, get_initializer
@@ -251,7 +252,7 @@ def init_weights(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module. Received: model={type(model).__name__}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+    if seed is not None and not is_int(seed):
         raise TypeError(f"seed must be an int or None. Received: seed={seed!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None. Received: generator={generator!r}")

@@ -7,7 +7,7 @@ snapshots and never changes the state-dict keys. A parameter object cannot
 carry it: ``nn.Parameter.__deepcopy__`` drops the attributes set on it.
 
 Whether a parameter was changed since it was initialised is told by a
-fingerprint of its values (their sum and sum of squares in float64), which an
+fingerprint of its values (sums in float64, see :func:`fingerprint`), which an
 exact copy shares and an optimizer step or a load of other values changes.
 """
 
@@ -18,13 +18,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ATTRIBUTE", "Record", "fingerprint", "get_record", "set_record"]
+__all__ = ["ATTRIBUTE", "Record", "fingerprint", "get_record", "same_values", "set_record"]
 
 #: The attribute of a module that holds its parameters' records.
 ATTRIBUTE = "blockzoo_init"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Record:
     """The initializer last applied to a parameter by blockzoo.
 
@@ -37,18 +37,46 @@ class Record:
 
     initializer: str
     expected_std: float | None
-    fingerprint: tuple[float, float] | None
+    fingerprint: Tensor | None
 
 
 @torch.no_grad()
-def fingerprint(tensor: Tensor) -> tuple[float, float] | None:
-    """The sum and the sum of squares of ``tensor``'s values in float64; ``None`` without data."""
-    if tensor.is_meta or not (tensor.is_floating_point() or tensor.is_complex()):
+def fingerprint(tensor: Tensor) -> Tensor | None:
+    """Three float64 numbers that change when ``tensor``'s values do, on its device (no host sync).
+
+    The sum of squares, and the row sums and column sums of its ``[rows, -1]``
+    view each weighted by their index, so that moving values between rows or
+    columns (a flip, a permutation) changes it too. Computed on the values in
+    their logical order, so a copy in another memory format reads the same
+    (see :func:`same_values`). ``None`` for a tensor without data.
+    """
+    if tensor.is_meta or not tensor.is_floating_point() or tensor.numel() == 0:
         return None
-    values = tensor.detach().abs() if tensor.is_complex() else tensor.detach()
-    total = torch.stack([values.sum(dtype=torch.float64), values.square().sum(dtype=torch.float64)])
-    first, second = total.tolist()  # one transfer from the device for both numbers
-    return float(first), float(second)
+    values = tensor.detach().reshape(tensor.shape[0] if tensor.dim() else 1, -1).to(torch.float64)
+    rows = torch.arange(1, values.shape[0] + 1, dtype=torch.float64, device=values.device)
+    cols = torch.arange(1, values.shape[1] + 1, dtype=torch.float64, device=values.device)
+    return torch.stack([values.square().sum(), values.sum(1) @ rows, values.sum(0) @ cols])
+
+
+def same_values(saved: Tensor | None, tensor: Tensor) -> bool:
+    """Whether ``tensor`` still holds the values whose :func:`fingerprint` is ``saved``.
+
+    Up to float64 rounding of the sums (a tolerance of 1e-9 of their scale),
+    which differs between devices, thread counts and memory formats; any
+    training step or load of other values moves them far more.
+    """
+    current = fingerprint(tensor)
+    if saved is None or current is None:
+        return saved is None and current is None
+    saved = saved.to(current.device)
+    n = tensor.numel()
+    squares = max(float(saved[0]), float(current[0]))
+    scale = torch.tensor(
+        [squares, (n * squares) ** 0.5 * tensor.shape[0] if tensor.dim() else 1.0, (n * squares) ** 0.5 * n],
+        dtype=torch.float64,
+        device=current.device,
+    )
+    return bool(((current - saved).abs() <= 1e-9 * scale + 1e-300).all())
 
 
 def set_record(module: nn.Module, name: str, initializer: str, expected_std: float | None) -> None:

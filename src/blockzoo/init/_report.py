@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from blockzoo._layer_kinds import NORM_LAYERS, WEIGHT_LAYERS
-from blockzoo.init._records import fingerprint, get_record
+from blockzoo.init._records import get_record, same_values
 
 __all__ = ["InitReport", "InitRow", "init_report"]
 
@@ -179,7 +179,7 @@ def init_report(model: nn.Module) -> InitReport:
             std = _std(p)
             record = get_record(module, pname)
             if record is not None:
-                status = "initialized" if record.fingerprint == fingerprint(p) else "modified"
+                status = "initialized" if same_values(record.fingerprint, p) else "modified"
                 rows.append(InitRow(name, tuple(p.shape), record.initializer, record.expected_std, std, status))
                 continue
             default = _torch_default(module, pname, p, std)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -66,6 +67,12 @@ def _choose_implementation(
     if "fused" in kwargs or "foreach" in kwargs:
         chosen = "fused" if kwargs.get("fused") else "foreach" if kwargs.get("foreach") else "for-loop"
         if chosen == "fused" and strided:
+            warnings.warn(
+                f"{_strided_note(strided)}; their fused updates will be wrong. Leave fused out (blockzoo then "
+                "picks foreach) or make them contiguous. Received: fused=True",
+                UserWarning,
+                stacklevel=4,
+            )
             return {}, f"fused (as requested; {_strided_note(strided)})"
         return {}, f"{chosen} (as requested)"
     if sparse or kwargs.get("differentiable"):

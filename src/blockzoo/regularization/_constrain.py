@@ -10,13 +10,13 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrizations, parametrize
 
 from blockzoo._names import GlobsLike
-from blockzoo.init._records import fingerprint
+from blockzoo.init._records import fingerprint, same_values
 from blockzoo.regularization._constraints import Constraint
 from blockzoo.regularization._store import (
     Attachment,
     RegularizationHandle,
     attach,
-    bind_optimizer,
+    bind_implicitly,
     bound_optimizer,
     pick_params,
 )
@@ -98,9 +98,13 @@ class _Parametrized(Attachment):
         raise NotImplementedError
 
     def apply(self) -> None:
-        for module, attr, _ in self.owners:
+        for name, (module, attr, p) in zip(self.targets, self.owners, strict=True):
             order = [n for n, _ in module.named_parameters(recurse=False)]
-            self.added.append((module, attr, self.register(module, attr), order))
+            try:
+                ours = self.register(module, attr)
+            except (IndexError, RuntimeError, ValueError) as err:  # attach() undoes the ones before it
+                raise ValueError(f"{self.what} cannot be applied to {name} (shape {list(p.shape)}): {err}") from err
+            self.added.append((module, attr, ours, order))
 
     def undo(self) -> None:
         for module, attr, ours, order in reversed(self.added):
@@ -142,16 +146,6 @@ class _ProjectedConstraint(Attachment):
         super().__init__(repr(constraint), [n for n, _ in params], _constraint_key(constraint), [p for _, p in params])
         self.constraint = constraint
         self.params = [p for _, p in params]
-        self.binding: RegularizationHandle | None = None  # the optimizer binding this constraint made, if any
-
-    def undo(self) -> None:
-        if self.binding is not None:
-            self.binding.remove()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state["binding"] = None  # the original's optimizer; a copy is not bound
-        return state
 
     def after_step(self) -> None:
         with torch.no_grad():
@@ -229,7 +223,8 @@ def attach_constraint(
         if missing:
             raise ValueError(
                 f"attach_constraint: the optimizer does not update {missing[:3]}, so the constraint would never "
-                "apply to them; pass the optimizer that holds them, or narrow roles/include"
+                "apply to them; pass the optimizer that holds them, or narrow roles/include. "
+                f"Received: optimizer={type(optimizer).__name__}"
             )
         bound = bound_optimizer(model)
         if bound is not None and bound is not optimizer:
@@ -237,10 +232,9 @@ def attach_constraint(
                 f"attach_constraint: {type(bound).__name__} is already bound to this model and drives its "
                 f"constraints; pass that one or none. Received: optimizer={type(optimizer).__name__}"
             )
-        projected = _ProjectedConstraint(constraint, params)
-        handle = attach(model, projected)
-        if bound is None:  # bound here, unbound again when this constraint is removed
-            projected.binding = bind_optimizer(model, optimizer)
+        handle = attach(model, _ProjectedConstraint(constraint, params))
+        if bound is None:  # bound here; the binding goes once nothing else is attached
+            bind_implicitly(model, optimizer)
         return handle
     if bound_optimizer(model) is None:
         raise ValueError(
@@ -292,20 +286,22 @@ class _WeightNorm(_Parametrized):
     def __init__(self, model: nn.Module, params: list[tuple[str, nn.Parameter]], dim: int | None) -> None:
         super().__init__(model, "weight_norm", params, ("weight norm",))
         self.dim = dim
-        self.untouched: list[tuple[float, float] | None] = []
+        self.untouched: list[list[Tensor | None]] = []  # per weight: fingerprints of magnitude and direction
 
     def register(self, module: nn.Module, attr: str) -> nn.Module:
         parametrizations.weight_norm(module, attr, dim=self.dim)  # type: ignore[arg-type]
-        self.untouched.append(_fingerprint(module, attr))
+        self.untouched.append([fingerprint(t) for t in _parts(module, attr)])
         return _parametrization_list(module, attr)
 
     def undo(self) -> None:
-        for (module, attr, _, order), (_, _, original), untouched in zip(
-            reversed(self.added), reversed(self.owners), reversed(self.untouched), strict=True
+        # self.added and self.untouched grow together in register(), also when apply() failed half-way.
+        originals = [original for _, _, original in self.owners][: len(self.added)]
+        for (module, attr, _, order), original, untouched in zip(
+            reversed(self.added), reversed(originals), reversed(self.untouched), strict=True
         ):
             # Untouched since attaching: the original Parameter still holds the exact weight. Trained:
             # fold the current magnitude and direction back into it.
-            trained = _fingerprint(module, attr) != untouched
+            trained = not all(same_values(saved, t) for saved, t in zip(untouched, _parts(module, attr), strict=True))
             with torch.no_grad():
                 current = getattr(module, attr).detach().clone() if trained else None
             parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
@@ -317,11 +313,9 @@ class _WeightNorm(_Parametrized):
             _restore_order(module, order)
 
 
-def _fingerprint(module: nn.Module, attr: str) -> tuple[float, float] | None:
-    """The magnitude's and the direction's values, summarised (they change when trained)."""
-    prints = [fingerprint(t) for t in _parametrization_list(module, attr).parameters(recurse=False)]
-    sums = [f for f in prints if f is not None]
-    return (sum(f[0] for f in sums), sum(f[1] for f in sums)) if sums else None
+def _parts(module: nn.Module, attr: str) -> list[Tensor]:
+    """The magnitude and the direction that weight norm made of ``module.attr``."""
+    return list(_parametrization_list(module, attr).parameters(recurse=False))
 
 
 def attach_weight_norm(

@@ -12,11 +12,12 @@ in torch's layout.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from blockzoo._checks import check_number
+from blockzoo._checks import check_number, is_int
 
 __all__ = ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"]
 
@@ -26,12 +27,10 @@ _EPS = 1e-7  # Keras's epsilon: keeps a zero row at zero instead of dividing by 
 def _check_dim(dim: int | Sequence[int] | None) -> tuple[int, ...] | None:
     if dim is None:
         return None
-    dims = (dim,) if isinstance(dim, int) and not isinstance(dim, bool) else dim
-    if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence) or not dims:
+    dims: Any = (dim,) if is_int(dim) else dim
+    if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence) or not dims or not all(map(is_int, dims)):
         raise TypeError(f"dim must be an int, a sequence of ints or None. Received: dim={dim!r}")
-    if not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
-        raise TypeError(f"dim must be an int, a sequence of ints or None. Received: dim={dim!r}")
-    return tuple(dims)
+    return tuple(int(d) for d in dims)
 
 
 class Constraint:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
@@ -68,23 +66,6 @@ class _GradNoise(Attachment):
         with torch.no_grad():
             noise = torch.randn(grad.shape, generator=self.generator, device=grad.device, dtype=grad.dtype)
             grad.add_(noise, alpha=sigma)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        generator = state.pop("generator")
-        # A torch.Generator neither deep-copies nor pickles: carry its device and state instead.
-        state["generator"] = None if generator is None else (str(generator.device), generator.get_state())
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        saved = state.pop("generator")
-        if saved is not None:
-            generator = torch.Generator(device=saved[0])
-            generator.set_state(saved[1])
-            state["generator"] = generator
-        else:
-            state["generator"] = None
-        super().__setstate__(state)
 
 
 def attach_grad_clip(

@@ -31,6 +31,7 @@ __all__ = [
     "RegularizerRow",
     "RegularizerTable",
     "attach",
+    "bind_implicitly",
     "bind_optimizer",
     "list_regularizers",
     "pick_modules",
@@ -166,6 +167,7 @@ class RegularizationHandle:
         if own is not None and attachment in own.items:
             attachment.undo()
             own.items.remove(attachment)
+            _release_implicit_bindings(own)
 
     @property
     def removed(self) -> bool:
@@ -194,7 +196,11 @@ def attach(model: nn.Module, attachment: Attachment) -> RegularizationHandle:
                 f"{attachment.what} is already attached to {', '.join(names[:3])} "
                 f"({other.kind}, {other.what}); remove() the first handle, or attach it once"
             )
-    attachment.apply()
+    try:
+        attachment.apply()
+    except BaseException:
+        attachment.undo()  # what was applied before the failure: nothing is left half-changed
+        raise
     own = _own(model)
     if own is None:
         own = _Attachments()
@@ -238,15 +244,20 @@ def step_regularizers(model: nn.Module) -> None:
 
 
 class _OptimizerBinding(Attachment):
-    """Runs :func:`step_regularizers` after each step of one optimizer."""
+    """Runs :func:`step_regularizers` after each step of one optimizer.
+
+    ``implicit``: made by ``attach_constraint(optimizer=...)`` rather than by
+    :func:`bind_optimizer`; it goes when nothing else is attached.
+    """
 
     kind = "optimizer"
     mode = "step hook"
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, implicit: bool = False) -> None:
         super().__init__(type(optimizer).__name__, ["<model>"], ("optimizer",), [optimizer])
         self.model = model
         self.optimizer = optimizer
+        self.implicit = implicit
         self._hook: RemovableHandle | None = None
 
     def apply(self) -> None:
@@ -266,6 +277,14 @@ def bound_optimizer(model: nn.Module) -> torch.optim.Optimizer | None:
         if isinstance(attachment, _OptimizerBinding):
             return attachment.optimizer
     return None
+
+
+def _release_implicit_bindings(own: _Attachments) -> None:
+    """Remove the bindings that ``attach_constraint`` made once they are all that is left."""
+    if all(isinstance(a, _OptimizerBinding) and a.implicit for a in own.items):
+        for binding in own.items:
+            binding.undo()
+        own.items.clear()
 
 
 def bind_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> RegularizationHandle:
@@ -304,12 +323,20 @@ def bind_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> Regula
     current = bound_optimizer(model)
     if current is not None:
         if current is optimizer:
-            raise ValueError(f"{type(optimizer).__name__} is already bound to this model; bind it once")
+            raise ValueError(
+                f"{type(optimizer).__name__} is already bound to this model; bind it once. "
+                f"Received: optimizer={type(optimizer).__name__}"
+            )
         raise ValueError(
             f"{type(current).__name__} is already bound to this model, and one optimizer drives its "
             f"attachments; remove() the first binding. Received: optimizer={type(optimizer).__name__}"
         )
     return attach(model, _OptimizerBinding(model, optimizer))
+
+
+def bind_implicitly(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Bind ``optimizer`` for an attachment that needs it; the binding goes once nothing else is attached."""
+    attach(model, _OptimizerBinding(model, optimizer, implicit=True))
 
 
 def pick_params(
