@@ -4,8 +4,9 @@ from blockzoo.blocks._base import Block, ChannelsFirstBlock
 from blockzoo.blocks._conv import ConvBlock, ConvNormAct, DepthwiseSeparableConv
 from blockzoo.blocks._drop import DropBlock, DropPath
 from blockzoo.blocks._mlp import MLP, ClassifierHead
-from blockzoo.blocks._residual import BasicBlock, Bottleneck, InvertedResidual, PadShortcut, ResidualBlock
+from blockzoo.blocks._residual import BasicBlock, Bottleneck, InvertedResidual, ResidualBlock
 from blockzoo.blocks._se import SqueezeExcite
+from blockzoo.blocks._shortcut import PadShortcut
 
 __all__ = [
     "MLP",

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import TypeGuard
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from blockzoo._checks import check_choice, check_number, check_positive_int, check_probability, check_spatial_dims
@@ -15,69 +14,14 @@ from blockzoo.blocks._base import Block, ChannelsFirstBlock
 from blockzoo.blocks._conv import ConvNormAct
 from blockzoo.blocks._drop import DropPath
 from blockzoo.blocks._se import SqueezeExcite
+from blockzoo.blocks._shortcut import shortcut_for
 from blockzoo.errors import InputError
 from blockzoo.init._records import set_record
 from blockzoo.layers import LayerSpec, Placement, build_layer, keep_channels_last
 from blockzoo.roles import Role, param_roles
 from blockzoo.shapes import infer_shape
 
-__all__ = ["BasicBlock", "Bottleneck", "InvertedResidual", "PadShortcut", "ResidualBlock"]
-
-
-class PadShortcut(Block):
-    """The parameter-free shortcut of He et al. 2016 (option A): subsample, then zero-pad channels.
-
-    Args:
-        in_channels: Channels of the input.
-        out_channels: Channels of the output (at least ``in_channels``).
-        stride: Spatial subsampling.
-        spatial_dims: 1, 2 or 3.
-        device: Accepted for a uniform block constructor; it has no tensors.
-        dtype: Accepted for a uniform block constructor; it has no tensors.
-
-    Shape:
-        - Input: ``[N, in_channels, *spatial]``.
-        - Output: ``[N, out_channels, *ceil(spatial / stride)]``.
-
-    Example:
-        >>> import torch
-        >>> from blockzoo.blocks import PadShortcut
-        >>> PadShortcut(16, 32, stride=2)(torch.randn(1, 16, 8, 8)).shape
-        torch.Size([1, 32, 4, 4])
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        *,
-        stride: int = 1,
-        spatial_dims: int = 2,
-        device: DeviceLike = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        self.in_channels = check_positive_int("in_channels", in_channels)
-        self.out_channels = check_positive_int("out_channels", out_channels)
-        if out_channels < in_channels:
-            raise ValueError(
-                f"out_channels must be at least in_channels ({in_channels}) for a padding shortcut. "
-                f"Received: out_channels={out_channels}"
-            )
-        self.stride = check_positive_int("stride", stride)
-        self.spatial_dims = check_spatial_dims(spatial_dims)
-        self._index = (slice(None), slice(None), *([slice(None, None, stride)] * self.spatial_dims))
-        self._pad = [0, 0] * self.spatial_dims + [0, out_channels - in_channels]
-
-    def forward(self, x: Tensor) -> Tensor:
-        return keep_channels_last(x, F.pad(x[self._index], self._pad))  # F.pad returns contiguous memory
-
-    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
-        n, _, *spatial = input_shape
-        return torch.Size((n, self.out_channels, *(-(-s // self.stride) for s in spatial)))
-
-    def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
+__all__ = ["BasicBlock", "Bottleneck", "InvertedResidual", "ResidualBlock"]
 
 
 class ResidualBlock(Block):
@@ -282,18 +226,6 @@ class _ChannelsResidual(ResidualBlock, ChannelsFirstBlock):
         return super().output_shape(self._check_shape(input_shape))
 
 
-def _shortcut(
-    kind: str, in_channels: int, out_channels: int, stride: int, norm_layer: LayerSpec, nd: int, placement: Placement
-) -> nn.Module | None:
-    if stride == 1 and in_channels == out_channels:
-        return None
-    if kind == "pad":
-        return PadShortcut(in_channels, out_channels, stride=stride, spatial_dims=nd, **placement)
-    return ConvNormAct(
-        in_channels, out_channels, 1, stride=stride, norm_layer=norm_layer, act_layer=None, spatial_dims=nd, **placement
-    )
-
-
 class BasicBlock(_ChannelsResidual):
     """The ResNet basic block (He et al. 2016): two 3x3 conv-norm layers and a shortcut, then the activation.
 
@@ -352,7 +284,7 @@ class BasicBlock(_ChannelsResidual):
         )
         super().__init__(
             branch,
-            _shortcut(shortcut, in_channels, out_channels, stride, norm_layer, nd, placement),
+            shortcut_for(shortcut, in_channels, out_channels, stride, norm_layer, nd, placement),
             act_layer=act_layer,
             drop_path_rate=drop_path_rate,
             **placement,
@@ -425,7 +357,7 @@ class Bottleneck(_ChannelsResidual):
         )
         super().__init__(
             branch,
-            _shortcut(shortcut, in_channels, out_channels, stride, norm_layer, nd, placement),
+            shortcut_for(shortcut, in_channels, out_channels, stride, norm_layer, nd, placement),
             act_layer=act_layer,
             drop_path_rate=drop_path_rate,
             **placement,

@@ -33,14 +33,13 @@ from blockzoo.regularization._constraints import Constraint, MaxNorm, MinMaxNorm
 from blockzoo.regularization._depth import attach_stochastic_depth
 from blockzoo.regularization._grads import attach_grad_clip, attach_grad_noise
 from blockzoo.regularization._penalties import L1, L1L2, L2, Factor, Orthogonal, Penalty
+from blockzoo.regularization._stepping import bind_optimizer, step_regularizers
 from blockzoo.regularization._store import (
     RegularizationHandle,
     RegularizerRow,
     RegularizerTable,
-    bind_optimizer,
     list_regularizers,
     regularization_loss,
-    step_regularizers,
 )
 
 __all__ = [

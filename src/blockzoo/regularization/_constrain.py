@@ -12,14 +12,8 @@ from torch.nn.utils import parametrizations, parametrize
 from blockzoo._names import GlobsLike
 from blockzoo.init._records import fingerprint, same_values
 from blockzoo.regularization._constraints import Constraint
-from blockzoo.regularization._store import (
-    Attachment,
-    RegularizationHandle,
-    attach,
-    bind_implicitly,
-    bound_optimizer,
-    pick_params,
-)
+from blockzoo.regularization._stepping import bind_implicitly, bound_optimizer
+from blockzoo.regularization._store import Attachment, RegularizationHandle, attach, pick_params
 from blockzoo.roles import RolesLike
 
 __all__ = ["attach_constraint", "attach_spectral_norm", "attach_weight_norm"]

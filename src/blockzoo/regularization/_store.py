@@ -7,7 +7,8 @@ Hooks are bound methods of their attachment, so ``copy.deepcopy`` and
 ``pickle`` carry them and point the copy's hooks at the copy's parameters.
 Gradient hooks on parameters are the one thing a copy of a tensor does not
 carry; each attachment puts them back on the copy (:meth:`Attachment.install`).
-An optimizer binding holds the original's optimizer and is not copied.
+An optimizer binding (``_stepping.py``) holds the original's optimizer and is
+not copied.
 """
 
 from __future__ import annotations
@@ -31,13 +32,12 @@ __all__ = [
     "RegularizerRow",
     "RegularizerTable",
     "attach",
-    "bind_implicitly",
-    "bind_optimizer",
+    "attachments",
+    "check_model",
     "list_regularizers",
     "pick_modules",
     "pick_params",
     "regularization_loss",
-    "step_regularizers",
 ]
 
 #: The attribute of a module that holds what was attached to it.
@@ -60,6 +60,10 @@ class Attachment:
 
     kind = ""
     mode = ""
+    #: Whether a copy of the model gets a copy of it (an optimizer binding does not).
+    copied = True
+    #: Whether it goes by itself once it is all that is attached (a binding made for a constraint).
+    goes_when_alone = False
 
     def __init__(self, what: str, targets: Sequence[str], key: tuple[Any, ...], objects: Sequence[object]) -> None:
         self.what = what
@@ -118,7 +122,7 @@ class _Attachments:
         self.items: list[Attachment] = []
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"items": [a for a in self.items if not isinstance(a, _OptimizerBinding)]}
+        return {"items": [a for a in self.items if a.copied]}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -129,7 +133,7 @@ def _own(module: nn.Module) -> _Attachments | None:
     return found if isinstance(found, _Attachments) else None
 
 
-def _attachments(model: nn.Module) -> Iterator[Attachment]:
+def attachments(model: nn.Module) -> Iterator[Attachment]:
     seen: set[int] = set()
     for module in model.modules():
         own = _own(module)
@@ -167,7 +171,10 @@ class RegularizationHandle:
         if own is not None and attachment in own.items:
             attachment.undo()
             own.items.remove(attachment)
-            _release_implicit_bindings(own)
+            if all(a.goes_when_alone for a in own.items):
+                for leftover in own.items:
+                    leftover.undo()
+                own.items.clear()
 
     @property
     def removed(self) -> bool:
@@ -188,7 +195,7 @@ class RegularizationHandle:
 def attach(model: nn.Module, attachment: Attachment) -> RegularizationHandle:
     """Apply ``attachment`` and keep it on ``model``, after refusing a second attachment of the same thing."""
     ids = {id(o) for o in attachment.objects}
-    for other in _attachments(model):
+    for other in attachments(model):
         shared = ids & {id(o) for o in other.objects}
         if other.key == attachment.key and shared:
             names = [t for t, o in zip(attachment.targets, attachment.objects, strict=False) if id(o) in shared]
@@ -209,141 +216,17 @@ def attach(model: nn.Module, attachment: Attachment) -> RegularizationHandle:
     return RegularizationHandle(model, attachment)
 
 
-def _check_model(model: Any, caller: str) -> nn.Module:
+def check_model(model: Any, caller: str) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"{caller}: model must be an nn.Module. Received: model={type(model).__name__}")
     return model
-
-
-def step_regularizers(model: nn.Module) -> None:
-    """Tell ``model``'s attachments that one training step has happened.
-
-    Projection constraints project their parameters, and every schedule (a
-    penalty factor or a gradient-noise std given as a callable of the step)
-    moves on by one. Call it after each ``optimizer.step()``, or let an
-    optimizer do it: :func:`bind_optimizer`, or ``attach_constraint(...,
-    optimizer=opt)``, runs it after each of that optimizer's steps. Reading
-    :func:`regularization_loss` never advances anything.
-
-    Example:
-        >>> import torch
-        >>> from blockzoo.regularization import L2, attach_penalty, regularization_loss, step_regularizers
-        >>> model = torch.nn.Linear(2, 1, bias=False)
-        >>> with torch.no_grad():
-        ...     _ = model.weight.fill_(1.0)
-        >>> handle = attach_penalty(model, L2(lambda step: 0.1 * (step + 1)))
-        >>> regularization_loss(model), regularization_loss(model)
-        (tensor(0.2000, grad_fn=<...>), tensor(0.2000, grad_fn=<...>))
-        >>> step_regularizers(model)
-        >>> regularization_loss(model)
-        tensor(0.4000, grad_fn=<...>)
-    """
-    for attachment in list(_attachments(_check_model(model, "step_regularizers"))):
-        if not isinstance(attachment, _OptimizerBinding):
-            attachment.after_step()
-
-
-class _OptimizerBinding(Attachment):
-    """Runs :func:`step_regularizers` after each step of one optimizer.
-
-    ``implicit``: made by ``attach_constraint(optimizer=...)`` rather than by
-    :func:`bind_optimizer`; it goes when nothing else is attached.
-    """
-
-    kind = "optimizer"
-    mode = "step hook"
-
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, implicit: bool = False) -> None:
-        super().__init__(type(optimizer).__name__, ["<model>"], ("optimizer",), [optimizer])
-        self.model = model
-        self.optimizer = optimizer
-        self.implicit = implicit
-        self._hook: RemovableHandle | None = None
-
-    def apply(self) -> None:
-        self._hook = self.optimizer.register_step_post_hook(self._after_optimizer_step)
-
-    def undo(self) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-
-    def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        step_regularizers(self.model)
-
-
-def bound_optimizer(model: nn.Module) -> torch.optim.Optimizer | None:
-    """The optimizer whose steps drive ``model``'s attachments, if one is bound."""
-    for attachment in _attachments(model):
-        if isinstance(attachment, _OptimizerBinding):
-            return attachment.optimizer
-    return None
-
-
-def _release_implicit_bindings(own: _Attachments) -> None:
-    """Remove the bindings that ``attach_constraint`` made once they are all that is left."""
-    if all(isinstance(a, _OptimizerBinding) and a.implicit for a in own.items):
-        for binding in own.items:
-            binding.undo()
-        own.items.clear()
-
-
-def bind_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> RegularizationHandle:
-    """Run :func:`step_regularizers` on ``model`` after each ``optimizer.step()``.
-
-    One optimizer drives a model's attachments; binding a second one is an
-    error (remove the first handle). A copy of the model is not bound: the
-    optimizer holds the original's parameters, so bind the copy's own.
-
-    Args:
-        model: A module with attachments (or that will have them).
-        optimizer: The optimizer that trains it.
-
-    Returns:
-        A handle whose ``remove()`` unbinds it.
-
-    Raises:
-        TypeError: ``optimizer`` is not a ``torch.optim.Optimizer``.
-        ValueError: another optimizer is already bound to ``model``.
-
-    Example:
-        >>> import torch
-        >>> from blockzoo.regularization import MaxNorm, attach_constraint, bind_optimizer
-        >>> model = torch.nn.Linear(16, 4)
-        >>> opt = torch.optim.SGD(model.parameters(), lr=10.0)
-        >>> binding = bind_optimizer(model, opt)
-        >>> handle = attach_constraint(model, MaxNorm(1.0))  # projected after each opt.step()
-        >>> model(torch.randn(8, 16)).pow(2).sum().backward()
-        >>> opt.step()
-        >>> bool(model.weight.norm(dim=1).max() <= 1.0 + 1e-6)
-        True
-    """
-    _check_model(model, "bind_optimizer")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer. Received: optimizer={type(optimizer).__name__}")
-    current = bound_optimizer(model)
-    if current is not None:
-        if current is optimizer:
-            raise ValueError(
-                f"{type(optimizer).__name__} is already bound to this model; bind it once. "
-                f"Received: optimizer={type(optimizer).__name__}"
-            )
-        raise ValueError(
-            f"{type(current).__name__} is already bound to this model, and one optimizer drives its "
-            f"attachments; remove() the first binding. Received: optimizer={type(optimizer).__name__}"
-        )
-    return attach(model, _OptimizerBinding(model, optimizer))
-
-
-def bind_implicitly(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Bind ``optimizer`` for an attachment that needs it; the binding goes once nothing else is attached."""
-    attach(model, _OptimizerBinding(model, optimizer, implicit=True))
 
 
 def pick_params(
     model: nn.Module, *, roles: RolesLike, include: GlobsLike, exclude: GlobsLike, caller: str
 ) -> list[tuple[str, nn.Parameter]]:
     """The trainable parameters that :func:`~blockzoo.select` picks (strict globs); picking none is an error."""
-    _check_model(model, caller)
+    check_model(model, caller)
     chosen = [(n, p) for n, p in select(model, roles=roles, include=include, exclude=exclude) if p.requires_grad]
     if not chosen:
         raise ValueError(
@@ -355,7 +238,7 @@ def pick_params(
 
 def pick_modules(model: nn.Module, include: GlobsLike, *, caller: str) -> list[tuple[str, nn.Module]]:
     """Modules by name glob (``None``: the model itself); each glob must match, as in :func:`~blockzoo.select`."""
-    _check_model(model, caller)
+    check_model(model, caller)
     if include is None:
         return [("", model)]
     patterns = as_patterns(include, "include")
@@ -384,7 +267,7 @@ def regularization_loss(model: nn.Module) -> Tensor:
         >>> regularization_loss(model)
         tensor(0.5000, grad_fn=<...>)
     """
-    terms = [t for a in _attachments(_check_model(model, "regularization_loss")) if (t := a.loss()) is not None]
+    terms = [t for a in attachments(check_model(model, "regularization_loss")) if (t := a.loss()) is not None]
     if not terms:
         ref = next(model.parameters(), None)
         return torch.zeros((), device=ref.device if ref is not None else None)
@@ -431,7 +314,7 @@ def list_regularizers(model: nn.Module) -> RegularizerTable:
         kind     what               mode  where
         penalty  L2(factor=0.0001)  loss  1.weight
     """
-    _check_model(model, "list_regularizers")
+    check_model(model, "list_regularizers")
     rows = RegularizerTable()
     for module in model.modules():
         own = _own(module)
