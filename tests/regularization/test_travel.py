@@ -218,7 +218,10 @@ def test_a_generator_shared_by_two_attachments_stays_shared_in_a_copy() -> None:
 def test_a_failed_parametrization_leaves_the_model_as_it_was() -> None:
     m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(64, 2))
     names = [n for n, _ in m.named_parameters()]
-    with pytest.raises(ValueError, match=r"MaxNorm\(max_value=1, dim=\(1, 2, 3\)\) cannot be applied to 2\.weight \(shape \[2, 64\]\): Dimension"):
+    with pytest.raises(
+        ValueError,
+        match=r"MaxNorm\(max_value=1, dim=\(1, 2, 3\)\) cannot be applied to 2\.weight \(shape \[2, 64\]\): Dimension",
+    ):
         attach_constraint(m, MaxNorm(1.0, dim=(1, 2, 3)), mode="parametrize")
     assert [n for n, _ in m.named_parameters()] == names
     assert list(list_regularizers(m)) == []
