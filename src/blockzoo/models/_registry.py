@@ -106,6 +106,23 @@ def _accepted(builder: Builder) -> list[str]:
     return [p for p in inspect.signature(builder).parameters if p != "self"]
 
 
+def model_signature(name: str) -> inspect.Signature:
+    """The signature of a registered model's builder: the options :func:`create_model` accepts.
+
+    For blockzoo's own tools (the command line reads which options a model
+    takes, and their defaults); not re-exported.
+
+    Raises:
+        UnknownNameError: ``name`` is not registered (close matches suggested).
+
+    Example:
+        >>> from blockzoo.models._registry import model_signature
+        >>> "img_size" in model_signature("simple_cnn").parameters, "img_size" in model_signature("resnet20").parameters
+        (True, False)
+    """
+    return inspect.signature(_MODELS.get(name).builder)
+
+
 def create_model(
     name: str,
     *,

@@ -78,6 +78,20 @@ def list_schedulers(include: GlobsLike = "*", exclude: GlobsLike = None) -> list
     return _SCHEDULERS.list(include, exclude)
 
 
+def scheduler_name(name: str) -> str:
+    """``name`` if a schedule is registered under it, else :class:`~blockzoo.errors.UnknownNameError` with close matches.
+
+    For blockzoo's own tools (the command line checks a name before training
+    starts); not re-exported.
+
+    Example:
+        >>> from blockzoo.optim._schedulers import scheduler_name
+        >>> scheduler_name("cosine")
+        'cosine'
+    """
+    return _SCHEDULERS.canonical(name)
+
+
 def create_scheduler(
     optimizer: torch.optim.Optimizer,
     name: str,
