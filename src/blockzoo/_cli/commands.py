@@ -1,0 +1,126 @@
+"""``blockzoo train`` and ``blockzoo evaluate``: build the run from the options, run it, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+
+from blockzoo._cli.options import TRAIN_OPTIONS, CommandError, read_config, resolve_options
+from blockzoo._cli.runs import (
+    bad_input,
+    build_model,
+    load_bundle,
+    load_weights_from,
+    model_options_for,
+    plan_for,
+    read_run,
+    resume_options,
+)
+from blockzoo._cli.tables import confusion_table
+
+__all__ = ["evaluate_command", "train_command"]
+
+#: fit's keyword for each option whose name differs; ``None``: the option is not fit's.
+_FIT_NAMES: dict[str, str | None] = {
+    "model": None,
+    "data": None,
+    "data_dir": None,
+    "download": None,
+    "pretrained": None,
+    "init_weights": None,
+    "workers": "num_workers",
+    "out": "out_dir",
+}
+
+
+def _fit_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
+    kwargs = {}
+    for key, value in options.items():
+        name = _FIT_NAMES.get(key, key)
+        if name is not None:
+            kwargs[name] = value
+    kwargs["freeze"] = kwargs["freeze"] or None
+    return kwargs
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """Train a model as the options say; resume a stopped run with ``--resume``."""
+    given = {"model": args.model} | {opt.dest: getattr(args, opt.dest) for opt in TRAIN_OPTIONS}
+    if args.resume is None:
+        options = resolve_options(given, read_config(args.config) if args.config is not None else {})
+    else:
+        if args.config is not None:
+            raise CommandError(
+                f"--resume takes every option from {args.resume}/config.json; leave --config out. "
+                f"Received: --config={args.config!r}"
+            )
+        stopped = read_run(args.resume)
+        options = resume_options(stopped, given, args.resume)
+    if args.print_config:
+        print(json.dumps(options, indent=2))
+        return 0
+    name = options["model"]
+    if options["seed"] is not None:
+        torch.manual_seed(options["seed"])  # the initial weights too, not only what fit seeds
+    if args.resume is None:
+        data_options = plan_for(name, options["data"])
+        bundle = load_bundle(options, data_options)
+        model_options = model_options_for(name, bundle.info)
+        model = build_model(name, model_options, pretrained=options["pretrained"], init_weights=options["init_weights"])
+    else:  # as the run was built; the weights come back from its state
+        data_options, model_options = stopped["data_options"], stopped["model_options"]
+        bundle = load_bundle(options, data_options)
+        model = build_model(name, model_options)
+    run = {"options": options, "data_options": data_options, "model_options": model_options}
+    return _fit(model, bundle, options, run, resume=args.resume)
+
+
+def _fit(model: Any, bundle: Any, options: Mapping[str, Any], run: dict[str, Any], *, resume: str | None) -> int:
+    from blockzoo.errors import NonFiniteLossError
+    from blockzoo.train import fit
+
+    try:
+        with bad_input():
+            history = fit(model, bundle.train, val_data=bundle.val, resume=resume, config=run, **_fit_kwargs(options))
+    except NonFiniteLossError as err:
+        raise CommandError(str(err), status=1) from err
+    except KeyboardInterrupt:
+        if (Path(options["out"]) / "state.pt").is_file():
+            print(f"blockzoo: interrupted; continue with: blockzoo train --resume {options['out']}", file=sys.stderr)
+        raise
+    best = history.best()
+    shown = ", ".join(f"{key} {best[key]:.4f}" for key in ("val_accuracy", "val_loss", "train_loss") if key in best)
+    print(f"best: epoch {best['epoch']} of {len(history.rows)}: {shown}")
+    files = sorted(p.name for p in Path(options["out"]).iterdir() if p.is_file())
+    print(f"wrote {options['out']}: {', '.join(files)}")
+    return 0
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """Load weights into a model and report loss, accuracy and the confusion matrix on the validation split."""
+    from blockzoo.train import evaluate
+
+    data = args.data or "digits"
+    options = {"data": data, "data_dir": args.data_dir, "download": bool(args.download)}
+    bundle = load_bundle(options, plan_for(args.model, data))
+    model = build_model(args.model, model_options_for(args.model, bundle.info))
+    load_weights_from(model, args.weights, flag="--weights")
+    with bad_input():
+        result = evaluate(
+            model, bundle.val, batch_size=args.batch_size or 256, device=args.device or "auto", confusion_matrix=True
+        )
+    matrix = cast("torch.Tensor", result.confusion_matrix)  # asked for above
+    total = int(matrix.sum())
+    correct = int(matrix.diagonal().sum())
+    print(f"{args.model} on {data}, validation split ({total} samples)")
+    print(f"loss      {result.loss:.4f}")
+    print(f"accuracy  {result.accuracy:.4f} ({correct} of {total})")
+    print("confusion matrix (rows: true class, columns: predicted)")
+    print(confusion_table(matrix, bundle.info.classes))
+    return 0
