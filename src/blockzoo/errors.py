@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "InputError", "UnknownNameError", "UnsafeCheckpointError"]
+__all__ = ["CheckpointError", "InputError", "NonFiniteLossError", "UnknownNameError", "UnsafeCheckpointError"]
 
 
 class InputError(ValueError):
@@ -72,3 +72,23 @@ class UnsafeCheckpointError(CheckpointError):
         >>> issubclass(UnsafeCheckpointError, CheckpointError)
         True
     """
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped because the loss became NaN or infinite.
+
+    :func:`blockzoo.train.fit` raises it with a message naming the epoch and
+    the step; ``history`` holds the epochs completed before it, and the
+    checkpoints written before it are kept.
+
+    Example:
+        >>> from blockzoo.errors import NonFiniteLossError
+        >>> issubclass(NonFiniteLossError, FloatingPointError)
+        True
+    """
+
+    def __init__(self, message: str, *, epoch: int, step: int, history: object = None) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.step = step
+        self.history = history
