@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "InputError", "UnknownNameError", "UnsafeCheckpointError"]
+__all__ = ["CheckpointError", "DatasetNotFoundError", "InputError", "UnknownNameError", "UnsafeCheckpointError"]
 
 
 class InputError(ValueError):
@@ -70,5 +70,19 @@ class UnsafeCheckpointError(CheckpointError):
     Example:
         >>> from blockzoo.errors import CheckpointError, UnsafeCheckpointError
         >>> issubclass(UnsafeCheckpointError, CheckpointError)
+        True
+    """
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A data set's files are not where blockzoo was told to look, and it was not asked to download them.
+
+    The message names the folder looked in, the files looked for (and which
+    of them are missing) and says to pass ``download=True``. It is a
+    :class:`FileNotFoundError`, so code that catches that keeps working.
+
+    Example:
+        >>> from blockzoo.errors import DatasetNotFoundError
+        >>> issubclass(DatasetNotFoundError, FileNotFoundError)
         True
     """
