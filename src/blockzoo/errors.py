@@ -11,7 +11,14 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "InputError", "NonFiniteLossError", "UnknownNameError", "UnsafeCheckpointError"]
+__all__ = [
+    "CheckpointError",
+    "DatasetNotFoundError",
+    "InputError",
+    "NonFiniteLossError",
+    "UnknownNameError",
+    "UnsafeCheckpointError",
+]
 
 
 class InputError(ValueError):
@@ -92,3 +99,17 @@ class NonFiniteLossError(FloatingPointError):
         self.epoch = epoch
         self.step = step
         self.history = history
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A data set's files are not where blockzoo was told to look, and it was not asked to download them.
+
+    The message names the folder looked in, the files looked for (and which
+    of them are missing) and says to pass ``download=True``. It is a
+    :class:`FileNotFoundError`, so code that catches that keeps working.
+
+    Example:
+        >>> from blockzoo.errors import DatasetNotFoundError
+        >>> issubclass(DatasetNotFoundError, FileNotFoundError)
+        True
+    """
