@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ class History:
     """One row per epoch: ``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``lr``, ``seconds``, ``samples_per_second`` (and any other metric).
 
     ``history["val_accuracy"]`` is a column (a list, one value per epoch),
-    ``history.rows`` the rows, and :meth:`best` the best row by the monitored
+    ``"val_accuracy" in history`` says whether there is one, ``history.rows`` the rows, and :meth:`best` the best row by the monitored
     metric. :meth:`to_json` and :meth:`from_json` save and load it;
     :meth:`plot` draws the loss and accuracy curves.
 
@@ -61,8 +61,8 @@ class History:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __iter__(self) -> Iterator[dict[str, float]]:
-        return iter(self.rows)
+    def __contains__(self, key: object) -> bool:
+        return any(key in r for r in self.rows)
 
     def __getitem__(self, key: str) -> list[float]:
         if not any(key in r for r in self.rows):
@@ -109,7 +109,9 @@ class History:
 
     def to_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the history as JSON (NaN as ``null``); returns the path."""
-        rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in self]
+        rows = [
+            {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in self.rows
+        ]
         target = Path(path)
         target.write_text(json.dumps({**self.state_dict(), "rows": rows}, indent=1) + "\n")
         return target

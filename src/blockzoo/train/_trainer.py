@@ -14,8 +14,7 @@ from torch import Tensor, nn
 from blockzoo._checks import check_choice, check_int, check_number
 from blockzoo._names import GlobsLike
 from blockzoo.errors import NonFiniteLossError
-from blockzoo.regularization import bind_optimizer, regularization_loss
-from blockzoo.regularization._stepping import bound_optimizer
+from blockzoo.regularization import bind_optimizer, bound_optimizer, regularization_loss
 from blockzoo.train._batches import check_data, split_parts, to_device
 from blockzoo.train._callbacks import Callback
 from blockzoo.train._history import History
