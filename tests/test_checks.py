@@ -209,6 +209,8 @@ ARGUMENTS: list[tuple[str, Callable[[Any], Any], str, str, bool]] = [
     ("lsuv_.tol", lambda v: _lsuv(tol=v), "tol", "a number in (0, 1)", False),
     ("lsuv_.max_iters", lambda v: _lsuv(max_iters=v), "max_iters", "a positive int", False),
     ("digits.val_fraction", lambda v: digits(val_fraction=v), "val_fraction", "a number in (0, 1)", False),
+    ("digits.image_size", lambda v: digits(image_size=v), "image_size", "an int >= 8 or None", False),
+    ("digits.channels", lambda v: digits(channels=v), "channels", "1 (grey) or 3 (RGB)", False),
     ("SqueezeExcite.rd_ratio", lambda v: SqueezeExcite(8, rd_ratio=v), "rd_ratio", "a number in (0, 1]", False),
     ("ClassifierHead.num_classes", lambda v: ClassifierHead(8, v), "num_classes", "a non-negative int", False),
     ("ClassifierHead.drop_rate", lambda v: ClassifierHead(8, 2, drop_rate=v), "drop_rate", "a number in [0, 1)", False),

@@ -31,7 +31,7 @@ from blockzoo.blocks import (
     ResidualBlock,
     SqueezeExcite,
 )
-from blockzoo.errors import CheckpointError, InputError, UnknownNameError, UnsafeCheckpointError
+from blockzoo.errors import CheckpointError, DatasetNotFoundError, InputError, UnknownNameError, UnsafeCheckpointError
 from blockzoo.init import init_report, init_weights, lsuv_, zero_init_last_
 from blockzoo.layers import list_layers, register_layer, resolve_layer
 from blockzoo.models import create_model, list_models, load_weights, model_info, register_model, save_weights
@@ -55,6 +55,7 @@ __all__ = [
     "ClassifierHead",
     "ConvBlock",
     "ConvNormAct",
+    "DatasetNotFoundError",
     "DepthwiseSeparableConv",
     "DropBlock",
     "DropPath",

@@ -11,7 +11,14 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "InputError", "UnknownNameError", "UnsafeCheckpointError"]
+__all__ = [
+    "CheckpointError",
+    "DatasetNotFoundError",
+    "InputError",
+    "NonFiniteLossError",
+    "UnknownNameError",
+    "UnsafeCheckpointError",
+]
 
 
 class InputError(ValueError):
@@ -70,5 +77,39 @@ class UnsafeCheckpointError(CheckpointError):
     Example:
         >>> from blockzoo.errors import CheckpointError, UnsafeCheckpointError
         >>> issubclass(UnsafeCheckpointError, CheckpointError)
+        True
+    """
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped because the loss became NaN or infinite.
+
+    :func:`blockzoo.train.fit` raises it with a message naming the epoch and
+    the step; ``history`` holds the epochs completed before it, and the
+    checkpoints written before it are kept.
+
+    Example:
+        >>> from blockzoo.errors import NonFiniteLossError
+        >>> issubclass(NonFiniteLossError, FloatingPointError)
+        True
+    """
+
+    def __init__(self, message: str, *, epoch: int, step: int, history: object = None) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.step = step
+        self.history = history
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A data set's files are not where blockzoo was told to look, and it was not asked to download them.
+
+    The message names the folder looked in, the files looked for (and which
+    of them are missing) and says to pass ``download=True``. It is a
+    :class:`FileNotFoundError`, so code that catches that keeps working.
+
+    Example:
+        >>> from blockzoo.errors import DatasetNotFoundError
+        >>> issubclass(DatasetNotFoundError, FileNotFoundError)
         True
     """

@@ -33,7 +33,7 @@ from blockzoo.regularization._constraints import Constraint, MaxNorm, MinMaxNorm
 from blockzoo.regularization._depth import attach_stochastic_depth
 from blockzoo.regularization._grads import attach_grad_clip, attach_grad_noise
 from blockzoo.regularization._penalties import L1, L1L2, L2, Factor, Orthogonal, Penalty
-from blockzoo.regularization._stepping import bind_optimizer, step_regularizers
+from blockzoo.regularization._stepping import bind_optimizer, bound_optimizer, step_regularizers
 from blockzoo.regularization._store import (
     RegularizationHandle,
     RegularizerRow,
@@ -66,6 +66,7 @@ __all__ = [
     "attach_stochastic_depth",
     "attach_weight_norm",
     "bind_optimizer",
+    "bound_optimizer",
     "list_regularizers",
     "regularization_loss",
     "step_regularizers",

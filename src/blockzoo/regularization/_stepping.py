@@ -71,7 +71,17 @@ class _OptimizerBinding(Attachment):
 
 
 def bound_optimizer(model: nn.Module) -> torch.optim.Optimizer | None:
-    """The optimizer whose steps drive ``model``'s attachments, if one is bound."""
+    """The optimizer whose steps drive ``model``'s attachments, if one is bound.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo.regularization import bind_optimizer, bound_optimizer
+        >>> model = torch.nn.Linear(2, 2)
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> handle = bind_optimizer(model, opt)
+        >>> bound_optimizer(model) is opt
+        True
+    """
     for attachment in attachments(model):
         if isinstance(attachment, _OptimizerBinding):
             return attachment.optimizer

@@ -1,0 +1,205 @@
+"""What ``fit`` accepts as data, and the batches it draws from it, in an order that a resumed run can repeat."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sized
+from typing import Any, TypeAlias
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+
+from blockzoo.data import Split
+
+__all__ = ["Batches", "DataLike", "EpochSampler", "check_data", "split_parts", "to_device"]
+
+#: What ``fit``, ``evaluate`` and ``predict`` take as data.
+DataLike: TypeAlias = "tuple[Tensor, Tensor] | list[Tensor] | Dataset[Any] | DataLoader[Any] | Split"
+
+
+class EpochSampler(Sampler[int]):
+    """Indices in an order fixed by ``(seed, epoch)``, that can start part-way through an epoch.
+
+    The permutation of epoch ``e`` comes from a generator seeded with
+    ``seed + e`` (as :class:`torch.utils.data.DistributedSampler` does), so it
+    needs no state beyond the two numbers and a resumed run draws the same
+    order. ``start`` skips the indices that an interrupted run already used.
+    """
+
+    def __init__(self, length: int, *, shuffle: bool, seed: int) -> None:
+        self.length = length
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, *, start: int = 0) -> None:
+        """Use the order of ``epoch``, beginning at its ``start``-th index."""
+        self.epoch = epoch
+        self.start = start
+
+    def order(self) -> Tensor:
+        """This epoch's indices from ``start`` on."""
+        if not self.shuffle:
+            return torch.arange(self.start, self.length)
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.randperm(self.length, generator=generator)[self.start :]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order().tolist())
+
+    def __len__(self) -> int:
+        return self.length - self.start
+
+
+class Batches:
+    """The batches of one data source, epoch by epoch.
+
+    Tensors (a pair, a :class:`~blockzoo.data.Split` part or a
+    :class:`~torch.utils.data.TensorDataset`) are indexed a whole batch at a
+    time, as a hand-written loop does; any other ``Dataset`` goes through a
+    ``DataLoader`` over the same :class:`EpochSampler`, so both give the same
+    batches in the same order. A ``DataLoader`` given by the user is used as it
+    is; a resumed run replays its first batches to skip them.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        self.loader: DataLoader[Any] | None = data if isinstance(data, DataLoader) else None
+        self.tensors: tuple[Tensor, ...] | None = None
+        self.dataset: Dataset[Any] | None = None
+        self.sampler: EpochSampler | None = None
+        self.generator = torch.Generator().manual_seed(seed)
+        if self.loader is not None:
+            self.batch_size = self.loader.batch_size or 1
+            return
+        self.batch_size = batch_size
+        if isinstance(data, TensorDataset):
+            self.tensors = tuple(data.tensors)
+        elif isinstance(data, Dataset):
+            self.dataset = data
+        else:
+            self.tensors = tuple(data)
+        self.sampler = EpochSampler(len(self), shuffle=shuffle, seed=seed)
+        if self.dataset is not None:
+            self.loader = DataLoader(
+                self.dataset,
+                batch_size=batch_size,
+                sampler=self.sampler,
+                num_workers=num_workers,
+                pin_memory=pin_memory,
+                generator=self.generator,
+                worker_init_fn=seed_worker if num_workers else None,
+            )
+
+    def __len__(self) -> int:
+        """Samples in one epoch."""
+        if self.tensors is not None:
+            return len(self.tensors[0])
+        source = self.dataset if self.dataset is not None else getattr(self.loader, "dataset", None)
+        if isinstance(source, Sized):
+            return len(source)
+        raise TypeError("the data set has no len(); fit needs to know the size of an epoch")
+
+    def num_batches(self) -> int:
+        """Batches in one full epoch."""
+        if self.loader is not None and self.dataset is None:
+            return len(self.loader)
+        return -(-len(self) // self.batch_size)
+
+    def epoch(self, epoch: int, *, skip: int = 0) -> Iterator[Any]:
+        """The batches of ``epoch``, without its first ``skip`` batches."""
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch, start=skip * self.batch_size)
+            if self.tensors is not None:
+                return self._tensor_batches(self.tensors, self.sampler.order())
+        if self.loader is None:  # pragma: no cover - every source has tensors or a loader
+            raise RuntimeError("Batches has neither tensors nor a loader")
+        if self.sampler is not None:
+            return iter(self.loader)
+        set_epoch = getattr(getattr(self.loader, "sampler", None), "set_epoch", None)
+        if callable(set_epoch):  # DistributedSampler and its kind
+            set_epoch(epoch)
+        batches = iter(self.loader)
+        for _ in range(skip):  # a foreign loader cannot seek: replay its order (fit restored the RNG)
+            next(batches)
+        return batches
+
+    def _tensor_batches(self, tensors: tuple[Tensor, ...], order: Tensor) -> Iterator[tuple[Tensor, ...]]:
+        for index in torch.split(order, self.batch_size):
+            yield tuple(t[index] for t in tensors)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The loader generator's state (it seeds the workers)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.generator.set_state(state["generator"])
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed Python's and numpy's RNGs in a DataLoader worker from the seed torch gave it."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    try:
+        import numpy as np
+    except ImportError:  # numpy is optional for torch
+        return
+    np.random.seed(seed)
+
+
+def split_parts(train_data: Any, val_data: Any) -> tuple[Any, Any]:
+    """``(train, val)`` data: a :class:`~blockzoo.data.Split` gives its train part, and its validation part when ``val_data`` is None."""
+    if isinstance(val_data, Split):
+        val_data = (val_data.x_val, val_data.y_val)
+    if isinstance(train_data, Split):
+        if val_data is None:
+            val_data = (train_data.x_val, train_data.y_val)
+        train_data = (train_data.x_train, train_data.y_train)
+    return train_data, val_data
+
+
+def check_data(data: Any, name: str) -> Any:
+    """``data`` if ``fit`` can read it, else a TypeError that names ``name`` and says what it takes."""
+    if isinstance(data, Split):
+        return data
+    if isinstance(data, (DataLoader, Dataset)):
+        return data
+    if isinstance(data, (tuple, list)) and len(data) >= 1 and all(isinstance(t, Tensor) for t in data):
+        lengths = {len(t) for t in data}
+        if len(lengths) != 1:
+            raise ValueError(
+                f"{name}: the tensors must have one length (samples first). "
+                f"Received: {name} with lengths {[len(t) for t in data]}"
+            )
+        if not lengths.pop():
+            raise ValueError(f"{name}: the data set is empty. Received: {name} with 0 samples")
+        return tuple(data)
+    raise TypeError(
+        f"{name} must be an (inputs, targets) pair of tensors, a Dataset, a DataLoader or a digits() Split. "
+        f"Received: {name}={type(data).__name__}"
+    )
+
+
+def to_device(batch: Any, device: torch.device, *, non_blocking: bool = False) -> Any:
+    """``batch`` with every tensor in it (in tuples, lists and dicts) on ``device``."""
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device, non_blocking=non_blocking) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        moved = [to_device(v, device, non_blocking=non_blocking) for v in batch]
+        if isinstance(batch, tuple) and type(batch) is not tuple:  # a named tuple takes its fields one by one
+            return type(batch)(*moved)
+        return type(batch)(moved)
+    return batch

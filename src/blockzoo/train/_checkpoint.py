@@ -1,0 +1,123 @@
+"""The files of a run in ``out_dir``, and the RNG states as tensors so that ``torch.load(weights_only=True)`` reads them."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from blockzoo.errors import CheckpointError
+from blockzoo.models import save_weights
+
+__all__ = [
+    "CONFIG",
+    "HISTORY",
+    "STATE",
+    "capture_rng",
+    "load_state",
+    "restore_rng",
+    "save_state",
+    "unwrap",
+    "write_json",
+    "write_weights",
+]
+
+CONFIG = "config.json"
+HISTORY = "history.json"
+STATE = "state.pt"
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module under ``torch.compile`` and DDP / DataParallel wrappers, whose state_dict keys have no prefix."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif isinstance(compiled := getattr(model, "_orig_mod", None), nn.Module):
+            # torch.compile's wrapper keeps the module it compiled there; torch has no public accessor for it
+            model = compiled
+        else:
+            return model
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every RNG state that training draws from: torch (CPU and each CUDA device), Python's ``random`` and numpy's legacy global one."""
+    version, words, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    try:
+        import numpy as np
+    except ImportError:  # numpy is optional for torch
+        return state
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    # numpy's state is a tuple holding an array, which weights_only loading refuses: store it as tensors
+    state["numpy"] = {
+        "kind": str(kind),
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Put back what :func:`capture_rng` took."""
+    torch.set_rng_state(state["torch"])
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["words"].tolist()), python["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        import numpy as np
+
+        n = state["numpy"]
+        keys = n["keys"].numpy().astype(np.uint32)
+        np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["cached"]))
+
+
+def _replace(path: Path, write: Any) -> Path:
+    """Write to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
+    tmp = path.with_name(f".tmp-{path.name}")  # the same suffix, for writers that check it
+    write(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def write_weights(model: nn.Module, path: Path) -> Path:
+    """``save_weights`` of the unwrapped model, atomically."""
+    module = unwrap(model)
+    return _replace(path, lambda tmp: save_weights(module, tmp))
+
+
+def write_json(data: Any, path: Path) -> Path:
+    """JSON, atomically."""
+    return _replace(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1, default=str) + "\n"))
+
+
+def save_state(state: dict[str, Any], path: Path) -> Path:
+    """``torch.save`` of plain containers and tensors, atomically."""
+    return _replace(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Read :func:`save_state`'s file with ``weights_only=True``.
+
+    Raises:
+        CheckpointError: the file is missing or cannot be read safely.
+    """
+    if not path.is_file():
+        raise CheckpointError(f"resume: no training state at {path}; resume takes the out_dir of an earlier run")
+    try:
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"resume: cannot read the training state {path}: {err}") from err
+    return state

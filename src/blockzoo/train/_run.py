@@ -1,0 +1,457 @@
+"""One run of :class:`~blockzoo.train.Trainer`: set-up, the epochs, checkpoints, resume, Ctrl-C and the end."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+from torch import Tensor
+
+from blockzoo._names import check_globs_match
+from blockzoo._version import __version__
+from blockzoo.errors import CheckpointError
+from blockzoo.models import load_weights
+from blockzoo.regularization import list_regularizers
+from blockzoo.train._batches import Batches
+from blockzoo.train._checkpoint import (
+    capture_rng,
+    load_state,
+    restore_rng,
+    save_state,
+    unwrap,
+    write_json,
+    write_weights,
+)
+from blockzoo.train._history import History
+from blockzoo.train._metrics import MetricState
+from blockzoo.train._preflight import check_model_fits
+
+if TYPE_CHECKING:
+    from blockzoo.train._trainer import Trainer
+
+__all__ = ["Run", "RunFiles", "interrupt_guard"]
+
+#: Options that may differ when resuming: they do not change what the run computes.
+_FREE_ON_RESUME = {"device", "num_workers"}
+
+
+class RunFiles:
+    """The files of a run in its ``out_dir``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.config = root / "config.json"
+        self.history = root / "history.json"
+        self.state = root / "state.pt"
+        self.last = root / "last.safetensors"
+        self.best = root / "best.safetensors"
+        self.ema = root / "ema.safetensors"
+        self.curves = root / "curves.png"
+
+    def has_checkpoint(self) -> bool:
+        """Whether a training state has been written."""
+        return self.state.is_file()
+
+
+class _InterruptGuard:
+    """Turns the first Ctrl-C during training into a request to stop at the next step boundary.
+
+    Stopping in the middle of ``optimizer.step()`` would leave the weights half
+    updated, so the handler only sets a flag that the loop reads after each
+    step. A second Ctrl-C interrupts at once, as usual.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        self.requested = False
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.requested = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            print("\nCtrl-C: stopping after this step (press it again to stop at once)", file=sys.stderr, flush=True)
+
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            self.requested = False
+
+
+interrupt_guard = _InterruptGuard()
+
+
+@contextlib.contextmanager
+def _deterministic(enabled: bool) -> Iterator[None]:
+    """``torch.use_deterministic_algorithms`` for the run only."""
+    if not enabled:
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+class Run:
+    """Drives a :class:`Trainer` through its epochs."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.t = trainer
+        self.best_value: float | None = None
+        self.best_state: dict[str, Tensor] | None = None
+        self.start_epoch = 0
+        self.skip = 0
+        self.resumed: dict[str, Any] | None = None
+        self.partial: dict[str, Any] | None = None
+        self.elapsed = 0.0
+
+    # ------------------------------------------------------------------ set-up
+
+    def setup(self) -> None:
+        t = self.t
+        if t.seed is not None:
+            _seed_everything(t.seed)
+        sampler_seed = t.seed if t.seed is not None else int(torch.randint(0, 2**62, ()).item())
+        pin = t.device.type == "cuda"
+        self.train = Batches(
+            t.train_data,
+            batch_size=t.batch_size,
+            shuffle=True,
+            seed=sampler_seed,
+            num_workers=t.num_workers,
+            pin_memory=pin,
+        )
+        self.val = None
+        if t.val_data is not None:
+            self.val = Batches(
+                t.val_data, batch_size=t.batch_size, shuffle=False, seed=0, num_workers=t.num_workers, pin_memory=pin
+            )
+        self._preflight()
+        if t.resume is not None:
+            self.resumed = self._read_resume()
+        module = t.module
+        if t.freeze is not None:
+            self._freeze(t.freeze)
+        module.to(t.device)
+        if t.channels_last:
+            module.to(memory_format=torch.channels_last)
+        t._trainable = [p for p in module.parameters() if p.requires_grad]
+        self.steps_per_epoch = -(-self.train.num_batches() // t.accumulate)
+        t._build_optimizer(self.steps_per_epoch)
+        t._setup_precision()
+        if t.ema_decay is not None:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            average = get_ema_multi_avg_fn(t.ema_decay)  # type: ignore[no-untyped-call]
+            t.ema = AveragedModel(module, multi_avg_fn=average, use_buffers=True)
+        t.model = torch.compile(module) if t.compile else module  # type: ignore[assignment]
+        if self.resumed is not None:
+            self._load_resume(self.resumed)
+        elif t.files is not None:
+            t.files.root.mkdir(parents=True, exist_ok=True)
+        if t.files is not None:
+            write_json(self._config(), t.files.config)
+
+    def _preflight(self) -> None:
+        """Check the model against a first batch; the order of the training batches is not touched."""
+        train = self.train
+        targets: Tensor | None = None
+        if train.tensors is not None:
+            x: Any = train.tensors[0][:2]
+            targets = train.tensors[1] if len(train.tensors) > 1 else None
+        elif train.dataset is not None:
+            from torch.utils.data import default_collate
+
+            first = default_collate([train.dataset[0]])
+            x = first[0] if isinstance(first, (tuple, list)) else None
+        else:
+            first = next(iter(ready(train.loader, "the loader")), None)
+            if first is None:
+                raise ValueError("train_data: the DataLoader gives no batch. Received: an empty DataLoader")
+            x = first[0] if isinstance(first, (tuple, list)) else None
+            if isinstance(first, (tuple, list)) and len(first) > 1 and isinstance(first[1], Tensor):
+                targets = first[1]
+        data = train.dataset if train.dataset is not None else getattr(train.loader, "dataset", None)
+        check_model_fits(self.t.module, x, targets, data)
+
+    def _freeze(self, freeze: Any) -> None:
+        patterns = [freeze] if isinstance(freeze, str) else list(freeze)
+        names = [n for n, _ in self.t.module.named_parameters()]
+        check_globs_match("freeze", patterns, names, what="parameter of the model", received=freeze)
+        from blockzoo.roles import select
+
+        for _, p in select(self.t.module, include=patterns):
+            p.requires_grad_(False)
+
+    def _config(self) -> dict[str, Any]:
+        module = unwrap(self.t.module)
+        return {
+            "blockzoo_version": __version__,
+            "model": {
+                "name": getattr(module, "model_name", None),
+                "options": getattr(module, "model_config", None),
+                "class": f"{type(module).__module__}.{type(module).__qualname__}",
+            },
+            "fit": self.t.options(),
+            "run": self.t.user_config,
+        }
+
+    # ------------------------------------------------------------------- resume
+
+    def _read_resume(self) -> dict[str, Any]:
+        t = self.t
+        files = RunFiles(ready(t.resume, "resume"))
+        state = load_state(files.state)
+        before, now = state["options"], t.options()
+        changed = sorted(k for k in set(before) | set(now) if k not in _FREE_ON_RESUME and before.get(k) != now.get(k))
+        if changed:
+            shown = ", ".join(f"{k}={before.get(k)!r} (now {now.get(k)!r})" for k in changed[:4])
+            raise ValueError(
+                f"resume: the run in {t.resume} was started with other options, so it could not end as it would "
+                f"have; pass the same ones (they are in {files.config}). Received: {shown}"
+            )
+        if t.files is None:
+            t.files = files
+        elif t.files.root.resolve() != files.root.resolve():
+            raise ValueError(f"resume: out_dir must be the run's folder or None. Received: out_dir={t.files.root}")
+        return state
+
+    def _load_resume(self, state: dict[str, Any]) -> None:
+        t = self.t
+        files = ready(t.files, "the run's folder")
+        optimizer = ready(t.optimizer, "the optimizer")
+        try:
+            load_weights(t.module, files.last)
+        except CheckpointError as err:
+            raise CheckpointError(f"resume: the last weights in {files.root} do not fit the model: {err}") from err
+        optimizer.load_state_dict(state["optimizer"])
+        if t.schedule is not None:
+            t.schedule.scheduler.load_state_dict(state["scheduler"])
+        if t.scaler is not None and "scaler" in state:
+            t.scaler.load_state_dict(state["scaler"])
+        if t.ema is not None:
+            t.ema.load_state_dict(state["ema"])
+        for cb, cb_state in zip(t.callbacks, state["callbacks"], strict=False):
+            cb.load_state_dict(cb_state)
+        t.history = History.from_state_dict(state["history"])
+        self.train.load_state_dict(state["batches"])
+        self.best_value = state["best_value"]
+        if t.restore_best and files.best.is_file():
+            from safetensors.torch import load_file
+
+            self.best_state = load_file(files.best)
+        position = state["position"]
+        self.start_epoch, self.skip = int(position["epoch"]), int(position["batch"])
+        t.global_step = int(position["global_step"])
+        self.partial = state.get("metrics")
+        self.epoch_start_rng = state["rng_epoch_start"]
+        self.elapsed = float(position.get("elapsed", 0.0))
+        restore_rng(state["rng"])
+
+    def _state(self, epoch: int, batch: int, metrics: MetricState | None, elapsed: float) -> dict[str, Any]:
+        t = self.t
+        state: dict[str, Any] = {
+            "options": t.options(),
+            "position": {"epoch": epoch, "batch": batch, "global_step": t.global_step, "elapsed": elapsed},
+            "optimizer": ready(t.optimizer, "the optimizer").state_dict(),
+            "callbacks": [cb.state_dict() for cb in t.callbacks],
+            "history": t.history.state_dict(),
+            "batches": self.train.state_dict(),
+            "best_value": self.best_value,
+            "rng": capture_rng(),
+            "rng_epoch_start": self.epoch_start_rng,
+        }
+        if t.schedule is not None:
+            state["scheduler"] = t.schedule.scheduler.state_dict()
+        if t.scaler is not None:
+            state["scaler"] = t.scaler.state_dict()
+        if t.ema is not None:
+            state["ema"] = t.ema.state_dict()
+        if metrics is not None:
+            state["metrics"] = metrics.state_dict()
+        return state
+
+    def checkpoint(self, epoch: int, batch: int, metrics: MetricState | None, elapsed: float) -> None:
+        """Write the last weights, the EMA's, the history and the training state (each file atomically)."""
+        files = self.t.files
+        if files is None:
+            return
+        write_weights(self.t.module, files.last)
+        if self.t.ema is not None:
+            write_weights(self.t.ema.module, files.ema)
+        self.t.history.to_json(files.history)
+        save_state(self._state(epoch, batch, metrics, elapsed), files.state)
+
+    # ------------------------------------------------------------------- epochs
+
+    def execute(self) -> History:
+        t = self.t
+        self.epoch_start_rng = capture_rng()
+        with interrupt_guard.installed(), _deterministic(t.deterministic):
+            try:
+                self.setup()
+                for cb in t.callbacks:
+                    cb.on_fit_start(t)
+                for epoch in range(self.start_epoch, t.epochs):
+                    self.one_epoch(epoch)
+                    if t.stop_reason is not None:
+                        t.progress.message(t.stop_reason)
+                        break
+            finally:
+                self.finish()
+        return t.history
+
+    def one_epoch(self, epoch: int) -> None:
+        t = self.t
+        t.epoch = epoch + 1
+        skip, self.skip = self.skip, 0
+        if skip == 0:
+            self.epoch_start_rng = capture_rng()
+        for cb in t.callbacks:
+            cb.on_epoch_start(t, t.epoch)
+        # regularization_loss is read at each step when anything is attached (callbacks may attach more)
+        t._penalties = any(row.kind != "optimizer" for row in list_regularizers(t.module))
+        total = self.train.num_batches()
+        metrics = MetricState(t.metrics)
+        if self.partial is not None:
+            metrics.load_state_dict(self.partial, t.device)
+            self.partial = None
+        elapsed, self.elapsed = self.elapsed, 0.0
+        started = time.perf_counter() - elapsed
+        batches = self._epoch_batches(epoch, skip)
+        t.progress.start_epoch(t.epoch, total, done=skip)
+        from blockzoo.train._trainer import _Stop
+
+        try:
+            t._train_batches(batches, skip, total, metrics)
+        except _Stop:
+            position = t.batch_index
+            self.checkpoint(epoch, position, metrics, time.perf_counter() - started)
+            self._report_interrupt(f"epoch {t.epoch}, batch {position} of {total}")
+        train_seconds = time.perf_counter() - started
+        row = self._row(epoch, metrics, train_seconds, started)
+        t.history.append(row)
+        if t.schedule is not None:
+            t.schedule.after_epoch(row.get(t.monitor, float("nan")))
+        self._keep_best(row)
+        for cb in t.callbacks:
+            cb.on_epoch_end(t, t.epoch, row)
+        t.progress.end_epoch(row)
+        self.checkpoint(epoch + 1, 0, None, 0.0)
+        if interrupt_guard.requested:
+            self._report_interrupt(f"the end of epoch {t.epoch}")
+
+    def _report_interrupt(self, where: str) -> None:
+        t = self.t
+        t.progress.close()
+        saved = (
+            f"the training state is saved in {t.files.root}; resume with resume={str(t.files.root)!r}"
+            if t.files is not None
+            else "nothing was saved (no out_dir)"
+        )
+        print(f"interrupted at {where}: {saved}", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt from None
+
+    def _epoch_batches(self, epoch: int, skip: int) -> Iterator[Any]:
+        if skip and self.train.sampler is None:  # a user's loader: replay its order from the epoch's RNG state
+            now = capture_rng()
+            restore_rng(self.epoch_start_rng)
+            batches = self.train.epoch(epoch, skip=skip)
+            restore_rng(now)
+            return batches
+        return self.train.epoch(epoch, skip=skip)
+
+    def _row(self, epoch: int, metrics: MetricState, train_seconds: float, started: float) -> dict[str, float]:
+        t = self.t
+        row: dict[str, float] = {"epoch": epoch + 1}
+        row.update({f"train_{k}": v for k, v in metrics.compute().items()})
+        if self.val is not None:
+            row.update({f"val_{k}": v for k, v in t.evaluate_batches(t.model, self.val.epoch(epoch)).items()})
+            if t.ema is not None:
+                ema_logs = t.evaluate_batches(t.ema.module, self.val.epoch(epoch))
+                row.update({f"ema_val_{k}": v for k, v in ema_logs.items()})
+        row["lr"] = float(ready(t.optimizer, "the optimizer").param_groups[0]["lr"])
+        if t.device.type == "cuda":
+            torch.cuda.synchronize(t.device)
+        row["seconds"] = time.perf_counter() - started
+        row["samples_per_second"] = metrics.count / train_seconds if train_seconds > 0 else float("nan")
+        return row
+
+    def _keep_best(self, row: dict[str, float]) -> None:
+        t = self.t
+        value = row.get(t.monitor, float("nan"))
+        if not t.history.is_better(value, self.best_value):
+            return
+        self.best_value = value
+        source = t.ema.module if t.ema is not None and t.monitor.startswith("ema_") else t.module
+        if t.files is not None:
+            write_weights(source, t.files.best)
+        if t.restore_best:
+            self.best_state = {k: v.detach().clone() for k, v in unwrap(source).state_dict().items()}
+
+    # --------------------------------------------------------------------- end
+
+    def finish(self) -> None:
+        t = self.t
+        t.progress.close()
+        try:
+            for cb in t.callbacks:
+                cb.on_fit_end(t)
+            if t.restore_best and self.best_state is not None:
+                unwrap(t.module).load_state_dict(self.best_state)
+            if t.files is not None and len(t.history) and t.files.root.is_dir():
+                t.history.to_json(t.files.history)
+                _plot(t.history, t.files.curves)
+        finally:
+            binding = getattr(t, "_binding", None)
+            if binding is not None:
+                binding.remove()
+                t._binding = None
+
+
+T = TypeVar("T")
+
+
+def ready(value: T | None, what: str) -> T:
+    """``value``, which set-up has made by now (a RuntimeError names it otherwise)."""
+    if value is None:
+        raise RuntimeError(f"{what} is used before the run set it up")
+    return value
+
+
+def _plot(history: History, path: Path) -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:  # curves need the train extra; the rest of the run is saved
+        return
+    history.plot(path)
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    torch.manual_seed(seed)
+    random.seed(seed)
+    try:
+        import numpy as np
+    except ImportError:
+        return
+    np.random.seed(seed)
