@@ -12,8 +12,8 @@ from torch import nn
 
 from blockzoo._cli.options import RESUME_OVERRIDES, TRAIN_OPTIONS, CommandError, one_line
 from blockzoo.errors import CheckpointError
-from blockzoo.models import create_model, load_weights, model_info
-from blockzoo.models._registry import model_signature
+from blockzoo.models import create_model, load_weights
+from blockzoo.models._registry import model_input_size, model_signature
 
 if TYPE_CHECKING:
     from blockzoo.data import DataBundle, DatasetInfo
@@ -67,7 +67,7 @@ def plan_for(model: str, data: str) -> dict[str, Any]:
     channel count.
     """
     if data in BUILT_IN_DATA and "img_size" not in model_signature(model).parameters:
-        channels, *size = model_info(model).input_size
+        channels, *size = model_input_size(model)
         return {"image_size": _side(tuple(size)), "channels": channels}
     return {}
 

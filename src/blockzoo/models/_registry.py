@@ -123,6 +123,19 @@ def model_signature(name: str) -> inspect.Signature:
     return inspect.signature(_MODELS.get(name).builder)
 
 
+def model_input_size(name: str) -> tuple[int, ...]:
+    """A registered model's default input size ``(C, H, W)``, without building it (as :func:`model_info` does).
+
+    For blockzoo's own tools; not re-exported.
+
+    Example:
+        >>> from blockzoo.models._registry import model_input_size
+        >>> model_input_size("tutorial_cnn")
+        (3, 32, 32)
+    """
+    return _MODELS.get(name).input_size
+
+
 def create_model(
     name: str,
     *,
