@@ -19,6 +19,7 @@ import blockzoo
 import blockzoo.models._torchvision
 import blockzoo.train
 from blockzoo._cli.runs import build_model
+from blockzoo._cli.tables import confusion_table
 from blockzoo.cli import main
 from blockzoo.data import digits, load_data
 from blockzoo.errors import InputError, NonFiniteLossError
@@ -66,6 +67,12 @@ def test_list_filters_by_glob(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(capsys, "list", "resnet1*")
     assert status == 0
     assert [line.split()[0] for line in out.splitlines()[1:]] == blockzoo.list_models("resnet1*")
+
+
+def test_list_of_plain_text_shows_the_names_that_contain_it(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "list", "vgg1")
+    assert status == 0
+    assert [line.split()[0] for line in out.splitlines()[1:]] == [n for n in blockzoo.list_models() if "vgg1" in n]
 
 
 def test_list_of_a_glob_that_matches_nothing_suggests_names(capsys: pytest.CaptureFixture[str]) -> None:
@@ -240,6 +247,18 @@ def test_bad_config_files_exit_2_with_one_line(
     assert message.format(path=path) in fails(capsys, "train", "simple_cnn", "--config", str(path))
 
 
+def test_toml_needs_python_3_11(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text("lr = 0.1\n")
+    monkeypatch.setattr(sys, "version_info", (3, 10, 14, "final", 0))
+    assert fails(capsys, "train", "simple_cnn", "--config", str(path)) == (
+        "--config: TOML files need Python 3.11 or later (tomllib); use a JSON file with the same keys. "
+        f"Received: --config={str(path)!r}"
+    )
+
+
 def test_a_missing_config_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     missing = tmp_path / "none.toml"
     assert fails(capsys, "train", "simple_cnn", "--config", str(missing)) == (
@@ -295,7 +314,7 @@ def test_train_builds_the_model_for_the_data(
 ) -> None:
     status, out, err = run(capsys, "train", name, "--out", str(tmp_path / "run"))
     assert status == 0, err
-    (model, train_data, kwargs), = fit.calls
+    ((model, train_data, kwargs),) = fit.calls
     assert model.model_name == name
     assert model.model_config == model_config
     assert tuple(train_data[0][0].shape) == tuple(image_shape)
@@ -310,7 +329,7 @@ def test_train_passes_every_option_to_fit(capsys: pytest.CaptureFixture[str], fi
     argv += ["--label-smoothing", "0.1", "--grad-clip", "1", "--seed", "7", "--freeze", "features.stage1.*"]
     argv += ["--device", "cpu", "--channels-last", "--workers", "0", "--out", str(out)]
     assert run(capsys, "train", *argv)[0] == 0
-    (_, _, kwargs), = fit.calls
+    ((_, _, kwargs),) = fit.calls
     expected = {
         "epochs": 3, "batch_size": 32, "optimizer": "sgd", "lr": 0.1, "weight_decay": 1e-4, "scheduler": "cosine",
         "ema": 0.99, "accumulate": 2, "label_smoothing": 0.1, "grad_clip": 1.0, "seed": 7,
@@ -359,14 +378,17 @@ def test_init_weights_load_strictly(capsys: pytest.CaptureFixture[str], fit: Fit
     source = blockzoo.create_model("simple_cnn", in_channels=1, num_classes=10, img_size=8)
     path = blockzoo.save_weights(source, tmp_path / "start.safetensors")
     assert run(capsys, "train", "simple_cnn", "--init-weights", str(path), "--out", str(tmp_path / "run"))[0] == 0
-    (model, _, _), = fit.calls
+    ((model, _, _),) = fit.calls
     for (key, a), b in zip(source.state_dict().items(), model.state_dict().values(), strict=True):
         assert torch.equal(a, b), key
     # the same architecture for other inputs: the shapes do not fit, and nothing trains
     other = blockzoo.save_weights(blockzoo.create_model("simple_cnn"), tmp_path / "rgb32.safetensors")
     message = fails(capsys, "train", "simple_cnn", "--init-weights", str(other))
     assert message.startswith(f"--init-weights {other}: cannot load {other} into ZooModel; the model is unchanged.")
-    assert "shape mismatch(es): features.stage1.convs.0.conv.weight: checkpoint (32, 3, 3, 3), model (32, 1, 3, 3)" in message
+    assert (
+        "shape mismatch(es): features.stage1.convs.0.conv.weight: checkpoint (32, 3, 3, 3), model (32, 1, 3, 3)"
+        in message
+    )
     resnet = blockzoo.save_weights(blockzoo.create_model("resnet20"), tmp_path / "resnet20.safetensors")
     assert fails(capsys, "train", "simple_cnn", "--init-weights", str(resnet)) == (
         f"--init-weights {resnet} holds weights of 'resnet20' (its metadata says so), not of 'simple_cnn'"
@@ -380,7 +402,9 @@ def test_init_weights_load_strictly(capsys: pytest.CaptureFixture[str], fit: Fit
 
 def test_pretrained_resets_the_classifier_for_the_datas_classes(monkeypatch: pytest.MonkeyPatch) -> None:
     loaded: list[str] = []
-    monkeypatch.setattr(blockzoo.models._torchvision, "load_pretrained", lambda model, name, source: loaded.append(name))
+    monkeypatch.setattr(
+        blockzoo.models._torchvision, "load_pretrained", lambda model, name, source: loaded.append(name)
+    )
     model = build_model("resnet18", {"in_channels": 3, "num_classes": 10}, pretrained="torchvision")
     assert loaded == ["resnet18"]
     assert model.num_classes == 10
@@ -403,7 +427,11 @@ def test_a_missing_data_folder_exits_2(capsys: pytest.CaptureFixture[str], tmp_p
 @pytest.mark.parametrize(
     ("error", "status", "message"),
     [
-        (NonFiniteLossError("the loss became nan at epoch 2, batch 3 of 23", epoch=2, step=3), 1, "the loss became nan"),
+        (
+            NonFiniteLossError("the loss became nan at epoch 2, batch 3 of 23", epoch=2, step=3),
+            1,
+            "the loss became nan",
+        ),
         (InputError("the model takes 3 channels, the data have 1"), 2, "the model takes 3 channels"),
         (TypeError("SGD does not take 'betas'"), 2, "SGD does not take 'betas'"),
     ],
@@ -429,13 +457,15 @@ def test_ctrl_c_in_fit_exits_130_and_says_how_to_resume(
     (tmp_path / "state.pt").write_bytes(b"")
     code, _, err = run(capsys, "train", "simple_cnn", "--out", str(tmp_path))
     assert code == 130
-    assert err == f"blockzoo: interrupted; continue with: blockzoo train --resume {tmp_path}\nblockzoo: interrupted\n"
+    assert err == f"blockzoo: interrupted; continue with: blockzoo train --resume {tmp_path}\n"
 
 
 # ---------------------------------------------------------------- evaluate
 
 
-def test_evaluate_prints_loss_accuracy_and_the_confusion_matrix(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_evaluate_prints_loss_accuracy_and_the_confusion_matrix(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     model = blockzoo.create_model("simple_cnn", in_channels=1, num_classes=10, img_size=8).eval()
     path = blockzoo.save_weights(model, tmp_path / "w.safetensors")
     _, _, x_val, y_val = digits(images=True)  # load_data's validation split: the same seed and fraction
@@ -455,6 +485,15 @@ def test_evaluate_prints_loss_accuracy_and_the_confusion_matrix(capsys: pytest.C
         assert counts == [int(((y_val == true) & (predicted == p)).sum()) for p in range(10)]
 
 
+def test_a_confusion_matrix_of_many_classes_shows_the_most_frequent_confusions() -> None:
+    classes = [f"c{i}" for i in range(30)]
+    matrix = torch.diag(torch.full((30,), 50))
+    matrix[3, 7], matrix[12, 0], matrix[29, 28] = 9, 4, 1
+    lines = confusion_table(matrix, classes).splitlines()
+    assert lines[0] == "30 classes; the most frequent confusions:"
+    assert [line.split() for line in lines[2:]] == [["c3", "c7", "9"], ["c12", "c0", "4"], ["c29", "c28", "1"]]
+
+
 def test_evaluate_refuses_weights_of_another_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = blockzoo.save_weights(blockzoo.create_model("lenet5"), tmp_path / "lenet5.safetensors")
     assert fails(capsys, "evaluate", "simple_cnn", "--weights", str(path)) == (
@@ -469,6 +508,7 @@ def blockzoo_process(*argv: str) -> list[str]:
     return [sys.executable, "-m", "blockzoo", *argv]
 
 
+@pytest.mark.slow  # a fresh process imports torch and trains a full epoch
 def test_python_m_blockzoo_trains_and_leaves_weights_that_give_the_reported_accuracy(tmp_path: Path) -> None:
     out = tmp_path / "run"
     done = subprocess.run(
@@ -494,6 +534,7 @@ def test_python_m_blockzoo_trains_and_leaves_weights_that_give_the_reported_accu
     assert json.loads((out / "config.json").read_text())["run"]["options"]["model"] == "simple_cnn"
 
 
+@pytest.mark.slow  # a fresh process imports torch and trains a full epoch
 def test_sigint_to_a_real_training_process_leaves_a_checkpoint_that_loads(tmp_path: Path) -> None:
     out = tmp_path / "run"
     process = subprocess.Popen(

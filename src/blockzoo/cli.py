@@ -93,10 +93,11 @@ def _add_option(parser: _Parser, group: Any, opt: Option, default_shown: str | N
 
 
 def _list(args: argparse.Namespace) -> int:
-    names = list_models(args.pattern)
+    pattern = args.pattern if any(c in args.pattern for c in "*?[") else f"*{args.pattern}*"
+    names = list_models(pattern)
     if not names:
         try:
-            check_globs_match("PATTERN", [args.pattern], list_models(), what="model", received=args.pattern)
+            check_globs_match("PATTERN", [pattern], list_models(), what="model", received=args.pattern)
         except ValueError as err:
             raise CommandError(str(err)) from err
     rows = []
@@ -202,7 +203,14 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
     parser.add_argument("--version", action="version", version=f"blockzoo {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     listing: _Parser = commands.add_parser("list", help="list the models", description="List the zoo's models.")
-    listing.option(listing, "pattern", nargs="?", default="*", metavar="PATTERN", help="a name glob such as 'resnet*'")
+    listing.option(
+        listing,
+        "pattern",
+        nargs="?",
+        default="*",
+        metavar="PATTERN",
+        help="a name glob such as 'resnet*'; plain text lists the names that contain it",
+    )
     listing.set_defaults(run=_list)
     info: _Parser = commands.add_parser(
         "info", help="describe a model", description="A model's paper, input size, parameters and options."

@@ -90,10 +90,11 @@ def _fit(model: Any, bundle: Any, options: Mapping[str, Any], run: dict[str, Any
             history = fit(model, bundle.train, val_data=bundle.val, resume=resume, config=run, **_fit_kwargs(options))
     except NonFiniteLossError as err:
         raise CommandError(str(err), status=1) from err
-    except KeyboardInterrupt:
-        if (Path(options["out"]) / "state.pt").is_file():
-            print(f"blockzoo: interrupted; continue with: blockzoo train --resume {options['out']}", file=sys.stderr)
-        raise
+    except KeyboardInterrupt:  # fit saved the state at the current step and said where
+        resumable = (Path(options["out"]) / "state.pt").is_file()
+        tail = f"; continue with: blockzoo train --resume {options['out']}" if resumable else ""
+        print(f"blockzoo: interrupted{tail}", file=sys.stderr)
+        return 130
     best = history.best()
     shown = ", ".join(f"{key} {best[key]:.4f}" for key in ("val_accuracy", "val_loss", "train_loss") if key in best)
     print(f"best: epoch {best['epoch']} of {len(history.rows)}: {shown}")
