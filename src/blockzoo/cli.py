@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from blockzoo._cli.checks import Check
+from blockzoo._cli.checks import Check, IntCheck
 from blockzoo._cli.options import MODEL, TRAIN_OPTIONS, CommandError, Option, default_text
 from blockzoo._cli.tables import format_table
 from blockzoo._names import check_globs_match, close_matches, format_choices
@@ -79,17 +79,20 @@ def _argtype(flag: str, check: Check) -> Callable[[str], Any]:
     return parse
 
 
-def _add_option(parser: _Parser, group: Any, opt: Option, default_shown: str | None = None) -> None:
-    shown = default_text(opt) if default_shown is None else default_shown
-    text = opt.help if opt.default is None and default_shown is None else f"{opt.help} (default: {shown})"
+def _add_option(parser: _Parser, group: Any, opt: Option, *, fill_default: bool = False) -> None:
+    """Add ``opt``'s flag; its argparse default is ``None`` (not given) unless ``fill_default``."""
+    text = opt.help if opt.default is None else f"{opt.help} (default: {default_text(opt)})"
+    default = opt.default if fill_default else None
     if opt.kind == "switch":
-        parser.option(group, opt.flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        parser.option(group, opt.flag, action=argparse.BooleanOptionalAction, default=default, help=text)
     elif opt.kind == "repeat":
         parser.option(
             group, opt.flag, action="append", type=_argtype(opt.flag, opt.check), metavar=opt.metavar, help=opt.help
         )
     else:
-        parser.option(group, opt.flag, type=_argtype(opt.flag, opt.check), metavar=opt.metavar, help=text)
+        parser.option(
+            group, opt.flag, type=_argtype(opt.flag, opt.check), metavar=opt.metavar, default=default, help=text
+        )
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -154,7 +157,7 @@ def _train_parser(commands: Any) -> _Parser:
     train: _Parser = commands.add_parser(
         "train",
         help="train a model on a data set",
-        description="Train a zoo model on a data set, with progress, checkpoints, a history and curves.",
+        description="Train a zoo model on a data set, with progress, checkpoints, a history and\ncurves.",
         epilog=_TRAIN_EPILOG,
     )
     train.option(
@@ -182,16 +185,19 @@ def _evaluate_parser(commands: Any) -> _Parser:
     evaluate: _Parser = commands.add_parser(
         "evaluate",
         help="evaluate weights on a data set's validation split",
-        description="Load weights into a model and print the loss, the accuracy and the confusion matrix "
-        "on the validation split (the split blockzoo train validates on).",
+        description="Load weights into a model and print the loss, the accuracy and the confusion\n"
+        "matrix on the validation split (the split that blockzoo train validates on).",
     )
     evaluate.option(evaluate, "model", metavar="NAME", type=_argtype("NAME", MODEL), help="a model from blockzoo list")
     evaluate.option(evaluate, "--weights", metavar="FILE", required=True, help="a .safetensors or .pt file of weights")
     by_dest = {opt.dest: opt for opt in TRAIN_OPTIONS}
-    for dest in ("data", "data_dir", "download", "device"):
-        _add_option(evaluate, evaluate, by_dest[dest])
-    _add_option(evaluate, evaluate, by_dest["batch_size"], default_shown="256")
+    for opt in (*(by_dest[d] for d in ("data", "data_dir", "download", "device")), _EVAL_BATCH_SIZE):
+        _add_option(evaluate, evaluate, opt, fill_default=True)
     return evaluate
+
+
+#: Evaluation keeps no activations for a backward pass: larger batches than training's.
+_EVAL_BATCH_SIZE = Option("batch_size", IntCheck(1), "samples per batch", "data", 256, "N")
 
 
 def _parser() -> tuple[_Parser, dict[str, _Parser]]:

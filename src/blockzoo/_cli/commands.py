@@ -7,9 +7,10 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
+from torch import nn
 
 from blockzoo._cli.options import TRAIN_OPTIONS, CommandError, read_config, resolve_options
 from blockzoo._cli.runs import (
@@ -23,6 +24,9 @@ from blockzoo._cli.runs import (
     resume_options,
 )
 from blockzoo._cli.tables import confusion_table
+
+if TYPE_CHECKING:
+    from blockzoo.data import DataBundle
 
 __all__ = ["evaluate_command", "train_command"]
 
@@ -81,7 +85,9 @@ def train_command(args: argparse.Namespace) -> int:
     return _fit(model, bundle, options, run, resume=args.resume)
 
 
-def _fit(model: Any, bundle: Any, options: Mapping[str, Any], run: dict[str, Any], *, resume: str | None) -> int:
+def _fit(
+    model: nn.Module, bundle: DataBundle, options: Mapping[str, Any], run: dict[str, Any], *, resume: str | None
+) -> int:
     from blockzoo.errors import NonFiniteLossError
     from blockzoo.train import fit
 
@@ -107,19 +113,16 @@ def evaluate_command(args: argparse.Namespace) -> int:
     """Load weights into a model and report loss, accuracy and the confusion matrix on the validation split."""
     from blockzoo.train import evaluate
 
-    data = args.data or "digits"
-    options = {"data": data, "data_dir": args.data_dir, "download": bool(args.download)}
-    bundle = load_bundle(options, plan_for(args.model, data))
+    options = {"data": args.data, "data_dir": args.data_dir, "download": args.download}
+    bundle = load_bundle(options, plan_for(args.model, args.data))
     model = build_model(args.model, model_options_for(args.model, bundle.info))
     load_weights_from(model, args.weights, flag="--weights")
     with bad_input():
-        result = evaluate(
-            model, bundle.val, batch_size=args.batch_size or 256, device=args.device or "auto", confusion_matrix=True
-        )
+        result = evaluate(model, bundle.val, batch_size=args.batch_size, device=args.device, confusion_matrix=True)
     matrix = cast("torch.Tensor", result.confusion_matrix)  # asked for above
     total = int(matrix.sum())
     correct = int(matrix.diagonal().sum())
-    print(f"{args.model} on {data}, validation split ({total} samples)")
+    print(f"{args.model} on {args.data}, validation split ({total} samples)")
     print(f"loss      {result.loss:.4f}")
     print(f"accuracy  {result.accuracy:.4f} ({correct} of {total})")
     print("confusion matrix (rows: true class, columns: predicted)")
