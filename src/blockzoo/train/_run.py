@@ -167,7 +167,7 @@ class Run:
             self._load_resume(self.resumed)
         elif t.files is not None:
             t.files.root.mkdir(parents=True, exist_ok=True)
-        if t.files is not None:
+        if t.files is not None and is_main_process():
             write_json(self._config(), t.files.config)
 
     def _preflight(self) -> None:
@@ -292,7 +292,7 @@ class Run:
     def checkpoint(self, epoch: int, batch: int, metrics: MetricState | None, elapsed: float) -> None:
         """Write the last weights, the EMA's, the history and the training state (each file atomically)."""
         files = self.t.files
-        if files is None:
+        if files is None or not is_main_process():
             return
         write_weights(self.t.module, files.last)
         if self.t.ema is not None:
@@ -402,7 +402,7 @@ class Run:
             return
         self.best_value = value
         source = t.ema.module if t.ema is not None and t.monitor.startswith("ema_") else t.module
-        if t.files is not None:
+        if t.files is not None and is_main_process():
             write_weights(source, t.files.best)
         if t.restore_best:
             self.best_state = {k: v.detach().clone() for k, v in unwrap(source).state_dict().items()}
@@ -417,7 +417,7 @@ class Run:
                 cb.on_fit_end(t)
             if t.restore_best and self.best_state is not None:
                 unwrap(t.module).load_state_dict(self.best_state)
-            if t.files is not None and len(t.history) and t.files.root.is_dir():
+            if t.files is not None and is_main_process() and len(t.history) and t.files.root.is_dir():
                 t.history.to_json(t.files.history)
                 _plot(t.history, t.files.curves)
         finally:
@@ -428,6 +428,13 @@ class Run:
 
 
 T = TypeVar("T")
+
+
+def is_main_process() -> bool:
+    """Whether this process writes the run's files: the only one, or rank 0 of a torch.distributed group."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def ready(value: T | None, what: str) -> T:
