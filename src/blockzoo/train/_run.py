@@ -388,7 +388,7 @@ class Run:
             if t.ema is not None:
                 ema_logs = t.evaluate_batches(t.ema.module, self.val.epoch(epoch))
                 row.update({f"ema_val_{k}": v for k, v in ema_logs.items()})
-        row["lr"] = float(ready(t.optimizer, "the optimizer").param_groups[0]["lr"])
+        row["lr"] = t.last_lr  # the lr of the epoch's last step (of the first param group)
         if t.device.type == "cuda":
             torch.cuda.synchronize(t.device)
         row["seconds"] = time.perf_counter() - started
