@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -103,6 +104,9 @@ def _deterministic(enabled: bool) -> Iterator[None]:
         yield
         return
     before = torch.are_deterministic_algorithms_enabled()
+    # cuBLAS needs a fixed workspace for deterministic matmuls (torch's reproducibility notes); it reads this
+    # when it makes its handle, so it takes effect unless CUDA already ran a matmul in this process
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
     try:
         yield
