@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -52,14 +53,27 @@ def test_the_course_cnn_takes_five_lines() -> None:
     assert kinds[:4] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
 
 
-def test_readme_example_runs() -> None:
+def test_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     readme = (ROOT / "README.md").read_text()
     code = re.search(r"```python\n(.*?)```", readme, re.S)
     assert code is not None
+    monkeypatch.chdir(tmp_path)  # it writes runs/digits and curves.png
     namespace: dict[str, object] = {}
     exec(compile(code.group(1), "README.md", "exec"), namespace)
-    assert namespace["model"](torch.randn(2, 3, 32, 32)).shape == (2, 10)  # type: ignore[operator]
+    history = namespace["history"]
+    assert len(history) == 10  # type: ignore[arg-type]
+    assert history.best()["val_accuracy"] >= 0.97  # type: ignore[attr-defined]
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {p.name for p in (tmp_path / "runs" / "digits").iterdir()} >= {"best.safetensors", "history.json"}
     assert [n for n, _ in namespace["no_decay"]][:2] == ["0.convs.0.norm.weight", "0.convs.0.norm.bias"]  # type: ignore[attr-defined]
+
+
+def test_readme_first_command_trains_from_a_fresh_environment() -> None:
+    readme = (ROOT / "README.md").read_text()
+    line = re.search(r"<!-- first-command.*?-->\n```bash\n(.*?)\n```", readme, re.S)
+    assert line is not None
+    assert line.group(1).startswith("python3 -m venv .venv && .venv/bin/pip install -e")
+    assert line.group(1).endswith("blockzoo train simple_cnn")
 
 
 def test_example_script_runs() -> None:

@@ -3,7 +3,7 @@
 The top level re-exports the names most code needs; the subpackages
 (:mod:`blockzoo.layers`, :mod:`blockzoo.blocks`, :mod:`blockzoo.init`,
 :mod:`blockzoo.regularization`, :mod:`blockzoo.optim`, :mod:`blockzoo.models`,
-:mod:`blockzoo.data`, :mod:`blockzoo.testing`) hold the rest.
+:mod:`blockzoo.data`, :mod:`blockzoo.train`, :mod:`blockzoo.testing`) hold the rest.
 
 Example:
     >>> import torch, blockzoo
@@ -14,7 +14,7 @@ Example:
     torch.Size([2, 10])
 """
 
-from blockzoo import data, init, regularization
+from blockzoo import data, init, regularization, train
 from blockzoo._version import __version__
 from blockzoo.blocks import (
     MLP,
@@ -71,6 +71,7 @@ __all__ = [
     "data",
     "init",
     "regularization",
+    "train",
     "check_param_groups",
     "create_model",
     "create_optimizer",

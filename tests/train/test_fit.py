@@ -508,3 +508,32 @@ def test_a_finished_run_resumes_to_nothing_more(small, tmp_path: Path) -> None:
     first = fit(model, (x, y), epochs=2, progress=False, seed=0, out_dir=tmp_path)
     again = fit(cnn(seed=4), (x, y), epochs=2, progress=False, seed=0, resume=tmp_path)
     assert rows(again) == rows(first)
+
+
+def test_one_cycle_steps_per_step_and_peaks_at_lr(small) -> None:
+    x, y, _, _ = small
+    seen: list[float] = []
+
+    class Lrs(Callback):
+        def on_batch_end(self, trainer: Trainer, batch: int, output: StepOutput) -> None:
+            assert trainer.optimizer is not None
+            seen.append(trainer.optimizer.param_groups[0]["lr"])
+
+    fit(cnn(), (x, y), epochs=2, lr=0.01, scheduler="one_cycle", callbacks=[Lrs()], progress=False)
+    assert len(seen) == 10
+    assert max(seen) == pytest.approx(0.01, rel=0.05)
+    assert seen.index(max(seen)) == 1  # lr after 2 steps: the third of 10 steps (pct_start 30%) runs at the peak
+    used = seen[:-1]  # the lr after the last step trains nothing
+    assert used[1:] == sorted(used[1:], reverse=True)  # then anneals
+    assert used[-1] == pytest.approx(0.01 / 25 / 1e4)  # to initial_lr / final_div_factor
+
+
+def test_discriminative_learning_rates_through_an_optimizer_dict(small) -> None:
+    x, y, _, _ = small
+    trainer = Trainer(
+        cnn(), (x, y), epochs=1, lr=1e-3, optimizer={"name": "sgd", "lr_multipliers": {"head.*": 10.0}}, progress=False
+    )
+    trainer.fit()
+    assert trainer.optimizer is not None
+    lrs = sorted({g["lr"] for g in trainer.optimizer.param_groups})
+    assert lrs == pytest.approx([1e-3, 1e-2])

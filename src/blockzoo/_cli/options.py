@@ -24,7 +24,7 @@ from blockzoo._cli.checks import (
 from blockzoo._names import reject_unknown_keywords
 from blockzoo.models._registry import model_signature
 from blockzoo.optim import get_optimizer_spec
-from blockzoo.optim._schedulers import scheduler_name
+from blockzoo.optim._schedulers import canonical_schedule
 
 __all__ = [
     "DATA_DEFAULTS",
@@ -94,7 +94,7 @@ class Option:
 
 MODEL = NameCheck(model_signature)
 _OPTIMIZER = NamedConfigCheck(NameCheck(get_optimizer_spec))
-_SCHEDULER = NamedConfigCheck(NameCheck(scheduler_name))
+_SCHEDULER = NamedConfigCheck(NameCheck(canonical_schedule))
 
 TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("data", NameCheck(_dataset), "data set: digits (built in), cifar10, cifar100, mnist, fashion_mnist", "data", "digits", "NAME"),

@@ -13,7 +13,7 @@ from blockzoo._checks import check_int, is_int
 from blockzoo._names import GlobsLike, reject_unknown_keywords
 from blockzoo._registry import Registry
 
-__all__ = ["create_scheduler", "list_schedulers"]
+__all__ = ["canonical_schedule", "create_scheduler", "list_schedulers"]
 
 Scheduler = lr_scheduler.LRScheduler | lr_scheduler.ReduceLROnPlateau
 _Builder = Callable[..., Scheduler]
@@ -60,6 +60,7 @@ _SCHEDULERS.register(
             opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=_needs_steps("onecycle", steps), **kw
         ),
     ),
+    aliases=("one_cycle",),
 )
 _SCHEDULERS.register(
     "plateau", (lr_scheduler.ReduceLROnPlateau, lambda opt, steps, **kw: lr_scheduler.ReduceLROnPlateau(opt, **kw))
@@ -78,17 +79,8 @@ def list_schedulers(include: GlobsLike = "*", exclude: GlobsLike = None) -> list
     return _SCHEDULERS.list(include, exclude)
 
 
-def scheduler_name(name: str) -> str:
-    """``name`` if a schedule is registered under it, else :class:`~blockzoo.errors.UnknownNameError` with close matches.
-
-    For blockzoo's own tools (the command line checks a name before training
-    starts); not re-exported.
-
-    Example:
-        >>> from blockzoo.optim._schedulers import scheduler_name
-        >>> scheduler_name("cosine")
-        'cosine'
-    """
+def canonical_schedule(name: str) -> str:
+    """The registered name of a schedule name or alias (``"one_cycle"`` is ``"onecycle"``); unknown names raise."""
     return _SCHEDULERS.canonical(name)
 
 
@@ -140,6 +132,7 @@ def create_scheduler(
         [0.25, 0.5, 0.75, 1.0, 0.95, 0.812, 0.611, 0.389, 0.188, 0.05]
     """
     cls, build = _SCHEDULERS.get(name)
+    name = _SCHEDULERS.canonical(name)
     warmup_steps = check_int("warmup_steps", warmup_steps, low=0)
     if total_steps is not None and (not is_int(total_steps) or total_steps <= warmup_steps):
         raise ValueError(

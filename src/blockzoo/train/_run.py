@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -103,6 +104,9 @@ def _deterministic(enabled: bool) -> Iterator[None]:
         yield
         return
     before = torch.are_deterministic_algorithms_enabled()
+    # cuBLAS needs a fixed workspace for deterministic matmuls (torch's reproducibility notes); it reads this
+    # when it makes its handle, so it takes effect unless CUDA already ran a matmul in this process
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
     try:
         yield
@@ -167,7 +171,7 @@ class Run:
             self._load_resume(self.resumed)
         elif t.files is not None:
             t.files.root.mkdir(parents=True, exist_ok=True)
-        if t.files is not None:
+        if t.files is not None and is_main_process():
             write_json(self._config(), t.files.config)
 
     def _preflight(self) -> None:
@@ -292,7 +296,7 @@ class Run:
     def checkpoint(self, epoch: int, batch: int, metrics: MetricState | None, elapsed: float) -> None:
         """Write the last weights, the EMA's, the history and the training state (each file atomically)."""
         files = self.t.files
-        if files is None:
+        if files is None or not is_main_process():
             return
         write_weights(self.t.module, files.last)
         if self.t.ema is not None:
@@ -388,7 +392,7 @@ class Run:
             if t.ema is not None:
                 ema_logs = t.evaluate_batches(t.ema.module, self.val.epoch(epoch))
                 row.update({f"ema_val_{k}": v for k, v in ema_logs.items()})
-        row["lr"] = float(ready(t.optimizer, "the optimizer").param_groups[0]["lr"])
+        row["lr"] = t.last_lr  # the lr of the epoch's last step (of the first param group)
         if t.device.type == "cuda":
             torch.cuda.synchronize(t.device)
         row["seconds"] = time.perf_counter() - started
@@ -402,7 +406,7 @@ class Run:
             return
         self.best_value = value
         source = t.ema.module if t.ema is not None and t.monitor.startswith("ema_") else t.module
-        if t.files is not None:
+        if t.files is not None and is_main_process():
             write_weights(source, t.files.best)
         if t.restore_best:
             self.best_state = {k: v.detach().clone() for k, v in unwrap(source).state_dict().items()}
@@ -417,7 +421,7 @@ class Run:
                 cb.on_fit_end(t)
             if t.restore_best and self.best_state is not None:
                 unwrap(t.module).load_state_dict(self.best_state)
-            if t.files is not None and len(t.history) and t.files.root.is_dir():
+            if t.files is not None and is_main_process() and len(t.history) and t.files.root.is_dir():
                 t.history.to_json(t.files.history)
                 _plot(t.history, t.files.curves)
         finally:
@@ -428,6 +432,13 @@ class Run:
 
 
 T = TypeVar("T")
+
+
+def is_main_process() -> bool:
+    """Whether this process writes the run's files: the only one, or rank 0 of a torch.distributed group."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def ready(value: T | None, what: str) -> T:

@@ -136,13 +136,11 @@ def resolve_scheduler(
             f"or a torch.optim.lr_scheduler scheduler. Received: scheduler={type(scheduler).__name__}"
         )
     name = options.pop("name")
-    from blockzoo.optim import list_schedulers
+    from blockzoo.optim._schedulers import canonical_schedule
 
-    known = SCHEDULE_INTERVAL.get(name)
-    if known is None and name in list_schedulers():
-        known = "epoch"
+    known = SCHEDULE_INTERVAL.get(canonical_schedule(name), "epoch")
     chosen = interval or ("step" if options.get("warmup_steps") else known or "epoch")
-    if name == "plateau":
+    if canonical_schedule(name) == "plateau":
         if chosen == "step":
             raise ValueError(
                 "a plateau schedule reads the epoch's metric: it steps per epoch. Received: interval='step'"

@@ -175,6 +175,7 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
         self.batch_index = 0
+        self.last_lr = math.nan
         self.stop_reason: str | None = None
         self._trainable: list[nn.Parameter] = []
         self._penalties = False
@@ -333,6 +334,7 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self._trainable, self.grad_clip)
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        self.last_lr = float(optimizer.param_groups[0]["lr"])  # what this step used
         if self.schedule is not None:
             self.schedule.after_step()
         if self.ema is not None:
