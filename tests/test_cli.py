@@ -450,6 +450,17 @@ def test_errors_from_fit_are_one_line(
     assert message in err
 
 
+def test_options_that_fit_refuses_exit_2_before_training(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    message = fails(capsys, "train", "simple_cnn", "--freeze", "nothing.*", "--out", str(tmp_path / "a"))
+    assert message.startswith("freeze glob 'nothing.*' matches no parameter of the model.")
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"scheduler": {"name": "cosine", "warmup": 3}}))
+    message = fails(capsys, "train", "simple_cnn", "--config", str(config), "--out", str(tmp_path / "b"))
+    assert "schedule (CosineAnnealingLR) does not take 'warmup'" in message
+    assert not (tmp_path / "a" / "last.safetensors").exists()
+    assert not (tmp_path / "b" / "last.safetensors").exists()
+
+
 def test_ctrl_c_in_fit_exits_130_and_says_how_to_resume(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
