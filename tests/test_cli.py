@@ -350,8 +350,8 @@ def test_resume_rebuilds_the_run_from_its_config_json(
     assert after["resume"] == str(out)
     assert after["out_dir"] == str(out)
     assert after["device"] == "cpu"
-    assert {k: v for k, v in after.items() if k not in ("resume", "device", "config", "val_data")} == {
-        k: v for k, v in before.items() if k not in ("resume", "device", "config", "val_data")
+    assert {k: v for k, v in after.items() if k not in ("resume", "device", "config", "val_data", "callbacks")} == {
+        k: v for k, v in before.items() if k not in ("resume", "device", "config", "val_data", "callbacks")
     }
     assert again.model_config == first.model_config
     assert type(again) is type(first)
@@ -574,3 +574,16 @@ def test_sigint_to_a_real_training_process_leaves_a_checkpoint_that_loads(tmp_pa
     blockzoo.load_weights(model, out / "last.safetensors")
     state = torch.load(out / "state.pt", weights_only=True)
     assert isinstance(state, dict)
+
+
+def test_an_error_once_training_has_begun_is_not_passed_off_as_bad_input(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def failing_fit(model: torch.nn.Module, train_data: Any, **kwargs: Any) -> History:
+        for callback in kwargs["callbacks"]:
+            callback.on_fit_start(None)
+        raise ValueError("a bug in the middle of an epoch")
+
+    monkeypatch.setattr(blockzoo.train, "fit", failing_fit)
+    with pytest.raises(ValueError, match="a bug in the middle of an epoch"):
+        run(capsys, "train", "simple_cnn", "--out", str(tmp_path))

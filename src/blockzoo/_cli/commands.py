@@ -14,6 +14,7 @@ from torch import nn
 
 from blockzoo._cli.options import TRAIN_OPTIONS, CommandError, read_config, resolve_options
 from blockzoo._cli.runs import (
+    BAD_INPUT,
     bad_input,
     build_model,
     load_bundle,
@@ -24,6 +25,7 @@ from blockzoo._cli.runs import (
     resume_options,
 )
 from blockzoo._cli.tables import confusion_table
+from blockzoo.train import Callback, Trainer
 
 if TYPE_CHECKING:
     from blockzoo.data import DataBundle
@@ -85,15 +87,37 @@ def train_command(args: argparse.Namespace) -> int:
     return _fit(model, bundle, options, run, resume=args.resume)
 
 
+class _Started(Callback):
+    """Tells whether fit got past its checks and set-up to the first batch."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.started = True
+
+
 def _fit(
     model: nn.Module, bundle: DataBundle, options: Mapping[str, Any], run: dict[str, Any], *, resume: str | None
 ) -> int:
     from blockzoo.errors import NonFiniteLossError
     from blockzoo.train import fit
 
+    started = _Started()
     try:
-        with bad_input():
-            history = fit(model, bundle.train, val_data=bundle.val, resume=resume, config=run, **_fit_kwargs(options))
+        history = fit(
+            model,
+            bundle.train,
+            val_data=bundle.val,
+            resume=resume,
+            config=run,
+            callbacks=[started],
+            **_fit_kwargs(options),
+        )
+    except BAD_INPUT as err:
+        if started.started:  # training had begun: a bug, not bad input; let its traceback show
+            raise
+        raise CommandError(str(err)) from err  # fit refused an option, or the model does not fit the data
     except NonFiniteLossError as err:
         raise CommandError(str(err), status=1) from err
     except KeyboardInterrupt:  # fit saved the state at the current step and said where

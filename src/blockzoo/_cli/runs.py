@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from blockzoo.data import DataBundle, DatasetInfo
 
 __all__ = [
+    "BAD_INPUT",
     "BUILT_IN_DATA",
     "bad_input",
     "build_model",
@@ -37,7 +38,7 @@ __all__ = [
 BUILT_IN_DATA = ("digits",)
 
 #: Exceptions that mean "the input is wrong" while a run is built; they become one line and exit status 2.
-_BAD_INPUT = (ValueError, TypeError, FileNotFoundError, CheckpointError)
+BAD_INPUT = (ValueError, TypeError, FileNotFoundError, CheckpointError)
 
 
 @contextmanager
@@ -46,7 +47,7 @@ def bad_input(what: str = "") -> Iterator[None]:
     prefix = f"{what}: " if what else ""
     try:
         yield
-    except _BAD_INPUT as err:
+    except BAD_INPUT as err:
         raise CommandError(prefix + str(err)) from err
     except ImportError as err:
         raise CommandError(str(err), status=1) from err
