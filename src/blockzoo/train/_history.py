@@ -155,7 +155,8 @@ class History:
             ax.set_xlabel("epoch")
             ax.set_ylabel(kind)
             ax.grid(alpha=0.3)
-            ax.legend()
+            if ax.get_legend_handles_labels()[0]:  # an empty history has nothing to label
+                ax.legend()
         if path is not None:
             figure.savefig(path, dpi=120)
         return figure
