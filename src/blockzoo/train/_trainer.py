@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from blockzoo._checks import check_choice, check_int, check_number
-from blockzoo._names import GlobsLike
+from blockzoo._names import GlobsLike, did_you_mean
 from blockzoo.errors import NonFiniteLossError
 from blockzoo.regularization import bind_optimizer, bound_optimizer, regularization_loss
 from blockzoo.train._batches import check_data, split_parts, to_device
@@ -196,11 +196,9 @@ class Trainer:
                 if choice in columns:
                     return choice
         if monitor not in columns:
-            from blockzoo._names import close_matches
-
             raise ValueError(
-                f"monitor must be a column of this run's history{close_matches(str(monitor), columns)}; "
-                f"they are {columns}. Received: monitor={monitor!r}"
+                f"monitor must be a column of this run's history: {columns}.{did_you_mean(str(monitor), columns)} "
+                f"Received: monitor={monitor!r}"
             )
         return monitor
 
