@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sized
+from collections.abc import Callable, Iterator, Mapping, Sized
 from typing import Any, TypeAlias
 
 import torch
@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from blockzoo.data import Split
 
-__all__ = ["Batches", "DataLike", "EpochSampler", "check_data", "split_parts", "to_device"]
+__all__ = ["Batches", "DataLike", "EpochSampler", "call_model", "check_data", "split_parts", "to_device"]
 
 #: What ``fit``, ``evaluate`` and ``predict`` take as data.
 DataLike: TypeAlias = "tuple[Tensor, Tensor] | list[Tensor] | Dataset[Any] | DataLoader[Any] | Split"
@@ -203,3 +203,12 @@ def to_device(batch: Any, device: torch.device, *, non_blocking: bool = False) -
             return type(batch)(*moved)
         return type(batch)(moved)
     return batch
+
+
+def call_model(model: Callable[..., Any], inputs: Any) -> Any:
+    """``model`` on a batch's inputs: a tensor, a tuple or list of positional inputs, or a dict of keyword inputs."""
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    if isinstance(inputs, (tuple, list)):
+        return model(*inputs)
+    return model(inputs)

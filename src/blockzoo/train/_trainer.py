@@ -15,7 +15,7 @@ from blockzoo._checks import check_choice, check_int, check_number
 from blockzoo._names import GlobsLike, did_you_mean
 from blockzoo.errors import NonFiniteLossError
 from blockzoo.regularization import bind_optimizer, bound_optimizer, regularization_loss
-from blockzoo.train._batches import check_data, split_parts, to_device
+from blockzoo.train._batches import call_model, check_data, split_parts, to_device
 from blockzoo.train._callbacks import Callback
 from blockzoo.train._history import History
 from blockzoo.train._metrics import LossLike, MetricsLike, MetricState, resolve_loss, resolve_metrics
@@ -254,12 +254,7 @@ class Trainer:
         """The default step: ``(inputs, targets)``; several inputs as a tuple or dict of tensors."""
         inputs, target = batch[0], batch[1]
         with self._autocast():
-            if isinstance(inputs, Mapping):
-                output = self.model(**inputs)
-            elif isinstance(inputs, (tuple, list)):
-                output = self.model(*inputs)
-            else:
-                output = self.model(inputs)
+            output = call_model(self.model, inputs)
             loss = self.loss_fn(output, target)
         return StepOutput(loss, output, target)
 
