@@ -119,7 +119,8 @@ class Batches:
     def epoch(self, epoch: int, *, skip: int = 0) -> Iterator[Any]:
         """The batches of ``epoch``, without its first ``skip`` batches."""
         if self.sampler is not None:
-            self.sampler.set_epoch(epoch, start=skip * self.batch_size)
+            # skipping every batch of an epoch whose last batch is short passes the end: stop there
+            self.sampler.set_epoch(epoch, start=min(skip * self.batch_size, self.sampler.length))
             if self.tensors is not None:
                 return self._tensor_batches(self.tensors, self.sampler.order())
         if self.loader is None:  # pragma: no cover - every source has tensors or a loader
@@ -135,6 +136,8 @@ class Batches:
         return batches
 
     def _tensor_batches(self, tensors: tuple[Tensor, ...], order: Tensor) -> Iterator[tuple[Tensor, ...]]:
+        if not len(order):  # torch.split of nothing gives one empty piece, not none
+            return
         for index in torch.split(order, self.batch_size):
             yield tuple(t[index] for t in tensors)
 
@@ -176,6 +179,11 @@ def check_data(data: Any, name: str) -> Any:
     if isinstance(data, (DataLoader, Dataset)):
         return data
     if isinstance(data, (tuple, list)) and len(data) >= 1 and all(isinstance(t, Tensor) for t in data):
+        if any(t.ndim == 0 for t in data):
+            raise ValueError(
+                f"{name}: every tensor needs a first dimension of samples. "
+                f"Received: {name} with shapes {[tuple(t.shape) for t in data]}"
+            )
         lengths = {len(t) for t in data}
         if len(lengths) != 1:
             raise ValueError(
