@@ -155,7 +155,8 @@ def test_resume_after_a_stop_at_the_end_of_an_epoch(tmp_path: Any, kind: str) ->
 def test_a_tensor_dataset_is_read_as_tensors() -> None:
     x, y = tensors(10)
     batches = Batches(TensorDataset(x, y), batch_size=4, shuffle=False, seed=0)
-    assert batches.tensors is not None and batches.loader is None
+    assert batches.tensors is not None
+    assert batches.loader is None
     assert [len(b[0]) for b in batches.epoch(0)] == [4, 4, 2]
 
 
@@ -163,7 +164,9 @@ def test_a_users_dataloader_is_used_as_it_is_and_replayed_to_skip() -> None:
     x, y = tensors(10)
     loader = DataLoader(TensorDataset(x, y), batch_size=3, shuffle=False)
     batches = Batches(loader, batch_size=64, shuffle=True, seed=0)
-    assert batches.batch_size == 3 and batches.num_batches() == 4 and len(batches) == 10
+    assert batches.batch_size == 3
+    assert batches.num_batches() == 4
+    assert len(batches) == 10
     full = as_lists(batches.epoch(0))
     assert full == as_lists(loader)
     assert as_lists(batches.epoch(1, skip=2)) == full[2:]
@@ -174,7 +177,10 @@ def test_generator_state_round_trip() -> None:
     state = batches.state_dict()
     batches.generator.manual_seed(99)
     batches.load_state_dict(state)
-    assert torch.equal(batches.generator.get_state(), Batches(Pairs(*tensors(8)), batch_size=2, shuffle=True, seed=5).generator.get_state())
+    assert torch.equal(
+        batches.generator.get_state(),
+        Batches(Pairs(*tensors(8)), batch_size=2, shuffle=True, seed=5).generator.get_state(),
+    )
 
 
 def test_a_dataset_without_len() -> None:
@@ -199,9 +205,12 @@ def test_to_device_moves_every_tensor_and_keeps_the_containers() -> None:
     batch = Pair(inputs={"image": x, "extra": [x, (x, "label")]}, target=torch.zeros(2))
     moved = to_device(batch, torch.device("meta"))
     assert type(moved) is Pair
-    assert moved.inputs["image"].device.type == "meta" and moved.target.device.type == "meta"
-    assert isinstance(moved.inputs["extra"], list) and isinstance(moved.inputs["extra"][1], tuple)
-    assert moved.inputs["extra"][0].device.type == "meta" and moved.inputs["extra"][1][0].device.type == "meta"
+    assert moved.inputs["image"].device.type == "meta"
+    assert moved.target.device.type == "meta"
+    assert isinstance(moved.inputs["extra"], list)
+    assert isinstance(moved.inputs["extra"][1], tuple)
+    assert moved.inputs["extra"][0].device.type == "meta"
+    assert moved.inputs["extra"][1][0].device.type == "meta"
     assert moved.inputs["extra"][1][1] == "label"
     assert moved.inputs["image"].shape == (2, 3)
     assert to_device(3, torch.device("meta")) == 3
@@ -236,9 +245,21 @@ def test_check_data_accepts_what_fit_reads() -> None:
 @pytest.mark.parametrize(
     ("data", "error", "match"),
     [
-        ((torch.zeros(3, 2), torch.zeros(2)), ValueError, r"train_data: the tensors must have one length \(samples first\). Received: train_data with lengths \[3, 2\]"),
-        ((torch.zeros(0, 2), torch.zeros(0)), ValueError, r"train_data: the data set is empty. Received: train_data with 0 samples"),
-        ((torch.tensor(1.0), torch.tensor(0)), ValueError, r"train_data: every tensor needs a first dimension of samples. Received: train_data with shapes \[\(\), \(\)\]"),
+        (
+            (torch.zeros(3, 2), torch.zeros(2)),
+            ValueError,
+            r"train_data: the tensors must have one length \(samples first\). Received: train_data with lengths \[3, 2\]",
+        ),
+        (
+            (torch.zeros(0, 2), torch.zeros(0)),
+            ValueError,
+            r"train_data: the data set is empty. Received: train_data with 0 samples",
+        ),
+        (
+            (torch.tensor(1.0), torch.tensor(0)),
+            ValueError,
+            r"train_data: every tensor needs a first dimension of samples. Received: train_data with shapes \[\(\), \(\)\]",
+        ),
         ((), TypeError, r"train_data must be an \(inputs, targets\) pair of tensors.*Received: train_data=tuple"),
         ((torch.zeros(2), [0, 1]), TypeError, r"Received: train_data=tuple"),
         ("digits", TypeError, r"Received: train_data=str"),
@@ -254,7 +275,8 @@ def test_split_parts() -> None:
     a, b = tensors(4), tensors(6)
     split = Split(a[0], a[1], b[0], b[1])
     train, val = split_parts(split, None)
-    assert train == (a[0], a[1]) and val == (b[0], b[1])
+    assert train == (a[0], a[1])
+    assert val == (b[0], b[1])
     other = tensors(2)
     assert split_parts(split, other)[1] is other  # an explicit val_data wins
     assert split_parts(other, split) == (other, (b[0], b[1]))  # a Split as val_data gives its validation part

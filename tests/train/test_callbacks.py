@@ -88,7 +88,10 @@ def test_stop_message_names_the_best() -> None:
 
 
 def test_a_missing_column_is_an_error() -> None:
-    with pytest.raises(ValueError, match=r"EarlyStopping: monitor must be a column .*Did you mean 'val_loss'\? Received: monitor='val_los'"):
+    with pytest.raises(
+        ValueError,
+        match=r"EarlyStopping: monitor must be a column .*Did you mean 'val_loss'\? Received: monitor='val_los'",
+    ):
         feed(EarlyStopping(monitor="val_los"), FakeTrainer(), [1.0])
 
 
@@ -104,7 +107,8 @@ def test_state_dict_round_trip_continues_the_count() -> None:
     resumed = EarlyStopping(patience=3)
     resumed.load_state_dict(state)
     stop = feed(resumed, second, values[3:])
-    assert stop is not None and stop + 3 == expected == 5
+    assert stop is not None
+    assert stop + 3 == expected == 5
 
 
 @pytest.mark.parametrize(
@@ -135,7 +139,9 @@ def test_early_stopping_in_fit() -> None:
 
 
 def test_fits_monitor_must_be_a_column() -> None:
-    with pytest.raises(ValueError, match=r"monitor must be a column .*Did you mean 'train_loss'\? Received: monitor='trian_loss'"):
+    with pytest.raises(
+        ValueError, match=r"monitor must be a column .*Did you mean 'train_loss'\? Received: monitor='trian_loss'"
+    ):
         fit(torch.nn.Linear(4, 3), data(), epochs=1, progress=False, monitor="trian_loss")
 
 
@@ -153,8 +159,10 @@ class Recorder(Callback):
         self.calls.append(("epoch_start", epoch))
 
     def on_batch_end(self, trainer: Trainer, batch: int, output: StepOutput) -> None:
-        assert isinstance(output, StepOutput) and output.loss.ndim == 0
-        assert output.output is not None and output.output.shape[1] == 3
+        assert isinstance(output, StepOutput)
+        assert output.loss.ndim == 0
+        assert output.output is not None
+        assert output.output.shape[1] == 3
         self.calls.append(("batch_end", batch, trainer.global_step))
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Mapping[str, float]) -> None:
@@ -168,7 +176,16 @@ class Recorder(Callback):
 def test_hooks_are_called_in_order_with_their_arguments() -> None:
     recorder = Recorder()
     x, y = data()
-    fit(torch.nn.Linear(4, 3), (x, y), val_data=(x[:16], y[:16]), epochs=2, batch_size=16, callbacks=[recorder], progress=False, seed=0)
+    fit(
+        torch.nn.Linear(4, 3),
+        (x, y),
+        val_data=(x[:16], y[:16]),
+        epochs=2,
+        batch_size=16,
+        callbacks=[recorder],
+        progress=False,
+        seed=0,
+    )
     expected: list[tuple[Any, ...]] = [("fit_start", 0)]
     for epoch in (1, 2):
         expected.append(("epoch_start", epoch))
@@ -200,7 +217,13 @@ def test_stop_ends_training_after_the_batch() -> None:
 
     recorder = Recorder()
     trainer = Trainer(
-        torch.nn.Linear(4, 3), data(), epochs=4, batch_size=16, callbacks=[StopAtSecondBatch(), recorder], progress=False, seed=0
+        torch.nn.Linear(4, 3),
+        data(),
+        epochs=4,
+        batch_size=16,
+        callbacks=[StopAtSecondBatch(), recorder],
+        progress=False,
+        seed=0,
     )
     history = trainer.fit()
     assert trainer.stop_reason == "enough"

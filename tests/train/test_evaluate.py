@@ -65,7 +65,8 @@ def test_confusion_matrix_against_a_loop() -> None:
     expected = torch.zeros(4, 4, dtype=torch.int64)
     for true, pred in zip(y.tolist(), predicted.tolist(), strict=True):
         expected[true, pred] += 1
-    assert result.confusion_matrix is not None and torch.equal(result.confusion_matrix, expected)
+    assert result.confusion_matrix is not None
+    assert torch.equal(result.confusion_matrix, expected)
     assert result.accuracy == pytest.approx((predicted == y).double().mean().item())
 
 
@@ -99,7 +100,8 @@ def test_every_kind_of_data_gives_the_same_evaluation() -> None:
         assert result.samples == 23
         assert result.loss == pytest.approx(results[0].loss)
         assert result.accuracy == results[0].accuracy
-        assert result.confusion_matrix is not None and results[0].confusion_matrix is not None
+        assert result.confusion_matrix is not None
+        assert results[0].confusion_matrix is not None
         assert torch.equal(result.confusion_matrix, results[0].confusion_matrix)
 
 
@@ -112,7 +114,8 @@ def test_mode_is_restored(training: bool) -> None:
     evaluate(model, (X, Y))
     predict(model, X)
     assert modes == [False, False]  # it ran in eval mode
-    assert model.training is training and model[1].training is training
+    assert model.training is training
+    assert model[1].training is training
 
 
 def test_mode_is_restored_after_an_error() -> None:
@@ -213,7 +216,9 @@ def test_errors() -> None:
         predict(model, X, batch_size=-1)
     with pytest.raises(TypeError, match=r"data must be an \(inputs, targets\) pair.*Received: data=str"):
         evaluate(model, "digits")
-    with pytest.raises(ValueError, match=r"data: the tensors must have one length.*Received: data with lengths \[3, 2\]"):
+    with pytest.raises(
+        ValueError, match=r"data: the tensors must have one length.*Received: data with lengths \[3, 2\]"
+    ):
         evaluate(model, (X, Y[:2]))
     with pytest.raises(UnknownNameError, match=r"Unknown loss 'mse'"):
         evaluate(model, (X, Y), loss="mse")
@@ -223,7 +228,10 @@ def test_errors() -> None:
 
 def test_evaluate_needs_targets() -> None:
     model = identity_model()
-    with pytest.raises(ValueError, match=r"evaluate: data must give \(inputs, targets\) pairs \(predict takes inputs alone\). Received: data=Tensor giving batches of 1 element"):
+    with pytest.raises(
+        ValueError,
+        match=r"evaluate: data must give \(inputs, targets\) pairs \(predict takes inputs alone\). Received: data=Tensor giving batches of 1 element",
+    ):
         evaluate(model, X)
     with pytest.raises(ValueError, match=r"Received: data=TensorDataset giving batches of 1 element"):
         evaluate(model, TensorDataset(X))

@@ -53,7 +53,9 @@ def test_loss_errors() -> None:
         resolve_loss("cross_entrpy")
     with pytest.raises(TypeError, match=r"loss must be 'cross_entropy', 'nll' or a callable.*Received: loss=3"):
         resolve_loss(3)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"label_smoothing applies to the named losses only.*Received: label_smoothing=0.1"):
+    with pytest.raises(
+        ValueError, match=r"label_smoothing applies to the named losses only.*Received: label_smoothing=0.1"
+    ):
         resolve_loss(F.mse_loss, label_smoothing=0.1)
     with pytest.raises(ValueError, match=r"label_smoothing must be .*Received: label_smoothing=1"):
         resolve_loss("cross_entropy", label_smoothing=1)
@@ -77,7 +79,8 @@ def test_accuracy_and_top5_count_correct_samples() -> None:
     logits, y = logits_and_labels(n=50, classes=9, seed=1)
     metrics = resolve_metrics(["accuracy", "top5_accuracy"])
     (accuracy, counts), (top5, counts5) = metrics["accuracy"], metrics["top5_accuracy"]
-    assert counts and counts5
+    assert counts
+    assert counts5
     assert int(accuracy(logits, y)) == direct_topk(logits, y, 1)
     assert int(top5(logits, y)) == direct_topk(logits, y, 5)
 
@@ -103,7 +106,9 @@ def test_callables_and_dicts() -> None:
 
 
 def test_metric_errors() -> None:
-    with pytest.raises(ValueError, match=r"unknown metric 'acuracy'. Did you mean 'accuracy'.*Received: metrics=\['acuracy'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown metric 'acuracy'. Did you mean 'accuracy'.*Received: metrics=\['acuracy'\]"
+    ):
         resolve_metrics(["acuracy"])
     with pytest.raises(TypeError, match=r"metrics must be a list of names .*Received: metrics='accuracy'"):
         resolve_metrics("accuracy")  # type: ignore[arg-type]

@@ -66,7 +66,9 @@ def test_bar_draws_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     fit(torch.nn.Linear(4, 3), data(), epochs=2, batch_size=16, progress="bar", seed=0)
     out, err = capsys.readouterr()
     assert out == ""
-    assert "epoch 1/2" in err and "epoch 2/2" in err and "3/3" in err
+    assert "epoch 1/2" in err
+    assert "epoch 2/2" in err
+    assert "3/3" in err
 
 
 def test_messages_show_unless_progress_is_off(capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,5 +79,7 @@ def test_messages_show_unless_progress_is_off(capsys: pytest.CaptureFixture[str]
 
 @pytest.mark.parametrize("bad", ["yes", 1, 0, None, "Lines"])
 def test_bad_progress(bad: Any) -> None:
-    with pytest.raises(ValueError, match=rf"progress must be True, False, 'bar' or 'lines'. Received: progress={bad!r}"):
+    with pytest.raises(
+        ValueError, match=rf"progress must be True, False, 'bar' or 'lines'. Received: progress={bad!r}"
+    ):
         Progress(bad, epochs=1)
