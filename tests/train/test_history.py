@@ -32,8 +32,13 @@ def test_columns_and_keys_in_first_seen_order() -> None:
     history.append({"epoch": 4, "train_loss": 0.2, "ema_val_loss": 0.3})
     assert history.keys() == ["epoch", "train_loss", "val_loss", "val_accuracy", "lr", "ema_val_loss"]
     column = history["ema_val_loss"]  # epochs that lack it read NaN
-    assert all(math.isnan(v) for v in column[:3]) and column[3] == 0.3
-    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    assert all(math.isnan(v) for v in column[:3])
+    assert column[3] == 0.3
+    assert [r["epoch"] for r in history.rows] == [1, 2, 3, 4]
+    assert "ema_val_loss" in history
+    assert "val_acc" not in history
+    assert list(history) == history.keys()  # like a dict of columns
+    assert dict(zip(history, (history[k] for k in history), strict=True))["lr"][:2] == [1e-3, 1e-3]
 
 
 def test_rows_are_copied_in() -> None:
@@ -48,7 +53,9 @@ def test_rows_are_copied_in() -> None:
 
 def test_missing_column_names_the_columns() -> None:
     history = History(rows())
-    with pytest.raises(KeyError, match=r"no epoch recorded 'val_acc'; the columns are \[.*'val_accuracy'.*Received: key='val_acc'"):
+    with pytest.raises(
+        KeyError, match=r"no epoch recorded 'val_acc'; the columns are \[.*'val_accuracy'.*Received: key='val_acc'"
+    ):
         history["val_acc"]
 
 
@@ -113,7 +120,8 @@ def test_json_round_trip(drawn: list[dict[str, float]], mode: str) -> None:
         raw = json.loads(path.read_text())  # strict JSON: NaN is written as null
         back = History.from_json(str(path))
     assert all(v is None or math.isfinite(v) for r in raw["rows"] for v in r.values())
-    assert back.monitor == history.monitor and back.mode == history.mode
+    assert back.monitor == history.monitor
+    assert back.mode == history.mode
     assert len(back) == len(history)
     for got, want in zip(back.rows, history.rows, strict=True):
         assert got.keys() == want.keys()
@@ -132,7 +140,9 @@ def test_state_dict_round_trip() -> None:
     state = history.state_dict()
     assert state == {"monitor": "val_loss", "mode": "max", "rows": rows()}
     back = History.from_state_dict(state)
-    assert back.rows == history.rows and back.monitor == "val_loss" and back.mode == "max"
+    assert back.rows == history.rows
+    assert back.monitor == "val_loss"
+    assert back.mode == "max"
     state["rows"][0]["val_loss"] = 99.0  # a copy: changing it leaves the history alone
     assert history["val_loss"][0] == 0.7
 
@@ -150,11 +160,13 @@ def test_plot_loss_and_accuracy(tmp_path: Path) -> None:
     figure = history.plot(path)
     loss_ax, accuracy_ax = figure.axes
     # train, validation and the best epoch's marker on each
-    assert len(loss_ax.lines) == 3 and len(accuracy_ax.lines) == 3
+    assert len(loss_ax.lines) == 3
+    assert len(accuracy_ax.lines) == 3
     assert list(loss_ax.lines[0].get_ydata()) == history["train_loss"]
     assert list(loss_ax.lines[1].get_ydata()) == history["val_loss"]
     assert list(accuracy_ax.lines[2].get_xdata()) == [2, 2]  # best val_accuracy at epoch 2
-    assert loss_ax.get_ylabel() == "loss" and accuracy_ax.get_ylabel() == "accuracy"
+    assert loss_ax.get_ylabel() == "loss"
+    assert accuracy_ax.get_ylabel() == "accuracy"
     assert path.read_bytes()[:8] == PNG
 
 

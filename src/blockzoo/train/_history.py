@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,10 @@ class History:
 
     def __contains__(self, key: object) -> bool:
         return any(key in r for r in self.rows)
+
+    def __iter__(self) -> Iterator[str]:
+        # the columns, as a dict's keys (without it, iteration would call history[0] and fail with a KeyError)
+        return iter(self.keys())
 
     def __getitem__(self, key: str) -> list[float]:
         if not any(key in r for r in self.rows):
