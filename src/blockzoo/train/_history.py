@@ -14,7 +14,16 @@ from blockzoo._checks import check_choice
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["History", "resolve_mode"]
+__all__ = ["History", "new_figure", "resolve_mode"]
+
+
+def new_figure(owner: str, size: tuple[float, float]) -> Figure:
+    """A matplotlib ``Figure`` (no pyplot, so no GUI backend); an ImportError naming ``owner`` without matplotlib."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise ImportError(f"{owner} needs matplotlib: pip install 'blockzoo[train]'") from err
+    return Figure(figsize=size, layout="constrained")
 
 
 def resolve_mode(monitor: str, mode: str) -> str:
@@ -142,13 +151,9 @@ class History:
         Raises:
             ImportError: matplotlib is missing (it comes with ``blockzoo[train]``).
         """
-        try:
-            from matplotlib.figure import Figure
-        except ImportError as err:
-            raise ImportError("History.plot needs matplotlib: pip install 'blockzoo[train]'") from err
         kinds = [k for k in ("loss", "accuracy") if any(f"{split}_{k}" in self.keys() for split in ("train", "val"))]
         kinds = kinds or ["loss"]
-        figure = Figure(figsize=(5.0 * len(kinds), 3.6), layout="constrained")
+        figure = new_figure("History.plot", (5.0 * len(kinds), 3.6))
         axes = figure.subplots(1, len(kinds), squeeze=False)[0]
         for ax, kind in zip(axes, kinds, strict=True):
             for split, label, style in (("train", "train", "-"), ("val", "validation", "--")):

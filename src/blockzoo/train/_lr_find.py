@@ -20,6 +20,7 @@ from blockzoo.regularization import list_regularizers, regularization_loss
 from blockzoo.regularization._store import attachments
 from blockzoo.train._batches import Batches, call_model, check_data, split_parts, to_device
 from blockzoo.train._checkpoint import capture_rng, restore_rng
+from blockzoo.train._history import new_figure
 from blockzoo.train._metrics import LossLike, resolve_loss
 from blockzoo.train._run import _seed_everything
 from blockzoo.train._setup import resolve_device, resolve_optimizer
@@ -120,11 +121,7 @@ class LRFinderResult:
         Raises:
             ImportError: matplotlib is missing (it comes with ``blockzoo[train]``).
         """
-        try:
-            from matplotlib.figure import Figure
-        except ImportError as err:
-            raise ImportError("LRFinderResult.plot needs matplotlib: pip install 'blockzoo[train]'") from err
-        figure = Figure(figsize=(5.5, 3.8), layout="constrained")
+        figure = new_figure("LRFinderResult.plot", (5.5, 3.8))
         ax = figure.subplots()
         ax.plot(self.lrs, self.losses, color="tab:blue", alpha=0.3, linewidth=0.8, label="loss")
         ax.plot(self.lrs, self.smoothed, color="tab:blue", label="smoothed loss")
