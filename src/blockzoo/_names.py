@@ -12,6 +12,7 @@ __all__ = [
     "as_patterns",
     "check_globs_match",
     "close_matches",
+    "did_you_mean",
     "format_choices",
     "matches_any",
     "reject_unknown_keywords",
@@ -47,6 +48,18 @@ def close_matches(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
 def format_choices(names: Iterable[str]) -> str:
     """``'a', 'b', 'c'`` for a message."""
     return ", ".join(repr(n) for n in names)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` Did you mean 'a', 'b'?`` naming the close matches of ``name`` (with a leading space), or ``""`` for none.
+
+    Example:
+        >>> from blockzoo._names import did_you_mean
+        >>> did_you_mean("acuracy", ["accuracy", "loss"]), did_you_mean("xyz", ["accuracy"])
+        (" Did you mean 'accuracy'?", '')
+    """
+    hint = close_matches(name, choices)
+    return f" Did you mean {format_choices(hint)}?" if hint else ""
 
 
 def check_globs_match(argname: str, patterns: Iterable[str], names: Sequence[str], *, what: str, received: Any) -> None:

@@ -1,4 +1,4 @@
-"""Training: :func:`fit` with progress, curves, checkpoints and resume; :func:`evaluate`, :func:`predict`.
+"""Training: :func:`fit` with progress, curves, checkpoints and resume; :func:`evaluate`, :func:`predict`, :func:`find_lr`.
 
 Importing it stays light: tqdm and matplotlib load when a run shows a bar or draws its curves.
 
@@ -15,6 +15,19 @@ Example:
 from blockzoo.train._callbacks import Callback, EarlyStopping
 from blockzoo.train._evaluate import Evaluation, evaluate, predict
 from blockzoo.train._history import History
+from blockzoo.train._lr_find import LRFinderResult, find_lr
 from blockzoo.train._trainer import StepOutput, Trainer, fit
 
-__all__ = ["Callback", "EarlyStopping", "Evaluation", "History", "StepOutput", "Trainer", "evaluate", "fit", "predict"]
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "Evaluation",
+    "History",
+    "LRFinderResult",
+    "StepOutput",
+    "Trainer",
+    "evaluate",
+    "find_lr",
+    "fit",
+    "predict",
+]

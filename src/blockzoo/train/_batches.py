@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sized
+from collections.abc import Callable, Iterator, Mapping, Sized
 from typing import Any, TypeAlias
 
 import torch
@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from blockzoo.data import Split
 
-__all__ = ["Batches", "DataLike", "EpochSampler", "check_data", "split_parts", "to_device"]
+__all__ = ["Batches", "DataLike", "EpochSampler", "call_model", "check_data", "split_parts", "to_device"]
 
 #: What ``fit``, ``evaluate`` and ``predict`` take as data.
 DataLike: TypeAlias = "tuple[Tensor, Tensor] | list[Tensor] | Dataset[Any] | DataLoader[Any] | Split"
@@ -119,7 +119,8 @@ class Batches:
     def epoch(self, epoch: int, *, skip: int = 0) -> Iterator[Any]:
         """The batches of ``epoch``, without its first ``skip`` batches."""
         if self.sampler is not None:
-            self.sampler.set_epoch(epoch, start=skip * self.batch_size)
+            # skipping every batch of an epoch whose last batch is short passes the end: stop there
+            self.sampler.set_epoch(epoch, start=min(skip * self.batch_size, self.sampler.length))
             if self.tensors is not None:
                 return self._tensor_batches(self.tensors, self.sampler.order())
         if self.loader is None:  # pragma: no cover - every source has tensors or a loader
@@ -135,6 +136,8 @@ class Batches:
         return batches
 
     def _tensor_batches(self, tensors: tuple[Tensor, ...], order: Tensor) -> Iterator[tuple[Tensor, ...]]:
+        if not len(order):  # torch.split of nothing gives one empty piece, not none
+            return
         for index in torch.split(order, self.batch_size):
             yield tuple(t[index] for t in tensors)
 
@@ -176,6 +179,11 @@ def check_data(data: Any, name: str) -> Any:
     if isinstance(data, (DataLoader, Dataset)):
         return data
     if isinstance(data, (tuple, list)) and len(data) >= 1 and all(isinstance(t, Tensor) for t in data):
+        if any(t.ndim == 0 for t in data):
+            raise ValueError(
+                f"{name}: every tensor needs a first dimension of samples. "
+                f"Received: {name} with shapes {[tuple(t.shape) for t in data]}"
+            )
         lengths = {len(t) for t in data}
         if len(lengths) != 1:
             raise ValueError(
@@ -203,3 +211,12 @@ def to_device(batch: Any, device: torch.device, *, non_blocking: bool = False) -
             return type(batch)(*moved)
         return type(batch)(moved)
     return batch
+
+
+def call_model(model: Callable[..., Any], inputs: Any) -> Any:
+    """``model`` on a batch's inputs: a tensor, a tuple or list of positional inputs, or a dict of keyword inputs."""
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    if isinstance(inputs, (tuple, list)):
+        return model(*inputs)
+    return model(inputs)

@@ -6,7 +6,8 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from blockzoo._checks import check_int, check_number
+from blockzoo._checks import check_choice, check_int, check_number
+from blockzoo._names import did_you_mean
 from blockzoo.train._history import resolve_mode
 
 if TYPE_CHECKING:
@@ -76,7 +77,8 @@ class EarlyStopping(Callback):
         self.patience = check_int("patience", patience, low=1)
         self.min_delta = check_number("min_delta", min_delta, low=0)
         self.monitor = monitor
-        self.mode = None if mode is None else resolve_mode(monitor or "", mode)
+        # "auto" is resolved against the monitored column at each epoch: it may be fit's, unknown here
+        self.mode = None if mode is None else check_choice("mode", mode, ("auto", "min", "max"))
         self.best: float | None = None
         self.waited = 0
 
@@ -86,8 +88,16 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Mapping[str, float]) -> None:
         """Count the epochs since the last improvement; stop after ``patience`` of them."""
         monitor = self.monitor or trainer.history.monitor
-        mode = self.mode or (trainer.history.mode if self.monitor is None else resolve_mode(monitor, "auto"))
-        value = logs.get(monitor, math.nan)
+        if self.mode is not None:
+            mode = resolve_mode(monitor, self.mode)
+        else:
+            mode = trainer.history.mode if self.monitor is None else resolve_mode(monitor, "auto")
+        if monitor not in logs:  # stopping after `patience` epochs for a missing column would be silent and wrong
+            raise ValueError(
+                f"EarlyStopping: monitor must be a column of this run's history: {list(logs)}."
+                f"{did_you_mean(monitor, logs)} Received: monitor={monitor!r}"
+            )
+        value = logs[monitor]
         better = not math.isnan(value) and (
             self.best is None
             or (value < self.best - self.min_delta if mode == "min" else value > self.best + self.min_delta)
@@ -97,7 +107,8 @@ class EarlyStopping(Callback):
             return
         self.waited += 1
         if self.waited >= self.patience:
-            trainer.stop(f"early stopping: {monitor} has not improved for {self.waited} epochs (best {self.best:.4g})")
+            best = "every value was NaN" if self.best is None else f"best {self.best:.4g}"
+            trainer.stop(f"early stopping: {monitor} has not improved for {self.waited} epochs ({best})")
 
     def state_dict(self) -> dict[str, Any]:
         """The best value and the epochs waited."""

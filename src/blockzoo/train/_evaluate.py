@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from blockzoo._checks import check_int
-from blockzoo.train._batches import Batches, check_data, split_parts, to_device
+from blockzoo.train._batches import Batches, call_model, check_data, split_parts, to_device
 from blockzoo.train._metrics import LossLike, MetricsLike, MetricState, resolve_loss, resolve_metrics
 from blockzoo.train._setup import autocast, resolve_device
 
@@ -86,10 +86,26 @@ def _outputs(model: nn.Module, batches: Iterator[Any], device: torch.device, amp
                 batch = to_device(batch, device)
                 inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
                 with context():
-                    output = model(inputs)
+                    output = call_model(model, inputs)
                 yield batch, output
     finally:
         model.train(was_training)
+
+
+def _target(batch: Any, data: Any) -> Tensor:
+    """The targets of an ``(inputs, targets)`` batch; a clear error for inputs alone."""
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[1], Tensor):
+        return batch[1]
+    raise ValueError(
+        "evaluate: data must give (inputs, targets) pairs (predict takes inputs alone). "
+        f"Received: data={type(data).__name__} giving batches of {_describe(batch)}"
+    )
+
+
+def _describe(batch: Any) -> str:
+    if isinstance(batch, (tuple, list)):
+        return f"{len(batch)} element(s)"
+    return type(batch).__name__
 
 
 def evaluate(
@@ -138,7 +154,7 @@ def evaluate(
     state = MetricState(resolve_metrics(metrics))
     chosen = _model_device(model, device)
     for batch, output in _outputs(model, _batches(data, batch_size, "data").epoch(0), chosen, amp):
-        target = batch[1]
+        target = _target(batch, data)
         if confusion_matrix and state.num_classes is None:
             state.num_classes = output.shape[1]
         state.update(loss_fn(output.float(), target), output, target, len(target))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +14,16 @@ from blockzoo._checks import check_choice
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["History", "resolve_mode"]
+__all__ = ["History", "new_figure", "resolve_mode"]
+
+
+def new_figure(owner: str, size: tuple[float, float]) -> Figure:
+    """A matplotlib ``Figure`` (no pyplot, so no GUI backend); an ImportError naming ``owner`` without matplotlib."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise ImportError(f"{owner} needs matplotlib: pip install 'blockzoo[train]'") from err
+    return Figure(figsize=size, layout="constrained")
 
 
 def resolve_mode(monitor: str, mode: str) -> str:
@@ -63,6 +72,10 @@ class History:
 
     def __contains__(self, key: object) -> bool:
         return any(key in r for r in self.rows)
+
+    def __iter__(self) -> Iterator[str]:
+        # the columns, as a dict's keys (without it, iteration would call history[0] and fail with a KeyError)
+        return iter(self.keys())
 
     def __getitem__(self, key: str) -> list[float]:
         if not any(key in r for r in self.rows):
@@ -138,13 +151,9 @@ class History:
         Raises:
             ImportError: matplotlib is missing (it comes with ``blockzoo[train]``).
         """
-        try:
-            from matplotlib.figure import Figure
-        except ImportError as err:
-            raise ImportError("History.plot needs matplotlib: pip install 'blockzoo[train]'") from err
         kinds = [k for k in ("loss", "accuracy") if any(f"{split}_{k}" in self.keys() for split in ("train", "val"))]
         kinds = kinds or ["loss"]
-        figure = Figure(figsize=(5.0 * len(kinds), 3.6), layout="constrained")
+        figure = new_figure("History.plot", (5.0 * len(kinds), 3.6))
         axes = figure.subplots(1, len(kinds), squeeze=False)[0]
         for ax, kind in zip(axes, kinds, strict=True):
             for split, label, style in (("train", "train", "-"), ("val", "validation", "--")):
@@ -155,7 +164,8 @@ class History:
             ax.set_xlabel("epoch")
             ax.set_ylabel(kind)
             ax.grid(alpha=0.3)
-            ax.legend()
+            if ax.get_legend_handles_labels()[0]:  # an empty history has nothing to label
+                ax.legend()
         if path is not None:
             figure.savefig(path, dpi=120)
         return figure

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from blockzoo._checks import check_number
+from blockzoo._names import did_you_mean
 from blockzoo._registry import Registry
 
 __all__ = ["LossLike", "MetricState", "MetricsLike", "resolve_loss", "resolve_metrics"]
@@ -99,11 +100,8 @@ def resolve_metrics(metrics: MetricsLike) -> dict[str, tuple[MetricFn, bool]]:
     for name, fn in items:
         if isinstance(fn, str):
             if fn not in _BUILTIN:
-                from blockzoo._names import close_matches
-
-                hint = close_matches(fn, list(_BUILTIN))
                 raise ValueError(
-                    f"unknown metric {fn!r}{hint}; the built-in ones are {sorted(_BUILTIN)}, "
+                    f"unknown metric {fn!r}.{did_you_mean(fn, _BUILTIN)} The built-in ones are {sorted(_BUILTIN)}, "
                     f"or pass a callable (output, target) -> batch mean. Received: metrics={list(metrics)!r}"
                 )
             resolved[name] = (_BUILTIN[fn], True)

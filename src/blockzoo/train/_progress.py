@@ -39,7 +39,7 @@ class Progress:
     """
 
     def __init__(self, progress: bool | str, *, epochs: int) -> None:
-        if progress not in (True, False, "bar", "lines"):
+        if not isinstance(progress, bool) and progress not in ("bar", "lines"):  # 1 == True: check the type
             raise ValueError(f"progress must be True, False, 'bar' or 'lines'. Received: progress={progress!r}")
         mode = "off" if progress is False else str(progress)
         if mode in ("True", "bar"):

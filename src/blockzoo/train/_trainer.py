@@ -12,10 +12,10 @@ import torch
 from torch import Tensor, nn
 
 from blockzoo._checks import check_choice, check_int, check_number
-from blockzoo._names import GlobsLike
+from blockzoo._names import GlobsLike, did_you_mean
 from blockzoo.errors import NonFiniteLossError
 from blockzoo.regularization import bind_optimizer, bound_optimizer, regularization_loss
-from blockzoo.train._batches import check_data, split_parts, to_device
+from blockzoo.train._batches import call_model, check_data, split_parts, to_device
 from blockzoo.train._callbacks import Callback
 from blockzoo.train._history import History
 from blockzoo.train._metrics import LossLike, MetricsLike, MetricState, resolve_loss, resolve_metrics
@@ -196,11 +196,9 @@ class Trainer:
                 if choice in columns:
                     return choice
         if monitor not in columns:
-            from blockzoo._names import close_matches
-
             raise ValueError(
-                f"monitor must be a column of this run's history{close_matches(str(monitor), columns)}; "
-                f"they are {columns}. Received: monitor={monitor!r}"
+                f"monitor must be a column of this run's history: {columns}.{did_you_mean(str(monitor), columns)} "
+                f"Received: monitor={monitor!r}"
             )
         return monitor
 
@@ -256,12 +254,7 @@ class Trainer:
         """The default step: ``(inputs, targets)``; several inputs as a tuple or dict of tensors."""
         inputs, target = batch[0], batch[1]
         with self._autocast():
-            if isinstance(inputs, Mapping):
-                output = self.model(**inputs)
-            elif isinstance(inputs, (tuple, list)):
-                output = self.model(*inputs)
-            else:
-                output = self.model(inputs)
+            output = call_model(self.model, inputs)
             loss = self.loss_fn(output, target)
         return StepOutput(loss, output, target)
 
