@@ -52,6 +52,23 @@ def interleave(fns: dict[str, Callable[[], object]], *, calls: int) -> dict[str,
     return samples
 
 
+def take_turns(fns: dict[str, Callable[[], float]], *, rounds: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Samples that each function measures itself, the functions taking turns round by round (rotating order).
+
+    For runs whose set-up (copying a model, building data) must stay outside
+    the timer: each function times what it is about and returns the seconds.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    names = list(fns)
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            samples[name].append(fns[name]())
+    return samples
+
+
 def median_ratio(a: list[float], b: list[float]) -> float:
     """Median over rounds of ``a / b``: each round's pair ran back to back."""
     return statistics.median(x / y for x, y in zip(a, b, strict=True))

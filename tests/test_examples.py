@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,4 +66,17 @@ def test_regularization_tutorial_narrows_the_generalization_gap(tmp_path: Path) 
     assert results["none"]["train_loss"][-1] < results["L2"]["train_loss"][-1]
     assert results["none"]["train_loss"][-1] < results["dropout"]["train_loss"][-1]
     assert gap("none") > gap("L2 + dropout")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cifar10_tutorial_trains_the_course_cnn_with_fit_and_plots(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "curves.png"
+    histories = load("cifar10_cnn").main(epochs=2, out=str(out), samples=256, progress=False)
+    assert set(histories) == ({"cpu", "cuda"} if torch.cuda.is_available() else {"cpu"})
+    cpu = histories["cpu"]
+    assert len(cpu) == 2
+    assert cpu["train_loss"][1] < cpu["train_loss"][0]
+    assert cpu.best()["val_accuracy"] > 0.3  # 10 classes: chance is 10%
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
