@@ -39,17 +39,19 @@ def test_transfer_learning_trains_only_the_head() -> None:
     assert result["val_accuracy"] > 0.8
 
 
+@pytest.mark.slow
 def test_custom_init_default_fails_where_kaiming_and_lsuv_train(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
     out = tmp_path / "init.png"
-    results = load("custom_init").main(epochs=6, out=str(out))
+    # SGD with momentum on this plain CNN is chaotic for the first epochs, and how long Kaiming takes to
+    # leave the plateau differs between CPUs (float rounding); twelve epochs leave it on every one we ran
+    results = load("custom_init").main(epochs=12, out=str(out))
     default, kaiming, lsuv = (results[name] for name in ("default", "kaiming", "lsuv"))
     # PyTorch's default init shrinks the signal through the ReLU layers; the other two keep it.
     assert default["stds"][-1] < 0.1 * kaiming["stds"][-1]
     assert all(abs(s - 1) < 0.1 for s in lsuv["stds"])
     assert kaiming["curve"][-1] < default["curve"][-1] - 0.3
-    # LSUV starts slower here (it overtakes Kaiming after about ten epochs; see docs/init.rst).
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
