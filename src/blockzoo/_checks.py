@@ -229,6 +229,13 @@ def check_int_tuple(name: str, value: Any, n: int, *, minimum: int = 1) -> tuple
     return tuple(int(v) for v in items)
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` if it is ``True`` or ``False`` (not merely truthy)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False. Received: {name}={value!r}")
+    return value
+
+
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     """``value`` if it is one of ``choices``."""
     if value not in choices:

@@ -308,7 +308,7 @@ def test_out_dir_holds_the_run(small, tmp_path: Path) -> None:
     assert config["fit"]["epochs"] == 2
     assert config["run"] == {"data": "x"}
     state = torch.load(tmp_path / "state.pt", weights_only=True)
-    assert state["position"] == {"epoch": 2, "batch": 0, "global_step": 10, "elapsed": 0.0}
+    assert state["position"] == {"epoch": 2, "batch": 0, "global_step": 10, "elapsed": 0.0, "last_lr": 0.001}
 
 
 @pytest.mark.parametrize("source", ["tensors", "dataset", "loader"])
@@ -537,3 +537,121 @@ def test_discriminative_learning_rates_through_an_optimizer_dict(small) -> None:
     assert trainer.optimizer is not None
     lrs = sorted({g["lr"] for g in trainer.optimizer.param_groups})
     assert lrs == pytest.approx([1e-3, 1e-2])
+
+
+class _Augmented(Dataset):
+    """Digits with a random flip drawn from torch's RNG: where the draws come from matters for resume."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        flip = bool(torch.rand(()) < 0.5)
+        return (self.x[i].flip(-1) if flip else self.x[i]), self.y[i]
+
+
+@pytest.mark.parametrize("source", ["no seed", "loader with a generator", "workers with augmentation", "compiled"])
+def test_resume_is_exact_in_the_harder_cases(small, tmp_path: Path, source: str) -> None:
+    x, y, xv, yv = small
+    x, y = x[:160], y[:160]
+    options: dict[str, object] = {"val_data": (xv, yv), "epochs": 2, "batch_size": 32, "progress": False}
+    data: object = (x, y)
+    if source == "loader with a generator":
+        data = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(3))
+        options["seed"] = 1
+    elif source == "workers with augmentation":
+        data = _Augmented(x, y)
+        options.update(seed=1, num_workers=2)
+
+    def run(model: nn.Module, **extra: object) -> History:
+        if isinstance(data, DataLoader):  # a fresh loader each time, its generator where it started
+            assert data.generator is not None
+            data.generator.manual_seed(3)
+        return fit(model, data, **{**options, **extra})
+
+    torch.manual_seed(21)
+    reference = cnn(drop_rate=0.3)
+    expected = run(reference)
+    torch.manual_seed(21)
+    with pytest.raises(KeyboardInterrupt):
+        run(cnn(drop_rate=0.3), out_dir=tmp_path, callbacks=[InterruptAt(2, 1)])
+    torch.manual_seed(5)
+    resumed = cnn(seed=99, drop_rate=0.3)
+    history = run(resumed, resume=tmp_path)
+    assert same_weights(resumed, reference)
+    assert rows(history) == rows(expected)
+
+
+def test_a_nan_between_log_intervals_is_caught_before_any_checkpoint(small, tmp_path: Path) -> None:
+    x, y, _, _ = small
+    calls = {"n": 0}
+
+    def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        value = F.cross_entropy(output, target)
+        return value * math.inf if calls["n"] == 5 + 2 else value  # epoch 2, batch 2
+
+    class AsOnAGpu(Callback):  # read the loss only at log intervals, as on a GPU
+        def on_fit_start(self, trainer: Trainer) -> None:
+            trainer.check_each_step = False
+
+    with pytest.raises(NonFiniteLossError, match=r"the loss became NaN or infinite at epoch 2, batch 2 of 5"):
+        fit(cnn(), (x, y), epochs=3, loss=loss, log_every=4, progress=False, out_dir=tmp_path, callbacks=[AsOnAGpu()])
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert state["position"]["epoch"] == 1  # the last checkpoint is the end of epoch 1
+
+
+def test_early_stopping_ends_a_run_that_stays_ended_and_restore_best(small, tmp_path: Path) -> None:
+    x, y, xv, yv = small
+    from blockzoo.train import EarlyStopping
+
+    model = cnn()
+    history = fit(
+        model,
+        (x, y),
+        val_data=(xv, yv),
+        epochs=30,
+        lr=0.2,
+        optimizer="sgd",
+        monitor="val_loss",
+        callbacks=[EarlyStopping(patience=1)],
+        restore_best=True,
+        progress=False,
+        out_dir=tmp_path,
+    )
+    assert len(history) < 30
+    assert same_weights(model, blockzoo.load_weights(cnn(), tmp_path / "best.safetensors"))
+    again = fit(
+        cnn(seed=2),
+        (x, y),
+        val_data=(xv, yv),
+        epochs=30,
+        lr=0.2,
+        optimizer="sgd",
+        monitor="val_loss",
+        callbacks=[EarlyStopping(patience=1)],
+        restore_best=True,
+        progress=False,
+        resume=tmp_path,
+    )
+    assert rows(again) == rows(history)
+
+
+def test_more_bad_options(small) -> None:
+    x, y, _, _ = small
+    model = cnn()
+    with pytest.raises(TypeError, match=r"compile must be True or False. Received: compile='max-autotune'"):
+        fit(model, (x, y), epochs=1, compile="max-autotune")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device 'cuda' is not here: torch sees no CUDA device"):
+            fit(model, (x, y), epochs=1, device="cuda")
+    other = torch.optim.SGD(cnn().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"the scheduler drives another optimizer"):
+        fit(model, (x, y), epochs=1, scheduler=torch.optim.lr_scheduler.StepLR(other, 1))
+    with pytest.raises(
+        ValueError, match=r"warmup_steps counts optimizer steps, and the 'step' schedule steps per epoch"
+    ):
+        fit(model, (x, y), epochs=1, scheduler={"name": "step", "step_size": 1, "warmup_steps": 3})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 from collections.abc import Callable, Iterator, Mapping, Sized
 from typing import Any, TypeAlias
 
@@ -116,23 +117,35 @@ class Batches:
             return len(self.loader)
         return -(-len(self) // self.batch_size)
 
+    @property
+    def replays(self) -> bool:
+        """Whether skipping batches means drawing them again (a ``DataLoader``), rather than indexing past them."""
+        return self.tensors is None
+
     def epoch(self, epoch: int, *, skip: int = 0) -> Iterator[Any]:
-        """The batches of ``epoch``, without its first ``skip`` batches."""
-        if self.sampler is not None:
+        """The batches of ``epoch``, without its first ``skip`` batches.
+
+        Tensors are indexed past the skipped batches. A ``DataLoader`` cannot
+        seek, so its first ``skip`` batches are drawn and dropped: with the
+        RNG and generator states of the epoch's start put back first (``fit``
+        does), they are the batches the interrupted run drew, and the workers
+        get the same seeds and the same batches as before.
+        """
+        if self.tensors is not None and self.sampler is not None:
             # skipping every batch of an epoch whose last batch is short passes the end: stop there
             self.sampler.set_epoch(epoch, start=min(skip * self.batch_size, self.sampler.length))
-            if self.tensors is not None:
-                return self._tensor_batches(self.tensors, self.sampler.order())
+            return self._tensor_batches(self.tensors, self.sampler.order())
         if self.loader is None:  # pragma: no cover - every source has tensors or a loader
             raise RuntimeError("Batches has neither tensors nor a loader")
         if self.sampler is not None:
-            return iter(self.loader)
-        set_epoch = getattr(getattr(self.loader, "sampler", None), "set_epoch", None)
-        if callable(set_epoch):  # DistributedSampler and its kind
-            set_epoch(epoch)
+            self.sampler.set_epoch(epoch)
+        else:
+            set_epoch = getattr(getattr(self.loader, "sampler", None), "set_epoch", None)
+            if callable(set_epoch):  # DistributedSampler and its kind
+                set_epoch(epoch)
         batches = iter(self.loader)
-        for _ in range(skip):  # a foreign loader cannot seek: replay its order (fit restored the RNG)
-            next(batches)
+        for _ in range(skip):
+            next(batches, None)
         return batches
 
     def _tensor_batches(self, tensors: tuple[Tensor, ...], order: Tensor) -> Iterator[tuple[Tensor, ...]]:
@@ -141,17 +154,42 @@ class Batches:
         for index in torch.split(order, self.batch_size):
             yield tuple(t[index] for t in tensors)
 
-    def state_dict(self) -> dict[str, Tensor]:
-        """The loader generator's state (it seeds the workers)."""
-        return {"generator": self.generator.get_state()}
+    def generators(self) -> list[torch.Generator]:
+        """Every generator the batches draw from: ours (worker seeds), and a user loader's and its sampler's."""
+        found: dict[int, torch.Generator] = {id(self.generator): self.generator}
+        if self.sampler is None and self.loader is not None:
+            for owner in (self.loader, self.loader.sampler, getattr(self.loader, "batch_sampler", None)):
+                candidate = getattr(owner, "generator", None)
+                if isinstance(candidate, torch.Generator):
+                    found.setdefault(id(candidate), candidate)
+                inner = getattr(getattr(owner, "sampler", None), "generator", None)
+                if isinstance(inner, torch.Generator):
+                    found.setdefault(id(inner), inner)
+        return list(found.values())
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Restore :meth:`state_dict`."""
-        self.generator.set_state(state["generator"])
+    def state_dict(self) -> dict[str, Any]:
+        """The shuffle's seed and every generator's state."""
+        seed = self.sampler.seed if self.sampler is not None else None
+        return {"seed": seed, "generators": [g.get_state() for g in self.generators()]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (of the same data source)."""
+        generators = self.generators()
+        if len(generators) != len(state["generators"]):
+            raise ValueError(
+                "the data's loader has other random generators than the run's that is resumed; "
+                f"pass the same data. Received: {len(generators)} generators, "
+                f"the run had {len(state['generators'])}"
+            )
+        if self.sampler is not None and state["seed"] is not None:
+            self.sampler.seed = int(state["seed"])
+        for generator, saved in zip(generators, state["generators"], strict=True):
+            generator.set_state(saved)
 
 
 def seed_worker(worker_id: int) -> None:
-    """Seed Python's and numpy's RNGs in a DataLoader worker from the seed torch gave it."""
+    """Seed Python's and numpy's RNGs in a DataLoader worker from the seed torch gave it; leave Ctrl-C to the main process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process stops the run; a worker just ends with it
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     try:
@@ -199,14 +237,19 @@ def check_data(data: Any, name: str) -> Any:
     )
 
 
-def to_device(batch: Any, device: torch.device, *, non_blocking: bool = False) -> Any:
-    """``batch`` with every tensor in it (in tuples, lists and dicts) on ``device``."""
+def to_device(
+    batch: Any, device: torch.device, *, non_blocking: bool = False, memory_format: torch.memory_format | None = None
+) -> Any:
+    """``batch`` with every tensor in it (in tuples, named tuples, lists and dicts) on ``device``; 4-D ones in ``memory_format`` when given."""
     if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=non_blocking)
+        batch = batch.to(device, non_blocking=non_blocking)
+        return batch.contiguous(memory_format=memory_format) if memory_format is not None and batch.ndim == 4 else batch
     if isinstance(batch, dict):
-        return {k: to_device(v, device, non_blocking=non_blocking) for k, v in batch.items()}
+        return {
+            k: to_device(v, device, non_blocking=non_blocking, memory_format=memory_format) for k, v in batch.items()
+        }
     if isinstance(batch, (tuple, list)):
-        moved = [to_device(v, device, non_blocking=non_blocking) for v in batch]
+        moved = [to_device(v, device, non_blocking=non_blocking, memory_format=memory_format) for v in batch]
         if isinstance(batch, tuple) and type(batch) is not tuple:  # a named tuple takes its fields one by one
             return type(batch)(*moved)
         return type(batch)(moved)

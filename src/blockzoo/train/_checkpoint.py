@@ -20,6 +20,7 @@ __all__ = [
     "STATE",
     "capture_rng",
     "load_state",
+    "replace_file",
     "restore_rng",
     "save_state",
     "unwrap",
@@ -44,15 +45,17 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def capture_rng() -> dict[str, Any]:
-    """Every RNG state that training draws from: torch (CPU and each CUDA device), Python's ``random`` and numpy's legacy global one."""
+def capture_rng(device: torch.device | None = None) -> dict[str, Any]:
+    """Every RNG state that training draws from: torch's CPU one (and ``device``'s, for a CUDA device), Python's ``random`` and numpy's legacy global one."""
     version, words, gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        state["cuda"] = torch.cuda.get_rng_state(index)
+        state["cuda_index"] = index
     try:
         import numpy as np
     except ImportError:  # numpy is optional for torch
@@ -75,7 +78,7 @@ def restore_rng(state: dict[str, Any]) -> None:
     python = state["python"]
     random.setstate((python["version"], tuple(python["words"].tolist()), python["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"], state["cuda_index"])
     if "numpy" in state:
         import numpy as np
 
@@ -84,7 +87,7 @@ def restore_rng(state: dict[str, Any]) -> None:
         np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["cached"]))
 
 
-def _replace(path: Path, write: Any) -> Path:
+def replace_file(path: Path, write: Any) -> Path:
     """Write to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
     tmp = path.with_name(f".tmp-{path.name}")  # the same suffix, for writers that check it
     write(tmp)
@@ -95,17 +98,17 @@ def _replace(path: Path, write: Any) -> Path:
 def write_weights(model: nn.Module, path: Path) -> Path:
     """``save_weights`` of the unwrapped model, atomically."""
     module = unwrap(model)
-    return _replace(path, lambda tmp: save_weights(module, tmp))
+    return replace_file(path, lambda tmp: save_weights(module, tmp))
 
 
 def write_json(data: Any, path: Path) -> Path:
     """JSON, atomically."""
-    return _replace(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1, default=str) + "\n"))
+    return replace_file(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1, default=str) + "\n"))
 
 
 def save_state(state: dict[str, Any], path: Path) -> Path:
     """``torch.save`` of plain containers and tensors, atomically."""
-    return _replace(path, lambda tmp: torch.save(state, tmp))
+    return replace_file(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_state(path: Path) -> dict[str, Any]:

@@ -337,15 +337,15 @@ def _put_back(
     model: nn.Module, optimizer: torch.optim.Optimizer | None, device: torch.device | None
 ) -> Iterator[torch.device]:
     """Run the body on ``device`` (``None``: where the model is), then put everything it changes back."""
-    rng = capture_rng()
+    first = next(model.parameters(), None)
+    home = first.device if first is not None else torch.device("cpu")
+    rng = capture_rng(device if device is not None else home)
     modes = [(m, m.training) for m in model.modules()]
     params = {name: p.detach().clone() for name, p in model.named_parameters()}
     grads = {name: None if p.grad is None else p.grad.detach().clone() for name, p in model.named_parameters()}
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     steps = [(a, a.step) for a in attachments(model)]
     optimizer_state = None if optimizer is None else copy.deepcopy(optimizer.state_dict())
-    first = next(model.parameters(), None)
-    home = first.device if first is not None else torch.device("cpu")
     moved = device is not None and device != home
     try:
         if moved:

@@ -36,12 +36,13 @@ class Progress:
         progress: ``True`` (a bar in a terminal, lines otherwise), ``False``,
             ``"bar"`` or ``"lines"``.
         epochs: The epochs of the run.
+        show: False in every process but the first of a distributed run.
     """
 
-    def __init__(self, progress: bool | str, *, epochs: int) -> None:
+    def __init__(self, progress: bool | str, *, epochs: int, show: bool = True) -> None:
         if not isinstance(progress, bool) and progress not in ("bar", "lines"):  # 1 == True: check the type
             raise ValueError(f"progress must be True, False, 'bar' or 'lines'. Received: progress={progress!r}")
-        mode = "off" if progress is False else str(progress)
+        mode = "off" if progress is False or not show else str(progress)
         if mode in ("True", "bar"):
             mode = "bar" if _has_tqdm() and (progress == "bar" or sys.stderr.isatty()) else "lines"
         self.mode = mode

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,6 +26,7 @@ from blockzoo.train._batches import Batches
 from blockzoo.train._checkpoint import (
     capture_rng,
     load_state,
+    replace_file,
     restore_rng,
     save_state,
     unwrap,
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["Run", "RunFiles", "interrupt_guard"]
 
 #: Options that may differ when resuming: they do not change what the run computes.
-_FREE_ON_RESUME = {"device", "num_workers"}
+_FREE_ON_RESUME = {"device"}
 
 
 class RunFiles:
@@ -104,6 +106,7 @@ def _deterministic(enabled: bool) -> Iterator[None]:
         yield
         return
     before = torch.are_deterministic_algorithms_enabled()
+    workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     # cuBLAS needs a fixed workspace for deterministic matmuls (torch's reproducibility notes); it reads this
     # when it makes its handle, so it takes effect unless CUDA already ran a matmul in this process
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -112,6 +115,8 @@ def _deterministic(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(before)
+        if workspace is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
 class Run:
@@ -126,6 +131,7 @@ class Run:
         self.resumed: dict[str, Any] | None = None
         self.partial: dict[str, Any] | None = None
         self.elapsed = 0.0
+        self.epoch_start: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ set-up
 
@@ -160,6 +166,7 @@ class Run:
         t._trainable = [p for p in module.parameters() if p.requires_grad]
         self.steps_per_epoch = -(-self.train.num_batches() // t.accumulate)
         t._build_optimizer(self.steps_per_epoch)
+        module.zero_grad(set_to_none=True)  # gradients left by the caller's own steps are not this run's
         t._setup_precision()
         if t.ema_decay is not None:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -186,13 +193,14 @@ class Run:
 
             first = default_collate([train.dataset[0]])
             x = first[0] if isinstance(first, (tuple, list)) else None
-        else:
-            first = next(iter(ready(train.loader, "the loader")), None)
-            if first is None:
-                raise ValueError("train_data: the DataLoader gives no batch. Received: an empty DataLoader")
+        else:  # a user's loader: collate its first sample, so that neither its workers nor its RNG move
+            loader = ready(train.loader, "the loader")
+            if isinstance(loader.dataset, Sized) and not len(loader.dataset):
+                raise ValueError("train_data: the DataLoader's data set is empty. Received: an empty DataLoader")
+            if not (isinstance(loader.dataset, Sized) and hasattr(loader.dataset, "__getitem__")):
+                return  # an iterable data set: nothing to look at without drawing from it
+            first = loader.collate_fn([loader.dataset[0]])
             x = first[0] if isinstance(first, (tuple, list)) else None
-            if isinstance(first, (tuple, list)) and len(first) > 1 and isinstance(first[1], Tensor):
-                targets = first[1]
         data = train.dataset if train.dataset is not None else getattr(train.loader, "dataset", None)
         check_model_fits(self.t.module, x, targets, data)
 
@@ -243,7 +251,7 @@ class Run:
         files = ready(t.files, "the run's folder")
         optimizer = ready(t.optimizer, "the optimizer")
         try:
-            load_weights(t.module, files.last)
+            load_weights(unwrap(t.module), files.last)
         except CheckpointError as err:
             raise CheckpointError(f"resume: the last weights in {files.root} do not fit the model: {err}") from err
         optimizer.load_state_dict(state["optimizer"])
@@ -253,35 +261,55 @@ class Run:
             t.scaler.load_state_dict(state["scaler"])
         if t.ema is not None:
             t.ema.load_state_dict(state["ema"])
-        for cb, cb_state in zip(t.callbacks, state["callbacks"], strict=False):
-            cb.load_state_dict(cb_state)
+        stateful = [cb for cb in t.callbacks if cb.state_dict()]  # the ones with something to resume
+        kinds = [type(cb).__qualname__ for cb in stateful]
+        saved = [entry["kind"] for entry in state["callbacks"]]
+        if kinds != saved:
+            raise ValueError(
+                f"resume: the run in {files.root} kept the state of the callbacks {saved}; pass the same ones, in "
+                f"the same order (callbacks without state may change). Received: callbacks with state {kinds}"
+            )
+        for cb, entry in zip(stateful, state["callbacks"], strict=True):
+            cb.load_state_dict(entry["state"])
         t.history = History.from_state_dict(state["history"])
         self.train.load_state_dict(state["batches"])
         self.best_value = state["best_value"]
         if t.restore_best and files.best.is_file():
-            from safetensors.torch import load_file
-
-            self.best_state = load_file(files.best)
+            best = load_weights(copy.deepcopy(unwrap(t.module)), files.best)
+            self.best_state = {k: v.detach() for k, v in best.state_dict().items()}
         position = state["position"]
         self.start_epoch, self.skip = int(position["epoch"]), int(position["batch"])
         t.global_step = int(position["global_step"])
+        t.last_lr = float(position["last_lr"])
+        t.stop_reason = state["stop_reason"]
         self.partial = state.get("metrics")
-        self.epoch_start_rng = state["rng_epoch_start"]
-        self.elapsed = float(position.get("elapsed", 0.0))
+        self.epoch_start = state["epoch_start"]
+        self.elapsed = float(position["elapsed"])
         restore_rng(state["rng"])
 
     def _state(self, epoch: int, batch: int, metrics: MetricState | None, elapsed: float) -> dict[str, Any]:
         t = self.t
         state: dict[str, Any] = {
             "options": t.options(),
-            "position": {"epoch": epoch, "batch": batch, "global_step": t.global_step, "elapsed": elapsed},
+            "position": {
+                "epoch": epoch,
+                "batch": batch,
+                "global_step": t.global_step,
+                "elapsed": elapsed,
+                "last_lr": t.last_lr,
+            },
+            "stop_reason": t.stop_reason,
             "optimizer": ready(t.optimizer, "the optimizer").state_dict(),
-            "callbacks": [cb.state_dict() for cb in t.callbacks],
+            "callbacks": [
+                {"kind": type(cb).__qualname__, "state": cb_state}
+                for cb in t.callbacks
+                if (cb_state := cb.state_dict())
+            ],
             "history": t.history.state_dict(),
             "batches": self.train.state_dict(),
             "best_value": self.best_value,
-            "rng": capture_rng(),
-            "rng_epoch_start": self.epoch_start_rng,
+            "rng": capture_rng(t.device),
+            "epoch_start": self.epoch_start,
         }
         if t.schedule is not None:
             state["scheduler"] = t.schedule.scheduler.state_dict()
@@ -301,20 +329,20 @@ class Run:
         write_weights(self.t.module, files.last)
         if self.t.ema is not None:
             write_weights(self.t.ema.module, files.ema)
-        self.t.history.to_json(files.history)
+        replace_file(files.history, self.t.history.to_json)
         save_state(self._state(epoch, batch, metrics, elapsed), files.state)
 
     # ------------------------------------------------------------------- epochs
 
     def execute(self) -> History:
         t = self.t
-        self.epoch_start_rng = capture_rng()
         with interrupt_guard.installed(), _deterministic(t.deterministic):
             try:
                 self.setup()
                 for cb in t.callbacks:
                     cb.on_fit_start(t)
-                for epoch in range(self.start_epoch, t.epochs):
+                first = self.start_epoch if t.stop_reason is None else t.epochs  # a stopped run stays stopped
+                for epoch in range(first, t.epochs):
                     self.one_epoch(epoch)
                     if t.stop_reason is not None:
                         t.progress.message(t.stop_reason)
@@ -327,8 +355,8 @@ class Run:
         t = self.t
         t.epoch = epoch + 1
         skip, self.skip = self.skip, 0
-        if skip == 0:
-            self.epoch_start_rng = capture_rng()
+        if skip == 0:  # what the epoch's batches are drawn from, for a resumed run to draw them again
+            self.epoch_start = {"rng": capture_rng(t.device), "batches": self.train.state_dict()}
         for cb in t.callbacks:
             cb.on_epoch_start(t, t.epoch)
         # regularization_loss is read at each step when anything is attached (callbacks may attach more)
@@ -375,13 +403,17 @@ class Run:
         raise KeyboardInterrupt from None
 
     def _epoch_batches(self, epoch: int, skip: int) -> Iterator[Any]:
-        if skip and self.train.sampler is None:  # a user's loader: replay its order from the epoch's RNG state
-            now = capture_rng()
-            restore_rng(self.epoch_start_rng)
-            batches = self.train.epoch(epoch, skip=skip)
-            restore_rng(now)
-            return batches
-        return self.train.epoch(epoch, skip=skip)
+        if not (skip and self.train.replays):
+            return self.train.epoch(epoch, skip=skip)
+        # a DataLoader draws its skipped batches again, from the states of the epoch's start; then the
+        # states of the moment the run stopped come back
+        now = {"rng": capture_rng(self.t.device), "batches": self.train.state_dict()}
+        restore_rng(self.epoch_start["rng"])
+        self.train.load_state_dict(self.epoch_start["batches"])
+        batches = self.train.epoch(epoch, skip=skip)
+        restore_rng(now["rng"])
+        self.train.load_state_dict(now["batches"])
+        return batches
 
     def _row(self, epoch: int, metrics: MetricState, train_seconds: float, started: float) -> dict[str, float]:
         t = self.t
@@ -422,7 +454,7 @@ class Run:
             if t.restore_best and self.best_state is not None:
                 unwrap(t.module).load_state_dict(self.best_state)
             if t.files is not None and is_main_process() and len(t.history) and t.files.root.is_dir():
-                t.history.to_json(t.files.history)
+                replace_file(t.files.history, t.history.to_json)
                 _plot(t.history, t.files.curves)
         finally:
             binding = getattr(t, "_binding", None)
@@ -453,7 +485,7 @@ def _plot(history: History, path: Path) -> None:
         import matplotlib  # noqa: F401
     except ImportError:  # curves need the train extra; the rest of the run is saved
         return
-    history.plot(path)
+    replace_file(path, history.plot)
 
 
 def _seed_everything(seed: int) -> None:

@@ -53,9 +53,16 @@ def resolve_device(device: str | torch.device) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        return torch.device(device)
+        chosen = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device must be 'auto' or a torch device. Received: device={device!r}") from err
+    if chosen.type == "cuda" and (not torch.cuda.is_available() or (chosen.index or 0) >= torch.cuda.device_count()):
+        found = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA device"
+        raise ValueError(f"device {str(chosen)!r} is not here: torch sees {found}. Received: device={device!r}")
+    mps = getattr(torch.backends, "mps", None)
+    if chosen.type == "mps" and not (mps is not None and mps.is_available()):
+        raise ValueError(f"device 'mps' is not here: torch sees no Apple GPU. Received: device={device!r}")
+    return chosen
 
 
 def resolve_optimizer(
@@ -118,10 +125,16 @@ def resolve_scheduler(
     if scheduler is None:
         return None
     if isinstance(scheduler, (lr_scheduler.LRScheduler, lr_scheduler.ReduceLROnPlateau)):
+        if scheduler.optimizer is not optimizer:
+            raise ValueError(
+                "the scheduler drives another optimizer than the one fit trains with; build it on the optimizer "
+                "you pass as optimizer=, or pass its name (or a dict) and fit builds it. "
+                f"Received: scheduler={type(scheduler).__name__}"
+            )
         default = "step" if isinstance(scheduler, lr_scheduler.OneCycleLR) else "epoch"
         if isinstance(scheduler, lr_scheduler.ReduceLROnPlateau) and interval == "step":
             raise ValueError(
-                "a plateau schedule reads the epoch's metric: it steps per epoch. Received: interval='step'"
+                "a plateau schedule reads the epoch's metric: it steps per epoch. Received: scheduler_interval='step'"
             )
         return Schedule(scheduler, interval or default)
     if isinstance(scheduler, str):
@@ -139,11 +152,17 @@ def resolve_scheduler(
     from blockzoo.optim._schedulers import canonical_schedule
 
     known = SCHEDULE_INTERVAL.get(canonical_schedule(name), "epoch")
-    chosen = interval or ("step" if options.get("warmup_steps") else known or "epoch")
+    chosen = interval or known
+    if options.get("warmup_steps") and chosen == "epoch":
+        raise ValueError(
+            f"warmup_steps counts optimizer steps, and the {name!r} schedule steps per epoch (its sizes and "
+            "milestones count epochs); warm up a per-step schedule (cosine, onecycle, constant), or pass "
+            f"scheduler_interval='step' and give its sizes in steps. Received: warmup_steps={options['warmup_steps']}"
+        )
     if canonical_schedule(name) == "plateau":
         if chosen == "step":
             raise ValueError(
-                "a plateau schedule reads the epoch's metric: it steps per epoch. Received: interval='step'"
+                "a plateau schedule reads the epoch's metric: it steps per epoch. Received: scheduler_interval='step'"
             )
         options.setdefault("mode", mode)
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from blockzoo._checks import check_choice, check_int, check_number
+from blockzoo._checks import check_bool, check_choice, check_int, check_number
 from blockzoo._names import GlobsLike, did_you_mean
 from blockzoo.errors import NonFiniteLossError
 from blockzoo.regularization import bind_optimizer, bound_optimizer, regularization_loss
@@ -20,7 +19,7 @@ from blockzoo.train._callbacks import Callback
 from blockzoo.train._history import History
 from blockzoo.train._metrics import LossLike, MetricsLike, MetricState, resolve_loss, resolve_metrics
 from blockzoo.train._progress import Progress
-from blockzoo.train._run import Run, RunFiles, interrupt_guard, ready
+from blockzoo.train._run import Run, RunFiles, interrupt_guard, is_main_process, ready
 from blockzoo.train._setup import (
     Schedule,
     autocast,
@@ -141,16 +140,16 @@ class Trainer:
         self.metrics = resolve_metrics(metrics)
         self.monitor = self._resolve_monitor(monitor, ema)
         self.history = History(monitor=self.monitor, mode=mode)
-        self.restore_best = bool(restore_best)
+        self.restore_best = check_bool("restore_best", restore_best)
         self.ema_decay = None if ema is None else check_number("ema", ema, low=0, high=1, low_open=True, high_open=True)
         self.accumulate = check_int("accumulate", accumulate, low=1)
         self.freeze = freeze
         self.grad_clip = check_number("grad_clip", grad_clip, low=0, low_open=True, allow_none=True)
         self.device = resolve_device(device)
         self.amp = None if amp is None else check_choice("amp", amp, ("bf16", "fp16"))
-        self.channels_last = bool(channels_last)
-        self.compile = bool(compile)
-        self.deterministic = bool(deterministic)
+        self.channels_last = check_bool("channels_last", channels_last)
+        self.compile = check_bool("compile", compile)
+        self.deterministic = check_bool("deterministic", deterministic)
         self.num_workers = check_int("num_workers", num_workers, low=0)
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
@@ -160,7 +159,7 @@ class Trainer:
             if step is not None and not callable(step):
                 raise TypeError(f"{name} must be a callable (trainer, batch) -> StepOutput. Received: {step!r}")
         self._train_step_fn, self._eval_step_fn = train_step, eval_step
-        self.progress = Progress(progress, epochs=self.epochs)
+        self.progress = Progress(progress, epochs=self.epochs, show=is_main_process())
         self.log_every = check_int("log_every", log_every, low=1)
         self.seed = check_int("seed", seed, low=0, allow_none=True)
         self.files = None if out_dir is None else RunFiles(Path(out_dir))
@@ -176,6 +175,8 @@ class Trainer:
         self.global_step = 0
         self.batch_index = 0
         self.last_lr = math.nan
+        #: read each step's loss on the host (free on a CPU); elsewhere only at log intervals, so no step syncs
+        self.check_each_step = self.device.type == "cpu"
         self.stop_reason: str | None = None
         self._trainable: list[nn.Parameter] = []
         self._penalties = False
@@ -243,12 +244,9 @@ class Trainer:
     # -------------------------------------------------------------- the steps
 
     def move_batch(self, batch: Any) -> Any:
-        """``batch`` on the training device (and in channels_last when asked)."""
-        batch = to_device(batch, self.device, non_blocking=self.device.type == "cuda")
-        first = batch[0] if isinstance(batch, (tuple, list)) and batch else None
-        if self.channels_last and isinstance(first, Tensor) and first.ndim == 4:
-            batch = type(batch)([batch[0].contiguous(memory_format=torch.channels_last), *batch[1:]])
-        return batch
+        """``batch`` on the training device (its 4-D tensors in channels_last when asked)."""
+        memory = torch.channels_last if self.channels_last else None
+        return to_device(batch, self.device, non_blocking=self.device.type == "cuda", memory_format=memory)
 
     def forward(self, batch: Any) -> StepOutput:
         """The default step: ``(inputs, targets)``; several inputs as a tuple or dict of tensors."""
@@ -337,7 +335,8 @@ class Trainer:
     def _train_batches(self, batches: Iterator[Any], first: int, total: int, state: MetricState) -> None:
         """One epoch's training batches, from batch ``first`` of ``total``."""
         self.model.train()
-        check_each = self.device.type == "cpu"  # reading a CPU tensor costs no device sync
+        check_each = self.check_each_step
+        self._first_bad: Tensor | None = None  # elsewhere: the first non-finite batch, read at log intervals
         shown = first
         for index, batch in enumerate(batches, start=first):
             batch = self.move_batch(batch)
@@ -347,7 +346,9 @@ class Trainer:
             result = self._run_step(self._train_step_fn, self.train_step, batch)
             loss = result.loss + regularization_loss(self.module) if self._penalties else result.loss
             if check_each:
-                self._check_finite(result.loss, index, total)
+                self._check_finite(loss, index, total)  # before backward: no step takes a NaN
+            else:
+                self._mark_non_finite(loss, index)
             scaled = loss / group_size if group_size > 1 else loss
             (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()  # type: ignore[no-untyped-call]
             if index + 1 == group_end:
@@ -356,12 +357,12 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_batch_end(self, index, result)
             self.batch_index = index + 1
-            if (index + 1) % self.log_every == 0 or index + 1 == total:
-                if not check_each:
-                    self._check_finite(result.loss, index, total)
+            stopping = index + 1 == group_end and (self._interrupted() or self.stop_reason is not None)
+            if (index + 1) % self.log_every == 0 or index + 1 == total or stopping:
+                self._raise_if_marked(total)  # before any checkpoint: never save what a NaN step made
                 self.progress.advance(index + 1 - shown, float(result.loss.detach()))
                 shown = index + 1
-            if index + 1 == group_end and (self._interrupted() or self.stop_reason is not None):
+            if stopping:
                 if self._interrupted():
                     raise _Stop
                 break
@@ -373,10 +374,21 @@ class Trainer:
         first = batch[0] if isinstance(batch, (tuple, list)) else batch
         return len(first) if isinstance(first, Tensor) else 1
 
+    def _mark_non_finite(self, loss: Tensor, index: int) -> None:
+        """Remember, on the device and without a sync, the first batch whose loss is not finite."""
+        mark = torch.where(torch.isfinite(loss.detach()), -1, index)
+        self._first_bad = mark if self._first_bad is None else torch.where(self._first_bad >= 0, self._first_bad, mark)
+
+    def _raise_if_marked(self, total: int) -> None:
+        if self._first_bad is not None and (index := int(self._first_bad)) >= 0:
+            self._non_finite("NaN or infinite", index, total)
+
     def _check_finite(self, loss: Tensor, index: int, total: int) -> None:
         value = float(loss.detach())
-        if math.isfinite(value):
-            return
+        if not math.isfinite(value):
+            self._non_finite(str(value), index, total)
+
+    def _non_finite(self, value: str, index: int, total: int) -> None:
         raise NonFiniteLossError(
             f"the loss became {value} at epoch {self.epoch}, batch {index + 1} of {total}: training stopped. "
             + (
@@ -411,7 +423,44 @@ class Trainer:
         return interrupt_guard.requested
 
 
-def fit(model: nn.Module, train_data: Any, **options: Any) -> History:
+def fit(
+    model: nn.Module,
+    train_data: Any,
+    *,
+    val_data: Any = None,
+    epochs: int,
+    batch_size: int = 64,
+    optimizer: Any = "adamw",
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    scheduler: Any = None,
+    scheduler_interval: str | None = None,
+    loss: LossLike = "cross_entropy",
+    metrics: MetricsLike = ("accuracy",),
+    monitor: str | None = None,
+    mode: str = "auto",
+    restore_best: bool = False,
+    ema: float | None = None,
+    accumulate: int = 1,
+    label_smoothing: float = 0.0,
+    freeze: GlobsLike = None,
+    grad_clip: float | None = None,
+    device: str | torch.device = "auto",
+    amp: str | None = None,
+    channels_last: bool = False,
+    compile: bool = False,
+    deterministic: bool = False,
+    num_workers: int = 0,
+    callbacks: Sequence[Callback] = (),
+    train_step: StepFn | None = None,
+    eval_step: StepFn | None = None,
+    progress: bool | str = True,
+    log_every: int = 50,
+    seed: int | None = None,
+    out_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> History:
     """Train ``model`` on ``train_data`` and return its :class:`~blockzoo.train.History`.
 
     Each epoch trains on every batch once, then measures the validation data;
@@ -426,9 +475,6 @@ def fit(model: nn.Module, train_data: Any, **options: Any) -> History:
         train_data: An ``(inputs, targets)`` pair of tensors, a ``Dataset``, a
             ``DataLoader``, or a :func:`~blockzoo.data.digits` split (whose
             validation part is the ``val_data`` when none is given).
-        **options: The keyword arguments below (:class:`Trainer` takes the same).
-
-    Keyword Args:
         val_data: The same kinds, measured after each epoch.
         epochs: Passes over ``train_data``.
         batch_size: Samples per batch (a ``DataLoader`` keeps its own).
@@ -494,10 +540,40 @@ def fit(model: nn.Module, train_data: Any, **options: Any) -> History:
         >>> len(history), history.best()["val_accuracy"] > 0.9
         (2, True)
     """
-    return Trainer(model, train_data, **options).fit()
-
-
-# fit's keywords are Trainer's: show them in help(), IDEs and the API docs
-fit.__dict__["__signature__"] = inspect.signature(Trainer.__init__).replace(
-    parameters=list(inspect.signature(Trainer.__init__).parameters.values())[1:], return_annotation=History
-)
+    return Trainer(
+        model,
+        train_data,
+        val_data=val_data,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=weight_decay,
+        scheduler=scheduler,
+        scheduler_interval=scheduler_interval,
+        loss=loss,
+        metrics=metrics,
+        monitor=monitor,
+        mode=mode,
+        restore_best=restore_best,
+        ema=ema,
+        accumulate=accumulate,
+        label_smoothing=label_smoothing,
+        freeze=freeze,
+        grad_clip=grad_clip,
+        device=device,
+        amp=amp,
+        channels_last=channels_last,
+        compile=compile,
+        deterministic=deterministic,
+        num_workers=num_workers,
+        callbacks=callbacks,
+        train_step=train_step,
+        eval_step=eval_step,
+        progress=progress,
+        log_every=log_every,
+        seed=seed,
+        out_dir=out_dir,
+        resume=resume,
+        config=config,
+    ).fit()
