@@ -443,7 +443,11 @@ def test_a_model_that_does_not_fit_the_data_fails_before_the_first_step(small) -
         ({"scheduler": {"step_size": 1}}, ValueError, r"a scheduler dict needs a 'name'"),
         ({"loss": "mse"}, UnknownNameError, r"mse"),
         ({"loss": 3}, TypeError, r"loss must be 'cross_entropy', 'nll' or a callable"),
-        ({"metrics": ["acc"]}, ValueError, r"unknown metric 'acc'.*accuracy"),
+        (
+            {"metrics": ["acc"]},
+            UnknownNameError,
+            r"Unknown metric 'acc'. blockzoo.train.list_metrics\(\) lists them all",
+        ),
         ({"label_smoothing": 1.0}, ValueError, r"label_smoothing must be .*Received: label_smoothing=1.0"),
         ({"accumulate": 0}, ValueError, r"accumulate must be .*Received: accumulate=0"),
         ({"grad_clip": 0.0}, ValueError, r"grad_clip must be .*Received: grad_clip=0.0"),

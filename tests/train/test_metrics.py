@@ -107,7 +107,8 @@ def test_callables_and_dicts() -> None:
 
 def test_metric_errors() -> None:
     with pytest.raises(
-        ValueError, match=r"unknown metric 'acuracy'. Did you mean 'accuracy'.*Received: metrics=\['acuracy'\]"
+        UnknownNameError,
+        match=r"Unknown metric 'acuracy'. Did you mean 'accuracy', 'top5_accuracy'\? blockzoo.train.list_metrics\(\) lists them all",
     ):
         resolve_metrics(["acuracy"])
     with pytest.raises(TypeError, match=r"metrics must be a list of names .*Received: metrics='accuracy'"):

@@ -21,6 +21,12 @@ class DataBundle(NamedTuple):
 
     ``info`` states what the splits deliver (``in_channels``, ``image_size``,
     ``augment`` of ``train``), which may differ from the data set's defaults.
+
+    Example:
+        >>> from blockzoo.data import load_data
+        >>> train, val, info = load_data("digits", image_size=32, channels=3)
+        >>> len(train), len(val), info.in_channels, info.image_size
+        (1438, 359, 3, 32)
     """
 
     train: Dataset[Any]

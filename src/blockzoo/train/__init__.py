@@ -16,6 +16,7 @@ from blockzoo.train._callbacks import Callback, EarlyStopping
 from blockzoo.train._evaluate import Evaluation, evaluate, predict
 from blockzoo.train._history import History
 from blockzoo.train._lr_find import LRFinderResult, find_lr
+from blockzoo.train._metrics import list_metrics
 from blockzoo.train._trainer import StepOutput, Trainer, fit
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
     "evaluate",
     "find_lr",
     "fit",
+    "list_metrics",
     "predict",
 ]

@@ -27,10 +27,10 @@ class Callback:
 
     Example:
         >>> from blockzoo.train import Callback
-        >>> class StopAtLoss(Callback):
-        ...     def on_batch_end(self, trainer, batch, output):
-        ...         if output.loss.item() < 0.05:
-        ...             trainer.stop("the loss is below 0.05")
+        >>> class StopAtLoss(Callback):  # reads the epoch's row: no device sync per step
+        ...     def on_epoch_end(self, trainer, epoch, logs):
+        ...         if logs["train_loss"] < 0.05:
+        ...             trainer.stop("the training loss is below 0.05")
     """
 
     def on_fit_start(self, trainer: Trainer) -> None:

@@ -30,6 +30,18 @@ class Evaluation:
         samples: How many samples were seen.
         confusion_matrix: ``[classes, classes]`` counts, rows the true class and columns the predicted one, when asked for.
         classes: Class names for printing, when known.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo.train import evaluate
+        >>> x, y = torch.eye(3), torch.tensor([0, 1, 1])
+        >>> print(evaluate(torch.nn.Identity(), (x, y), confusion_matrix=True))
+        loss 0.8848 | accuracy 66.67% | 3 samples
+        confusion matrix (rows: true class, columns: predicted class)
+          0 1 2
+        0 1 0 0
+        1 0 1 1
+        2 0 0 0
     """
 
     loss: float

@@ -11,10 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from blockzoo._checks import check_number
-from blockzoo._names import did_you_mean
 from blockzoo._registry import Registry
 
-__all__ = ["LossLike", "MetricState", "MetricsLike", "resolve_loss", "resolve_metrics"]
+__all__ = ["LossLike", "MetricState", "MetricsLike", "list_metrics", "resolve_loss", "resolve_metrics"]
 
 LossFn: TypeAlias = Callable[[Tensor, Tensor], Tensor]
 #: A loss: ``"cross_entropy"``, ``"nll"`` (for heads that end in ``LogSoftmax``), or ``fn(output, target) -> scalar``.
@@ -79,10 +78,20 @@ def _correct(output: Tensor, target: Tensor, k: int) -> Tensor:
     return (top == target.unsqueeze(1)).any(dim=1).sum()
 
 
-_BUILTIN: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "accuracy": functools.partial(_correct, k=1),
-    "top5_accuracy": functools.partial(_correct, k=5),
-}
+_METRICS: Registry[MetricFn] = Registry("metric", list_call="blockzoo.train.list_metrics()")
+_METRICS.register("accuracy", functools.partial(_correct, k=1))
+_METRICS.register("top5_accuracy", functools.partial(_correct, k=5))
+
+
+def list_metrics() -> list[str]:
+    """The built-in metrics that ``metrics=`` takes by name (any callable works too).
+
+    Example:
+        >>> from blockzoo.train import list_metrics
+        >>> list_metrics()
+        ['accuracy', 'top5_accuracy']
+    """
+    return _METRICS.list()
 
 
 def resolve_metrics(metrics: MetricsLike) -> dict[str, tuple[MetricFn, bool]]:
@@ -99,12 +108,7 @@ def resolve_metrics(metrics: MetricsLike) -> dict[str, tuple[MetricFn, bool]]:
     resolved: dict[str, tuple[MetricFn, bool]] = {}
     for name, fn in items:
         if isinstance(fn, str):
-            if fn not in _BUILTIN:
-                raise ValueError(
-                    f"unknown metric {fn!r}.{did_you_mean(fn, _BUILTIN)} The built-in ones are {sorted(_BUILTIN)}, "
-                    f"or pass a callable (output, target) -> batch mean. Received: metrics={list(metrics)!r}"
-                )
-            resolved[name] = (_BUILTIN[fn], True)
+            resolved[name] = (_METRICS.get(fn), True)  # an unknown name: UnknownNameError with close matches
         elif callable(fn):
             resolved[name] = (fn, False)
         else:
@@ -153,6 +157,12 @@ class MetricState:
             return
         if target.ndim == output.ndim:
             target = target.argmax(dim=1)
+        low, high = int(target.min()), int(target.max())  # evaluate only: a host sync per batch is fine there
+        if low < 0 or high >= c:
+            raise ValueError(
+                f"confusion_matrix needs class indices in [0, {c}) for a model with {c} outputs. "
+                f"Received: targets from {low} to {high}"
+            )
         pairs = target.long() * c + output.argmax(dim=1)
         counts = torch.bincount(pairs.flatten(), minlength=c * c)[: c * c].reshape(c, c)
         self.confusion = counts if self.confusion is None else self.confusion + counts

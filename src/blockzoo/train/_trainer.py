@@ -36,6 +36,17 @@ class StepOutput(NamedTuple):
     """What a train or eval step returns: the batch's mean loss, and the outputs and targets its metrics read.
 
     ``output`` and ``target`` may be ``None`` (then only the loss is recorded).
+
+    Example:
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> from blockzoo.train import StepOutput
+        >>> def two_heads(trainer, batch):  # a train_step for a model with two outputs
+        ...     x, y = batch
+        ...     main, aux = trainer.model(x)
+        ...     return StepOutput(F.cross_entropy(main, y) + 0.3 * F.cross_entropy(aux, y), main, y)
+        >>> StepOutput(torch.tensor(0.5))._fields
+        ('loss', 'output', 'target')
     """
 
     loss: Tensor
