@@ -228,9 +228,31 @@ def test_plateau_reads_the_monitored_metric(small) -> None:
 
 def test_ema_is_validated_and_saved(small, tmp_path: Path) -> None:
     x, y, xv, yv = small
-    history = fit(cnn(), (x, y), val_data=(xv, yv), epochs=2, ema=0.9, progress=False, out_dir=tmp_path)
+    model = cnn()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    seen: list[dict[str, torch.Tensor]] = []
+
+    class Weights(Callback):  # the weights after each optimizer step, to average by hand
+        def on_batch_end(self, trainer: Trainer, batch: int, output: StepOutput) -> None:
+            seen.append({k: v.clone() for k, v in trainer.module.state_dict().items()})
+
+    history = fit(
+        model, (x, y), val_data=(xv, yv), epochs=2, ema=0.9, progress=False, out_dir=tmp_path, callbacks=[Weights()]
+    )
     assert {"ema_val_loss", "ema_val_accuracy"} <= set(history.keys())
-    blockzoo.load_weights(cnn(), tmp_path / "ema.safetensors")
+    ema = blockzoo.load_weights(cnn(), tmp_path / "ema.safetensors")
+    # AveragedModel's EMA: the first update copies the weights, each later one moves 10% of the way
+    expected = {k: v.double() for k, v in start.items()}
+    for i, step in enumerate(seen):
+        for k, v in step.items():
+            if v.is_floating_point():
+                expected[k] = v.double() if i == 0 else 0.9 * expected[k] + 0.1 * v.double()
+    for k, v in ema.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v.double(), expected[k], rtol=1e-4, atol=1e-6)
+    ema.eval()
+    with torch.no_grad():
+        assert history["ema_val_loss"][-1] == pytest.approx(F.cross_entropy(ema(xv), yv).item(), rel=1e-5)
 
 
 def test_restore_best_puts_the_best_weights_back(small, tmp_path: Path) -> None:
