@@ -105,7 +105,7 @@ COLUMNS: dict[str, _Column] = {
 
 #: The default columns that the text table leaves out first when it is too wide.
 _DROP_ORDER = ("memory_format", "mode", "roles", "flops", "init", "frozen", "regularizers", "optimizer")
-_SHRINKABLE = ("init", "regularizers", "optimizer", "roles", "output_shape", "type")
+_SHRINKABLE = ("init", "regularizers", "optimizer", "roles", "type")
 
 
 def check_columns(columns: Any) -> tuple[str, ...]:
@@ -149,16 +149,16 @@ def _widths(table: list[list[str]]) -> list[int]:
     return [max(len(row[i]) for row in table) for i in range(len(table[0]))]
 
 
-def _fit(table: list[list[str]], keys: list[str], width: int) -> list[int]:
-    """Column widths within ``width``, shortening the widest shrinkable column first."""
+def _fit(table: list[list[str]], keys: list[str], width: int, *, floor: int) -> tuple[list[int], bool]:
+    """Column widths within ``width``, cutting the widest shrinkable column first, none below ``floor``; and if it fits."""
     widths = _widths(table)
-    while sum(widths) + 2 * (len(widths) - 1) > width:
-        candidates = [i for i, k in enumerate(keys) if k in _SHRINKABLE and widths[i] > 10]
+    while (excess := sum(widths) + 2 * (len(widths) - 1) - width) > 0:
+        candidates = [i for i, k in enumerate(keys) if k in _SHRINKABLE and widths[i] > floor]
         if not candidates:
-            break
+            return widths, False
         i = max(candidates, key=lambda j: widths[j])
-        widths[i] = max(10, widths[i] - (sum(widths) + 2 * (len(widths) - 1) - width))
-    return widths
+        widths[i] = max(floor, widths[i] - excess)
+    return widths, True
 
 
 def _line(cells: Sequence[str], widths: Sequence[int], keys: Sequence[str]) -> str:
@@ -226,14 +226,15 @@ def text(s: ModelSummary, width: int | None) -> str:
     keys = list(s.columns) if s.columns is not None else _default_columns(s)
     dropped = []
     table = _cells(s, keys, short=True)
-    while s.columns is None and sum(_widths(table)) + 2 * (len(keys) - 1) > width:
-        droppable = [k for k in _DROP_ORDER if k in keys]
-        if not droppable:
-            break
-        dropped.append(droppable[0])
-        keys.remove(droppable[0])
+    # Long cells are cut to 20 characters before a column goes; columns asked for all stay.
+    widths, fits = _fit(table, keys, width, floor=20)
+    while not fits and s.columns is None and any(k in keys for k in _DROP_ORDER):
+        dropped.append(next(k for k in _DROP_ORDER if k in keys))
+        keys.remove(dropped[-1])
         table = _cells(s, keys, short=True)
-    widths = _fit(table, keys, width)
+        widths, fits = _fit(table, keys, width, floor=20)
+    if not fits:
+        widths, _ = _fit(table, keys, width, floor=8)
     body = [_line(row, widths, keys) for row in table]
     rule = "-" * min(width, max(len(line) for line in body))
     totals = _totals(s)
