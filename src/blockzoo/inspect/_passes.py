@@ -11,6 +11,7 @@ back afterwards; hooks registered on the model run during the pass.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -68,7 +69,7 @@ class Inputs:
 
 def model_dtype(model: nn.Module) -> torch.dtype:
     """The dtype of the model's first floating-point parameter or buffer (the default dtype without one)."""
-    for t in (*model.parameters(), *model.buffers()):
+    for t in itertools.chain(model.parameters(), model.buffers()):
         if t.is_floating_point():
             return t.dtype
     return torch.get_default_dtype()
@@ -76,7 +77,7 @@ def model_dtype(model: nn.Module) -> torch.dtype:
 
 def model_device(model: nn.Module) -> torch.device:
     """Where the model's first parameter or buffer is (the CPU without one)."""
-    first = next((*model.parameters(), *model.buffers()).__iter__(), None)
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
     return first.device if first is not None else torch.device("cpu")
 
 

@@ -60,9 +60,9 @@ def _count(entries: list[_Entry], model: nn.Module) -> None:
     canonical = {id(p): name for name, p in model.named_parameters()}
     for entry in entries:
         prefix = f"{entry.name}." if entry.name else ""
-        for name, p in entry.module.named_parameters(prefix=entry.name):
+        for p in entry.module.parameters():
             first = canonical[id(p)]
-            if entry.shared_with is None and (first.startswith(prefix) or first == name):
+            if entry.shared_with is None and first.startswith(prefix):
                 entry.counted[first] = p
             else:
                 entry.tied += p.numel()
@@ -230,10 +230,12 @@ def summary(
     Activation memory is the bytes a training step holds between its
     forward and backward passes: the tensors autograd saves for backward in
     a training-mode forward pass (each storage counted once), plus the
-    output, leaving out the inputs, parameters and buffers. It comes from a
-    second meta pass in training mode (the model's own modes if it is in
-    training mode). A step's peak adds to it the backward pass's transient
-    gradients, a layer or two at a time, and the parameters' gradients.
+    output, leaving out the inputs, parameters and buffers. A model in
+    training mode gives it in the same pass, in its own modes (frozen batch
+    norms stay frozen); a model in eval mode in a second pass with every
+    module in training mode. A step's peak adds to it the backward pass's
+    transient gradients, a layer or two at a time, and the parameters'
+    gradients.
 
     Args:
         model: Any module.
@@ -263,8 +265,9 @@ def summary(
     Raises:
         InputError: a block does not accept the input; the message says how to fix it.
         TypeError: an argument has the wrong type.
-        ValueError: ``depth`` is not positive, a column is unknown, or both
-            ``input_size`` and ``input_data`` are given.
+        ValueError: ``depth`` is not positive, or both ``input_size`` and
+            ``input_data`` are given.
+        UnknownNameError: a column is not one of those above.
 
     Example:
         >>> import torch, blockzoo
@@ -310,14 +313,15 @@ def summary(
     named = set().union(*(_owned_modules(entries)), *(e.counted for e in entries))
     unoptimized = tuple(n for n, p in model.named_parameters() if p.requires_grad and id(p) not in setup.group_of)
     name = getattr(model, "model_name", None)
+    total, trainable = count_params(model), count_params(model, trainable_only=True)
     return ModelSummary(
         model=type(model).__name__ + (f" {name!r}" if isinstance(name, str) else ""),
         rows=rows,
         input_shape=inputs.shapes() if inputs is not None else None,
         output_shape=traced.output if traced is not None else None,
-        total_params=count_params(model),
-        trainable_params=count_params(model, trainable_only=True),
-        frozen_params=count_params(model) - count_params(model, trainable_only=True),
+        total_params=total,
+        trainable_params=trainable,
+        frozen_params=total - trainable,
         shared_tensors=_shared_tensors(model),
         param_bytes=_bytes(list(model.parameters())),
         buffer_bytes=_bytes(list(model.buffers())),
