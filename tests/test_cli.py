@@ -107,7 +107,7 @@ def test_info_of_an_unknown_model_suggests_close_names(capsys: pytest.CaptureFix
 
 def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "--version")[:2] == (0, f"blockzoo {blockzoo.__version__}\n")
-    for command in ("list", "info", "train", "evaluate"):
+    for command in ("list", "info", "summary", "train", "evaluate"):
         status, out, _ = run(capsys, command, "--help")
         assert status == 0
         assert out.startswith(f"usage: blockzoo {command}")
@@ -115,6 +115,34 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     out = " ".join(out.split())  # argparse wraps the help to the terminal's width
     assert "(default: 10 on digits, else 30)" in out
     assert "(default: 0.003 on digits, else 0.001)" in out
+
+
+# ---------------------------------------------------------------- summary
+
+
+def test_summary_of_resnet20_shows_the_papers_parameter_count(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    status, out, err = run(capsys, "summary", "resnet20")
+    assert (status, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == "ZooModel 'resnet20': input [1, 3, 32, 32] -> output [1, 10], in train mode"
+    assert "parameters   269,722 (trainable 269,722, frozen 0)" in lines
+    table = lines[1 : lines.index("parameters   269,722 (trainable 269,722, frozen 0)")]
+    assert max(len(line) for line in table) <= 100
+    assert out == str(blockzoo.summary(blockzoo.create_model("resnet20"), (1, 3, 32, 32))) + "\n"
+
+
+def test_summary_options(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "summary", "simple_cnn", "--input-size", "1", "64", "64", "--depth", "1", "--markdown")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("ZooModel 'simple_cnn': input [1, 1, 64, 64] -> output [1, 10]")
+    assert lines[2].startswith("| name | type | output shape | params |")
+    assert [line.split(" | ")[0] for line in lines[4:6]] == ["| features", "| head"]
+    expected = blockzoo.count_params(blockzoo.create_model("simple_cnn", in_channels=1, img_size=64))
+    assert f"- **parameters**: {expected:,} (trainable {expected:,}, frozen 0)" in lines
 
 
 # ---------------------------------------------------------------- bad input: status 2, one line
@@ -150,7 +178,12 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
         (["train", "simple_cnn", "--no-channels-lst"], "Did you mean '--no-channels-last'"),
         (["train", "simple_cnn", "resnet20"], "blockzoo train takes no further argument 'resnet20'"),
         (["train"], "blockzoo train needs a model NAME (or a 'model' key in --config)"),
-        ([], "name a command: list, info, train or evaluate"),
+        ([], "name a command: list, info, summary, train or evaluate"),
+        (["summary", "resnet20", "--depth", "0"], "--depth must be a positive int. Received: --depth=0"),
+        (["summary", "resnet20", "--input-size", "3", "32"], "argument --input-size: expected 3 arguments"),
+        (["summary", "resnet20", "--input-size", "3", "0", "32"], "--input-size must be a positive int."),
+        (["summary", "resnt20"], "argument NAME: Unknown model 'resnt20'. Did you mean 'resnet20'"),
+        (["summary", "simple_cnn", "--input-size", "3", "4", "4"], "img_size must be at least 8 for 3 pooling stages"),
         (["evaluate", "simple_cnn"], "the following arguments are required: --weights"),
         (["train", "--resume", "nowhere"], "--resume needs a folder that blockzoo train wrote"),
     ],

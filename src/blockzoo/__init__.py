@@ -3,7 +3,8 @@
 The top level re-exports the names most code needs; the subpackages
 (:mod:`blockzoo.layers`, :mod:`blockzoo.blocks`, :mod:`blockzoo.init`,
 :mod:`blockzoo.regularization`, :mod:`blockzoo.optim`, :mod:`blockzoo.models`,
-:mod:`blockzoo.data`, :mod:`blockzoo.train`, :mod:`blockzoo.testing`) hold the rest.
+:mod:`blockzoo.inspect`, :mod:`blockzoo.data`, :mod:`blockzoo.train`,
+:mod:`blockzoo.testing`) hold the rest.
 
 Example:
     >>> import torch, blockzoo
@@ -33,6 +34,7 @@ from blockzoo.blocks import (
 )
 from blockzoo.errors import CheckpointError, DatasetNotFoundError, InputError, UnknownNameError, UnsafeCheckpointError
 from blockzoo.init import init_report, init_weights, lsuv_, zero_init_last_
+from blockzoo.inspect import ModelSummary, count_params, flops, summary
 from blockzoo.layers import list_layers, register_layer, resolve_layer
 from blockzoo.models import create_model, list_models, load_weights, model_info, register_model, save_weights
 from blockzoo.optim import (
@@ -61,6 +63,7 @@ __all__ = [
     "DropPath",
     "InputError",
     "InvertedResidual",
+    "ModelSummary",
     "ResidualBlock",
     "Role",
     "ShapeRecord",
@@ -73,10 +76,12 @@ __all__ = [
     "regularization",
     "train",
     "check_param_groups",
+    "count_params",
     "create_model",
     "create_optimizer",
     "create_scheduler",
     "explain_param_groups",
+    "flops",
     "infer_shape",
     "init_report",
     "init_weights",
@@ -93,6 +98,7 @@ __all__ = [
     "resolve_layer",
     "save_weights",
     "select",
+    "summary",
     "trace_shapes",
     "zero_init_last_",
 ]

@@ -1,4 +1,4 @@
-"""The ``blockzoo`` command: list and describe the zoo's models, train one on a data set, evaluate weights.
+"""The ``blockzoo`` command: list, describe and summarise the zoo's models, train one on a data set, evaluate weights.
 
 ``blockzoo --help`` lists the commands and ``blockzoo train --help`` the
 options of one. The console script and ``python -m blockzoo`` call
@@ -27,7 +27,7 @@ from blockzoo._cli.tables import format_table
 from blockzoo._names import check_globs_match, close_matches, format_choices
 from blockzoo._version import __version__
 from blockzoo.models import list_models, model_info
-from blockzoo.models._registry import model_signature
+from blockzoo.models._registry import model_input_size, model_signature
 
 __all__ = ["main"]
 
@@ -141,6 +141,53 @@ def _annotation(p: inspect.Parameter) -> str:
     return p.annotation if isinstance(p.annotation, str) else inspect.formatannotation(p.annotation)
 
 
+def _summary(args: argparse.Namespace) -> int:
+    from blockzoo._cli.runs import bad_input
+    from blockzoo.inspect import summary
+    from blockzoo.models import create_model
+
+    size = tuple(args.input_size) if args.input_size is not None else model_input_size(args.model)
+    accepted = model_signature(args.model).parameters
+    options: dict[str, Any] = {}
+    if "in_channels" in accepted:
+        options["in_channels"] = size[0]
+    if "img_size" in accepted and len(set(size[1:])) == 1:
+        options["img_size"] = size[1]
+    with bad_input():
+        model = create_model(args.model, **options)
+        result = summary(model, (1, *size), depth=args.depth)
+    print(result.to_markdown() if args.markdown else result)
+    return 0
+
+
+def _summary_parser(commands: Any) -> _Parser:
+    parser: _Parser = commands.add_parser(
+        "summary",
+        help="show a model layer by layer",
+        description="A model's layers with their output shapes, parameters and FLOPs, and the totals\n"
+        "(parameters, memory, activation memory of a training step, FLOPs and MACs).",
+    )
+    parser.option(parser, "model", metavar="NAME", type=_argtype("NAME", MODEL), help="a model from blockzoo list")
+    parser.option(
+        parser,
+        "--input-size",
+        nargs=3,
+        type=_argtype("--input-size", IntCheck(1)),
+        metavar=("C", "H", "W"),
+        help="the size of one input, batch 1 (default: the model's own)",
+    )
+    parser.option(
+        parser,
+        "--depth",
+        type=_argtype("--depth", IntCheck(1)),
+        default=3,
+        metavar="N",
+        help="levels of layers shown (default: 3)",
+    )
+    parser.option(parser, "--markdown", action="store_true", help="print a markdown table")
+    return parser
+
+
 def _train(args: argparse.Namespace) -> int:
     from blockzoo._cli.commands import train_command
 
@@ -223,11 +270,13 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
     )
     info.option(info, "model", metavar="NAME", type=_argtype("NAME", MODEL), help="a model from blockzoo list")
     info.set_defaults(run=_info)
+    summary = _summary_parser(commands)
+    summary.set_defaults(run=_summary)
     train = _train_parser(commands)
     train.set_defaults(run=_train)
     evaluate = _evaluate_parser(commands)
     evaluate.set_defaults(run=_evaluate)
-    return parser, {"list": listing, "info": info, "train": train, "evaluate": evaluate}
+    return parser, {"list": listing, "info": info, "summary": summary, "train": train, "evaluate": evaluate}
 
 
 def _unrecognized(extra: Sequence[str], command: str, parser: _Parser) -> str:
@@ -262,7 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         if args.command is None:
-            raise CommandError("name a command: list, info, train or evaluate (blockzoo --help describes them)")
+            raise CommandError(
+                "name a command: list, info, summary, train or evaluate (blockzoo --help describes them)"
+            )
         if extra:
             raise CommandError(_unrecognized(extra, args.command, commands[args.command]))
         status: int = args.run(args)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from blockzoo import MLP, ClassifierHead, InputError
+from blockzoo import MLP, ClassifierHead, ConvBlock, InputError
 
 
 def test_mlp_layers_and_output() -> None:
@@ -34,7 +34,8 @@ def test_mlp_bad_arguments_and_inputs() -> None:
         MLP(4, 8)  # type: ignore[arg-type]
     with pytest.raises(
         InputError,
-        match=r"(?s)MLP expected input of shape \[N, \*, 4\], received \[2, 5\] \(torch.float32\).*5 channels where 4",
+        match=r"(?s)MLP expected input of shape \[N, \*, 4\], received \[2, 5\] \(torch.float32\).*"
+        r"Hint: the input has 5 features in its last dimension where 4 were expected; .*in_features=5\.",
     ):
         MLP(4, (8,))(torch.randn(2, 5))
     with pytest.raises(InputError, match=r"MLP expected input of shape \[N, 4\], received \[2, 3, 4\]"):
@@ -84,3 +85,77 @@ def test_reset_replaces_the_classifier_in_place() -> None:
     with pytest.raises(ValueError, match=r"num_classes must be a non-negative int\. Received: num_classes=-1"):
         head.reset(-1)
     assert isinstance(head.fc, nn.Identity)
+
+
+# ---------------------------------------------------------------- hints that give the number that works
+
+
+def test_flattening_head_after_two_pooling_stages_names_in_features_or_one_more_stage() -> None:
+    # The course's mistake: two 2x2 pooling stages leave a 64 x 8 x 8 map on a 32x32 input, not 64 x 4 x 4.
+    model = nn.Sequential(ConvBlock(3, 32), ConvBlock(32, 64), ClassifierHead(64 * 4 * 4, 10, pool_layer=None))
+    with pytest.raises(
+        InputError,
+        match=r"(?s)ClassifierHead expected input of shape \[N, \*\] with 1024 elements per sample, "
+        r"received \[2, 64, 8, 8\].*Hint: this head flattens its input \(pool_layer=None\), and a 64 x 8 x 8 map "
+        r"has 4096 elements per sample, not 1024: build it with in_features=4096, or add one more pooling stage "
+        r"that halves the map \(8x8 -> 4x4\)\.$",
+    ):
+        model(torch.zeros(2, 3, 32, 32))
+    fixed = nn.Sequential(ConvBlock(3, 32), ConvBlock(32, 64), ClassifierHead(4096, 10, pool_layer=None))
+    assert fixed(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    deeper = nn.Sequential(
+        ConvBlock(3, 32), ConvBlock(32, 64), ConvBlock(64, 64), ClassifierHead(1024, 10, pool_layer=None)
+    )
+    assert deeper(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_flattening_head_hints_for_fewer_stages_and_for_the_channel_count() -> None:
+    with pytest.raises(InputError, match=r"in_features=4096, or add one pooling stage fewer \(a 16x16 map\)\.$"):
+        ClassifierHead(64 * 16 * 16, 10, pool_layer=None)(torch.zeros(2, 64, 8, 8))
+    with pytest.raises(
+        InputError,
+        match=r"in_features=4096, or pool instead of flattening: a head with the default pool_layer takes in_features=64\.$",
+    ):
+        ClassifierHead(64, 10, pool_layer=None)(torch.zeros(2, 64, 8, 8))
+    with pytest.raises(
+        InputError, match=r"Hint: build this head with in_features=4096, the number of features per sample\.$"
+    ):
+        ClassifierHead(1000, 10, pool_layer=None)(torch.zeros(2, 4096))
+    # The same hint when the shape is checked without data.
+    with pytest.raises(InputError, match=r"build it with in_features=4096, or add one more pooling stage"):
+        ClassifierHead(1024, 10, pool_layer=None).output_shape((2, 64, 8, 8))
+
+
+def test_pooling_head_hint_names_the_channel_count() -> None:
+    with pytest.raises(
+        InputError,
+        match=r"(?s)ClassifierHead expected input of shape \[N, 128, H, W\], received \[2, 64, 8, 8\].*"
+        r"Hint: this head pools the map to its 64 channels, so in_features is the channel count: "
+        r"build it with in_features=64, or fix the previous layer to give 128 channels\.$",
+    ):
+        nn.Sequential(ConvBlock(3, 32), ConvBlock(32, 64), ClassifierHead(128, 10))(torch.zeros(2, 3, 32, 32))
+    with pytest.raises(
+        InputError,
+        match=r"build it with in_features=64, .* 4096 is the flattened size \(64 x 8 x 8\), which a head with pool_layer=None takes\.$",
+    ):
+        ClassifierHead(4096, 10)(torch.zeros(2, 64, 8, 8))
+    with pytest.raises(InputError, match=r"the input is already flat; .*pool_layer=None and in_features=4096"):
+        ClassifierHead(4096, 10)(torch.zeros(2, 4096))
+    assert ClassifierHead(64, 10)(torch.zeros(2, 64, 8, 8)).shape == (2, 10)
+
+
+def test_mlp_hint_says_to_flatten_a_map() -> None:
+    with pytest.raises(
+        InputError,
+        match=r"Hint: this MLP takes \[N, features\]: flatten the input first \(nn.Flatten\(\) gives 64 x 8 x 8 = 4096 features\)\.$",
+    ):
+        MLP(4096, (10,))(torch.zeros(2, 64, 8, 8))
+    with pytest.raises(
+        InputError,
+        match=r"this MLP takes \[N, features\] \(its batch norm reads dimension 1 as the features\): flatten the input "
+        r"first \(nn.Flatten\(\) gives 64 x 8 x 8 = 4096 features\) and build the MLP with in_features=4096\.$",
+    ):
+        MLP(1024, (10,), norm_layer="batchnorm")(torch.zeros(2, 64, 8, 8))
+    # an integer input still gets the dtype hint
+    with pytest.raises(InputError, match=r"Hint: blocks compute in floating point"):
+        ClassifierHead(1024, 10, pool_layer=None)(torch.zeros(2, 64, 8, 8, dtype=torch.long))

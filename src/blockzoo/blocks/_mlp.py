@@ -17,7 +17,7 @@ from blockzoo._checks import (
 )
 from blockzoo._types import DeviceLike
 from blockzoo.blocks._base import Block
-from blockzoo.blocks._layout import layout, layout_error
+from blockzoo.blocks._layout import features_hint, head_hint, layout, layout_error
 from blockzoo.errors import InputError
 from blockzoo.init import default_init_
 from blockzoo.layers import LayerSpec, Placement, build_layer
@@ -162,8 +162,17 @@ class MLP(Block):
     def _input_error(self, shape: Sequence[int], dtype: torch.dtype | None) -> InputError:
         expected = f"[N, {self.in_features}]" if self._flat_only else f"[N, *, {self.in_features}]"
         rank = 2 if self._flat_only else max(2, len(shape))
+        floating = dtype is None or dtype.is_floating_point
+        hint = features_hint(shape, self.in_features, flat_only=self._flat_only) if floating else None
         return layout_error(
-            type(self).__name__, shape, dtype, expected=expected, channels=self.in_features, rank=rank, channel_dim=-1
+            type(self).__name__,
+            shape,
+            dtype,
+            expected=expected,
+            channels=self.in_features,
+            rank=rank,
+            channel_dim=-1,
+            hint=hint,
         )
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
@@ -305,8 +314,20 @@ class ClassifierHead(Block):
 
     def _input_error(self, shape: Sequence[int], dtype: torch.dtype | None) -> InputError:
         rank = max(2, len(shape)) if self._flatten_input else self.spatial_dims + 2
+        floating = dtype is None or dtype.is_floating_point
+        hint = (
+            head_hint(shape, self.in_features, flattens=self._flatten_input, spatial_dims=self.spatial_dims)
+            if floating and not self._fits(shape)
+            else None
+        )
         return layout_error(
-            type(self).__name__, shape, dtype, expected=self._expected(), channels=self.in_features, rank=rank
+            type(self).__name__,
+            shape,
+            dtype,
+            expected=self._expected(),
+            channels=self.in_features,
+            rank=rank,
+            hint=hint,
         )
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
