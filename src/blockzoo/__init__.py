@@ -33,6 +33,10 @@ from blockzoo.blocks import (
 )
 from blockzoo.errors import CheckpointError, DatasetNotFoundError, InputError, UnknownNameError, UnsafeCheckpointError
 from blockzoo.init import init_report, init_weights, lsuv_, zero_init_last_
+from blockzoo.inspect import (
+    explain_fusion,
+    fuse_conv_bn,
+)
 from blockzoo.layers import list_layers, register_layer, resolve_layer
 from blockzoo.models import create_model, list_models, load_weights, model_info, register_model, save_weights
 from blockzoo.optim import (
@@ -76,7 +80,9 @@ __all__ = [
     "create_model",
     "create_optimizer",
     "create_scheduler",
+    "explain_fusion",
     "explain_param_groups",
+    "fuse_conv_bn",
     "infer_shape",
     "init_report",
     "init_weights",

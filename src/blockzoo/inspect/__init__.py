@@ -1,0 +1,9 @@
+"""Inspect and deploy models: conv-BN fusion, channels_last, ``torch.export`` and ONNX export."""
+
+from blockzoo.inspect._fuse import FusionReport, explain_fusion, fuse_conv_bn
+
+__all__ = [
+    "FusionReport",
+    "explain_fusion",
+    "fuse_conv_bn",
+]
