@@ -36,6 +36,8 @@ from blockzoo.init import init_report, init_weights, lsuv_, zero_init_last_
 from blockzoo.inspect import (
     explain_fusion,
     fuse_conv_bn,
+    export_model,
+    export_onnx,
 )
 from blockzoo.layers import list_layers, register_layer, resolve_layer
 from blockzoo.models import create_model, list_models, load_weights, model_info, register_model, save_weights
@@ -82,6 +84,8 @@ __all__ = [
     "create_scheduler",
     "explain_fusion",
     "explain_param_groups",
+    "export_model",
+    "export_onnx",
     "fuse_conv_bn",
     "infer_shape",
     "init_report",
