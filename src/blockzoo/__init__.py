@@ -35,9 +35,11 @@ from blockzoo.errors import CheckpointError, DatasetNotFoundError, InputError, U
 from blockzoo.init import init_report, init_weights, lsuv_, zero_init_last_
 from blockzoo.inspect import (
     explain_fusion,
-    fuse_conv_bn,
     export_model,
     export_onnx,
+    fuse_conv_bn,
+    optimize_for_inference,
+    to_channels_last,
 )
 from blockzoo.layers import list_layers, register_layer, resolve_layer
 from blockzoo.models import create_model, list_models, load_weights, model_info, register_model, save_weights
@@ -97,12 +99,14 @@ __all__ = [
     "load_weights",
     "lsuv_",
     "model_info",
+    "optimize_for_inference",
     "param_roles",
     "register_layer",
     "register_model",
     "resolve_layer",
     "save_weights",
     "select",
+    "to_channels_last",
     "trace_shapes",
     "zero_init_last_",
 ]
