@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_blocks
+import bench_deploy
 import bench_fit
 import bench_import
 import bench_init
@@ -36,6 +37,9 @@ def main() -> None:
     bench_regularization.run(batch=8, side=112, steps=10 if args.quick else 30)
     bench_models.run(batch=8, side=96 if args.quick else 160, calls=8 if args.quick else 20)
     bench_fit.run(rounds=3 if args.quick else 7, samples=640 if args.quick else None)
+    bench_deploy.run(
+        batch=8, side=96 if args.quick else 224, rounds=3 if args.quick else 7, min_run_time=0.2 if args.quick else 0.5
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,18 @@ from blockzoo.blocks import (
 )
 from blockzoo.errors import CheckpointError, DatasetNotFoundError, InputError, UnknownNameError, UnsafeCheckpointError
 from blockzoo.init import init_report, init_weights, lsuv_, zero_init_last_
-from blockzoo.inspect import ModelSummary, count_params, flops, summary
+from blockzoo.inspect import (
+    ModelSummary,
+    count_params,
+    explain_fusion,
+    export_model,
+    export_onnx,
+    flops,
+    fuse_conv_bn,
+    optimize_for_inference,
+    summary,
+    to_channels_last,
+)
 from blockzoo.layers import list_layers, register_layer, resolve_layer
 from blockzoo.models import create_model, list_models, load_weights, model_info, register_model, save_weights
 from blockzoo.optim import (
@@ -80,8 +91,12 @@ __all__ = [
     "create_model",
     "create_optimizer",
     "create_scheduler",
+    "explain_fusion",
     "explain_param_groups",
     "flops",
+    "export_model",
+    "export_onnx",
+    "fuse_conv_bn",
     "infer_shape",
     "init_report",
     "init_weights",
@@ -92,6 +107,7 @@ __all__ = [
     "load_weights",
     "lsuv_",
     "model_info",
+    "optimize_for_inference",
     "param_roles",
     "register_layer",
     "register_model",
@@ -99,6 +115,7 @@ __all__ = [
     "save_weights",
     "select",
     "summary",
+    "to_channels_last",
     "trace_shapes",
     "zero_init_last_",
 ]

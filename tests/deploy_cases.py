@@ -1,0 +1,59 @@
+"""Registered models built fast for the deployment tests (fusion, channels_last, export).
+
+``create_model`` initialises every weight with blockzoo's activation-aware
+initializers and records them, seconds for a VGG; these tests need only
+weights of the right scale. Models are built on the meta device, given CPU
+storage and filled from a seeded generator: the kernels with He-scaled
+uniform values, and the batch norms with statistics and affine parameters
+away from their defaults (mean 0, variance 1, scale 1, shift 0), where
+folding would change almost nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import blockzoo
+
+#: Every registered model whose features are convolutional (all but the MLP).
+CNNS = [name for name in blockzoo.list_models() if blockzoo.model_info(name).family != "mlp"]
+
+
+def build(name: str, *, dtype: torch.dtype = torch.float32, **kwargs: object) -> nn.Module:
+    """``create_model(name)`` in eval mode with cheap seeded weights and non-trivial batch-norm statistics."""
+    model = blockzoo.create_model(name, device="meta", dtype=dtype, **kwargs).to_empty(device="cpu")
+    fill_(model)
+    return model.eval()
+
+
+@torch.no_grad()
+def fill_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Seeded He-scaled kernels and random batch-norm statistics, in place."""
+    gen = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._NormBase):
+            if module.affine:
+                module.weight.uniform_(0.5, 1.5, generator=gen)
+                module.bias.uniform_(-0.2, 0.2, generator=gen)
+            if module.track_running_stats:
+                module.running_mean.uniform_(-0.2, 0.2, generator=gen)
+                module.running_var.uniform_(0.5, 2.0, generator=gen)
+                module.num_batches_tracked.fill_(1)
+        else:
+            for name, p in module.named_parameters(recurse=False):
+                if p.dim() > 1:
+                    bound = (6.0 / p[0].numel()) ** 0.5  # He uniform over the fan-in
+                    p.uniform_(-bound, bound, generator=gen)
+                elif name == "bias":
+                    p.uniform_(-0.1, 0.1, generator=gen)
+                else:
+                    p.fill_(0.25)  # PReLU slopes and other vectors
+    return model
+
+
+def small_input(name: str, batch: int = 2, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """An input the model accepts: its own size for the small families, 32x32 for the ImageNet ones."""
+    c, h, _ = blockzoo.model_info(name).input_size
+    side = 32 if h >= 224 else h
+    return torch.randn(batch, c, side, side, dtype=dtype)
