@@ -270,20 +270,29 @@ def test_a_missing_config_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_p
 
 
 class FitRecorder:
-    """Stands in for ``blockzoo.train.fit``: records the call and writes ``config.json`` as fit does."""
+    """Stands in for ``blockzoo.train.fit``: records the call and writes ``config.json`` (and ``writes``) as fit does.
 
-    def __init__(self, error: BaseException | None = None) -> None:
+    Files are replaced as fit replaces them (a new file moved over the old one).
+    """
+
+    def __init__(
+        self, error: BaseException | None = None, *, writes: tuple[str, ...] = (), history: History | None = None
+    ) -> None:
         self.calls: list[tuple[torch.nn.Module, Any, dict[str, Any]]] = []
         self.error = error
+        self.writes = writes
+        self.history = history or History([{"epoch": 1, "train_loss": 0.5, "val_loss": 0.25, "val_accuracy": 0.75}])
 
     def __call__(self, model: torch.nn.Module, train_data: Any, **kwargs: Any) -> History:
         self.calls.append((model, train_data, kwargs))
         out = Path(kwargs["out_dir"])
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({"run": kwargs["config"]}))
+        for name, content in [("config.json", json.dumps({"run": kwargs["config"]})), *((n, "") for n in self.writes)]:
+            (out / f".tmp-{name}").write_text(content)
+            (out / f".tmp-{name}").replace(out / name)
         if self.error is not None:
             raise self.error
-        return History([{"epoch": 1, "train_loss": 0.5, "val_loss": 0.25, "val_accuracy": 0.75}])
+        return self.history
 
 
 @pytest.fixture
@@ -365,6 +374,36 @@ def test_resume_rebuilds_the_run_from_its_config_json(
         capsys, "train", "simple_cnn", "--resume", str(out)
     )
     assert "--resume takes every option from" in fails(capsys, "train", "--resume", str(out), "--config", "x.json")
+
+
+@pytest.mark.parametrize("leftover", ["config.json", "state.pt"])
+def test_a_fresh_run_refuses_an_out_folder_that_holds_a_run(
+    capsys: pytest.CaptureFixture[str], fit: FitRecorder, tmp_path: Path, leftover: str
+) -> None:
+    (tmp_path / leftover).write_text("{}")
+    assert fails(capsys, "train", "simple_cnn", "--out", str(tmp_path)) == (
+        f"--out {tmp_path} already holds a run ({leftover}): pass --resume {tmp_path} to continue it, or another "
+        f"--out (or remove the folder). Received: --out={str(tmp_path)!r}"
+    )
+    assert fit.calls == []
+
+
+def test_train_lists_only_the_files_that_it_wrote(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("not a run: the folder is accepted, and the file is not listed")
+    monkeypatch.setattr(blockzoo.train, "fit", FitRecorder(writes=("ema.safetensors", "state.pt")))
+    status, stdout, _ = run(capsys, "train", "simple_cnn", "--out", str(out))
+    assert status == 0
+    assert stdout.splitlines()[-1] == f"wrote {out}: config.json, ema.safetensors, state.pt"
+    # a resumed run rewrites some of the files; the others stay, and are not listed as written
+    monkeypatch.setattr(blockzoo.train, "fit", FitRecorder(writes=("state.pt",)))
+    status, stdout, _ = run(capsys, "train", "--resume", str(out))
+    assert status == 0
+    assert stdout.splitlines()[-1] == f"wrote {out}: config.json, state.pt"
+    assert {p.name for p in out.iterdir()} == {"config.json", "ema.safetensors", "notes.txt", "state.pt"}
 
 
 def test_resume_of_a_folder_without_a_run_entry(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -464,8 +503,7 @@ def test_options_that_fit_refuses_exit_2_before_training(capsys: pytest.CaptureF
 def test_ctrl_c_in_fit_exits_130_and_says_how_to_resume(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(blockzoo.train, "fit", FitRecorder(KeyboardInterrupt()))
-    (tmp_path / "state.pt").write_bytes(b"")
+    monkeypatch.setattr(blockzoo.train, "fit", FitRecorder(KeyboardInterrupt(), writes=("state.pt",)))
     code, _, err = run(capsys, "train", "simple_cnn", "--out", str(tmp_path))
     assert code == 130
     assert err == f"blockzoo: interrupted; continue with: blockzoo train --resume {tmp_path}\n"

@@ -44,7 +44,8 @@ with a name and the factory's options, e.g. {"name": "sgd", "momentum": 0.9}.
 --print-config prints the options a run would use, as such a file.
 
 --out receives config.json, history.json, best.safetensors and
-last.safetensors (weights), state.pt (to resume) and curves.png.
+last.safetensors (weights), state.pt (to resume) and curves.png; a new run
+refuses a folder that holds a run (continue that one with --resume DIR).
 Ctrl-C saves the state at the current step and exits with status 130."""
 
 

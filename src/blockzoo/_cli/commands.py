@@ -71,6 +71,8 @@ def train_command(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(options, indent=2))
         return 0
+    if args.resume is None:
+        _refuse_a_run_folder(options["out"])
     name = options["model"]
     if options["seed"] is not None:
         torch.manual_seed(options["seed"])  # the initial weights too, not only what fit seeds
@@ -85,6 +87,32 @@ def train_command(args: argparse.Namespace) -> int:
         model = build_model(name, model_options)
     run = {"options": options, "data_options": data_options, "model_options": model_options}
     return _fit(model, bundle, options, run, resume=args.resume)
+
+
+#: The files that mark a folder as a run's: a fresh run there would mix its files with the earlier run's.
+_RUN_MARKERS = ("config.json", "state.pt")
+
+
+def _refuse_a_run_folder(out: str) -> None:
+    """Refuse an ``--out`` that holds a run: only ``--resume`` continues one."""
+    found = [name for name in _RUN_MARKERS if (Path(out) / name).is_file()]
+    if found:
+        raise CommandError(
+            f"--out {out} already holds a run ({', '.join(found)}): pass --resume {out} to continue it, or another "
+            f"--out (or remove the folder). Received: --out={out!r}"
+        )
+
+
+def _stamps(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Each file's inode, modification time and size: fit replaces a file it writes, so all three tell a new one."""
+    if not folder.is_dir():
+        return {}
+    stamps = {}
+    for path in folder.iterdir():
+        if path.is_file():
+            stat = path.stat()
+            stamps[path.name] = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    return stamps
 
 
 class _Started(Callback):
@@ -104,6 +132,8 @@ def _fit(
     from blockzoo.train import fit
 
     started = _Started()
+    out = Path(options["out"])
+    before = _stamps(out)
     try:
         history = fit(
             model,
@@ -121,15 +151,15 @@ def _fit(
     except NonFiniteLossError as err:
         raise CommandError(str(err), status=1) from err
     except KeyboardInterrupt:  # fit saved the state at the current step and said where
-        resumable = (Path(options["out"]) / "state.pt").is_file()
+        resumable = (out / "state.pt").is_file()
         tail = f"; continue with: blockzoo train --resume {options['out']}" if resumable else ""
         print(f"blockzoo: interrupted{tail}", file=sys.stderr)
         return 130
     best = history.best()
     shown = ", ".join(f"{key} {best[key]:.4f}" for key in ("val_accuracy", "val_loss", "train_loss") if key in best)
     print(f"best: epoch {best['epoch']} of {len(history.rows)}: {shown}")
-    files = sorted(p.name for p in Path(options["out"]).iterdir() if p.is_file())
-    print(f"wrote {options['out']}: {', '.join(files)}")
+    wrote = sorted(name for name, stamp in _stamps(out).items() if before.get(name) != stamp)
+    print(f"wrote {options['out']}: {', '.join(wrote)}")
     return 0
 
 
