@@ -18,11 +18,12 @@ import torch
 import blockzoo
 import blockzoo.models._torchvision
 import blockzoo.train
-from blockzoo._cli.runs import build_model
+from blockzoo._cli.runs import build_model, plan_for
 from blockzoo._cli.tables import confusion_table
 from blockzoo.cli import main
 from blockzoo.data import digits, load_data
 from blockzoo.errors import InputError, NonFiniteLossError
+from blockzoo.models._registry import model_signature
 from blockzoo.models._simple import simple_cnn
 from blockzoo.train import History, evaluate
 
@@ -115,6 +116,7 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     out = " ".join(out.split())  # argparse wraps the help to the terminal's width
     assert "(default: 10 on digits, else 30)" in out
     assert "(default: 0.003 on digits, else 0.001)" in out
+    assert "digits are enlarged to its input size, at most 64x64" in out
 
 
 # ---------------------------------------------------------------- bad input: status 2, one line
@@ -311,6 +313,8 @@ def fit(monkeypatch: pytest.MonkeyPatch) -> FitRecorder:
         # no img_size: the digits are resized to the model's input size, with its channels
         ("tutorial_cnn", blockzoo.model_info("tutorial_cnn").input_size, {"in_channels": 3, "num_classes": 10}),
         ("lenet5", blockzoo.model_info("lenet5").input_size, {"in_channels": 1, "num_classes": 10}),
+        # a model for 224x224 images: the digits are enlarged to 64x64 at most
+        ("resnet18", (3, 64, 64), {"in_channels": 3, "num_classes": 10}),
     ],
 )
 def test_train_builds_the_model_for_the_data(
@@ -329,6 +333,25 @@ def test_train_builds_the_model_for_the_data(
     assert tuple(train_data[0][0].shape) == tuple(image_shape)
     assert len(train_data) + len(kwargs["val_data"]) == 1797  # scikit-learn's digits
     assert "best: epoch 1 of 1: val_accuracy 0.7500, val_loss 0.2500, train_loss 0.5000" in out
+
+
+#: The zoo's models whose builder takes no img_size: the digits are resized for them.
+FIXED_SIZE_MODELS = [name for name in blockzoo.list_models() if "img_size" not in model_signature(name).parameters]
+
+
+def test_the_digits_are_enlarged_to_a_models_input_size_and_64x64_at_most() -> None:
+    for name in FIXED_SIZE_MODELS:
+        channels, side, _ = blockzoo.model_info(name).input_size
+        assert plan_for(name, "digits") == {"image_size": min(side, 64), "channels": channels}, name
+    assert plan_for("simple_cnn", "digits") == {}  # it takes img_size: the digits stay 8x8
+    assert plan_for("resnet18", "cifar10") == {}  # the torchvision sets keep their size
+
+
+@pytest.mark.parametrize("name", [n for n in FIXED_SIZE_MODELS if blockzoo.model_info(n).input_size[1] > 64])
+def test_every_model_for_larger_images_runs_on_64x64_digits(name: str) -> None:
+    with torch.device("meta"):
+        model = blockzoo.create_model(name, in_channels=3, num_classes=10).eval()
+        assert model(torch.empty(2, 3, 64, 64)).shape == (2, 10)
 
 
 def test_train_passes_every_option_to_fit(capsys: pytest.CaptureFixture[str], fit: FitRecorder, tmp_path: Path) -> None:

@@ -43,6 +43,10 @@ examples:
 with a name and the factory's options, e.g. {"name": "sgd", "momentum": 0.9}.
 --print-config prints the options a run would use, as such a file.
 
+The model is built for the data. When its builder takes no img_size, the
+digits are enlarged to its input size, at most 64x64 (resnet18 trains on
+64x64 digits).
+
 --out receives config.json, history.json, best.safetensors and
 last.safetensors (weights), state.pt (to resume) and curves.png; a new run
 refuses a folder that holds a run (continue that one with --resume DIR).
