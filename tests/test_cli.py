@@ -117,6 +117,7 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "(default: 10 on digits, else 30)" in out
     assert "(default: 0.003 on digits, else 0.001)" in out
     assert "digits are enlarged to its input size, at most 64x64" in out
+    assert "The torchvision sets validate on their test split, which picks best.safetensors." in out
 
 
 # ---------------------------------------------------------------- bad input: status 2, one line
