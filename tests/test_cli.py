@@ -16,13 +16,14 @@ import pytest
 import torch
 
 import blockzoo
+import blockzoo.data
 import blockzoo.models._torchvision
 import blockzoo.train
 from blockzoo._cli.runs import build_model, plan_for
 from blockzoo._cli.tables import confusion_table
 from blockzoo.cli import main
 from blockzoo.data import digits, load_data
-from blockzoo.errors import InputError, NonFiniteLossError
+from blockzoo.errors import DatasetNotFoundError, InputError, NonFiniteLossError
 from blockzoo.models._registry import model_signature
 from blockzoo.models._simple import simple_cnn
 from blockzoo.train import History, evaluate
@@ -478,13 +479,31 @@ def test_pretrained_resets_the_classifier_for_the_datas_classes(monkeypatch: pyt
 def test_a_missing_data_folder_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     message = fails(capsys, "train", "simple_cnn", "--data", "cifar10", "--data-dir", str(tmp_path))
     assert message.startswith(f"--data cifar10: Data set 'cifar10' not found: torchvision looks in {tmp_path}")
-    assert message.endswith("; on the command line, add --download")
+    # the folder and the files as the data floor names them; the hint and the value as the command line has them
+    assert message.endswith(
+        f"none of them is there. Add --download to download it into --data-dir. Received: --data-dir={str(tmp_path)!r}"
+    )
+    assert "download=True" not in message
+    assert message.count("Received:") == 1
     assert fails(capsys, "train", "simple_cnn", "--data", "mnist") == (
         "--data mnist needs --data-dir DIR, the folder that holds it (add --download to fetch it there). "
         "Received: --data-dir=None"
     )
     message = fails(capsys, "train", "simple_cnn", "--data", "cifar")
     assert message.startswith("argument --data: Unknown data set 'cifar'. Did you mean 'cifar10', 'cifar100'?")
+
+
+def test_a_data_set_not_found_names_the_download_flag_whatever_the_message(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def not_there(name: str, **kwargs: Any) -> None:
+        raise DatasetNotFoundError(f"no {name} in {kwargs['root']}.")
+
+    monkeypatch.setattr(blockzoo.data, "load_data", not_there)
+    assert fails(capsys, "train", "simple_cnn", "--data", "mnist", "--data-dir", str(tmp_path)) == (
+        f"--data mnist: no mnist in {tmp_path}. Add --download to download it into --data-dir. "
+        f"Received: --data-dir={str(tmp_path)!r}"
+    )
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from blockzoo._cli.options import RESUME_OVERRIDES, TRAIN_OPTIONS, CommandError, one_line
-from blockzoo.errors import CheckpointError
+from blockzoo.errors import CheckpointError, DatasetNotFoundError
 from blockzoo.models import create_model, load_weights
 from blockzoo.models._registry import model_input_size, model_signature
 
@@ -100,8 +100,16 @@ def load_bundle(options: Mapping[str, Any], data_options: Mapping[str, Any]) -> 
     with bad_input(f"--data {data}"):
         try:
             return load_data(data, root=folder, download=options["download"], **data_options)
-        except FileNotFoundError as err:  # the message names the folder and the files; say which flag fetches them
-            raise FileNotFoundError(f"{err}; on the command line, add --download") from err
+        except DatasetNotFoundError as err:
+            raise CommandError(f"--data {data}: {_not_found(err, folder)}") from err
+
+
+def _not_found(err: DatasetNotFoundError, folder: str) -> str:
+    """The data floor's message (the folder, the files), with the flag that downloads them instead of its keyword."""
+    found, hint, _ = str(err).partition(" Pass download=True")
+    if not hint:  # a message of another form: keep it whole, and still name the flag
+        found = str(err).rstrip(".") + "."
+    return f"{found} Add --download to download it into --data-dir. Received: --data-dir={folder!r}"
 
 
 def build_model(
