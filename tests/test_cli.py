@@ -285,7 +285,8 @@ class FitRecorder:
         self.calls: list[tuple[torch.nn.Module, Any, dict[str, Any]]] = []
         self.error = error
         self.writes = writes
-        self.history = history or History([{"epoch": 1, "train_loss": 0.5, "val_loss": 0.25, "val_accuracy": 0.75}])
+        default = History([{"epoch": 1, "train_loss": 0.5, "val_loss": 0.25, "val_accuracy": 0.75}])
+        self.history = default if history is None else history
 
     def __call__(self, model: torch.nn.Module, train_data: Any, **kwargs: Any) -> History:
         self.calls.append((model, train_data, kwargs))
@@ -530,6 +531,24 @@ def test_errors_from_fit_are_one_line(
     code, out, err = run(capsys, "train", "simple_cnn", "--out", str(tmp_path))
     assert (code, out, err) == (status, "", f"blockzoo: error: {error}\n")
     assert message in err
+
+
+def test_a_run_without_a_best_epoch_reports_the_last_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    nan = float("nan")
+    rows = [{"epoch": e, "train_loss": 1 / e, "val_loss": nan, "val_accuracy": nan} for e in (1, 2)]
+    monkeypatch.setattr(blockzoo.train, "fit", FitRecorder(history=History(rows)))
+    status, out, err = run(capsys, "train", "simple_cnn", "--out", str(tmp_path))
+    assert (status, err) == (0, "")
+    assert out.splitlines()[-2] == (
+        "best: none (no epoch recorded val_accuracy as a number); "
+        "last: epoch 2 of 2: val_accuracy nan, val_loss nan, train_loss 0.5000"
+    )
+    monkeypatch.setattr(blockzoo.train, "fit", FitRecorder(history=History([])))
+    status, out, err = run(capsys, "train", "simple_cnn", "--out", str(tmp_path / "empty"))
+    assert (status, err) == (0, "")
+    assert out.splitlines()[-2] == "best: none (no epoch finished)"
 
 
 def test_options_that_fit_refuses_exit_2_before_training(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

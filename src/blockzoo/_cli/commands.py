@@ -25,7 +25,7 @@ from blockzoo._cli.runs import (
     resume_options,
 )
 from blockzoo._cli.tables import confusion_table
-from blockzoo.train import Callback, Trainer
+from blockzoo.train import Callback, History, Trainer
 
 if TYPE_CHECKING:
     from blockzoo.data import DataBundle
@@ -155,12 +155,25 @@ def _fit(
         tail = f"; continue with: blockzoo train --resume {options['out']}" if resumable else ""
         print(f"blockzoo: interrupted{tail}", file=sys.stderr)
         return 130
-    best = history.best()
-    shown = ", ".join(f"{key} {best[key]:.4f}" for key in ("val_accuracy", "val_loss", "train_loss") if key in best)
-    print(f"best: epoch {best['epoch']} of {len(history.rows)}: {shown}")
+    print(_best_line(history))
     wrote = sorted(name for name, stamp in _stamps(out).items() if before.get(name) != stamp)
     print(f"wrote {options['out']}: {', '.join(wrote)}")
     return 0
+
+
+def _best_line(history: History) -> str:
+    """The best epoch and its metrics; the last epoch's when none recorded the monitored metric as a number."""
+
+    def shown(row: Mapping[str, float]) -> str:
+        metrics = ", ".join(f"{k} {row[k]:.4f}" for k in ("val_accuracy", "val_loss", "train_loss") if k in row)
+        return f"epoch {row['epoch']} of {len(history.rows)}: {metrics}"
+
+    if not history.rows:
+        return "best: none (no epoch finished)"
+    try:
+        return f"best: {shown(history.best())}"
+    except KeyError:  # every value of the monitored metric is NaN, or there is none
+        return f"best: none (no epoch recorded {history.monitor} as a number); last: {shown(history.rows[-1])}"
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
