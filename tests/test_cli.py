@@ -118,6 +118,7 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "(default: 10 on digits, else 30)" in out
     assert "(default: 0.003 on digits, else 0.001)" in out
     assert "digits are enlarged to its input size, at most 64x64" in out
+    assert "drawn and recorded in config.json when not given" in out
     assert "The torchvision sets validate on their test split, which picks best.safetensors." in out
 
 
@@ -297,6 +298,8 @@ class FitRecorder:
             (out / f".tmp-{name}").replace(out / name)
         if self.error is not None:
             raise self.error
+        for callback in kwargs["callbacks"]:
+            callback.on_fit_start(None)  # fit's checks passed: the first batch is next
         return self.history
 
 
@@ -430,6 +433,33 @@ def test_train_lists_only_the_files_that_it_wrote(
     assert status == 0
     assert stdout.splitlines()[-1] == f"wrote {out}: config.json, state.pt"
     assert {p.name for p in out.iterdir()} == {"config.json", "ema.safetensors", "notes.txt", "state.pt"}
+
+
+def test_a_run_without_seed_draws_one_records_it_and_says_so(
+    capsys: pytest.CaptureFixture[str], fit: FitRecorder, tmp_path: Path
+) -> None:
+    status, out, _ = run(capsys, "train", "tutorial_cnn", "--out", str(tmp_path / "drawn"))
+    assert status == 0
+    ((drawn_model, _, drawn),) = fit.calls
+    seed = drawn["seed"]
+    assert isinstance(seed, int)
+    assert 0 <= seed < 2**31
+    assert drawn["config"]["options"]["seed"] == seed  # config.json records it, for --resume
+    assert json.loads((tmp_path / "drawn" / "config.json").read_text())["run"]["options"]["seed"] == seed
+    assert out.splitlines()[0] == f"seed {seed} (pass --seed to choose)"
+    # the seed decides the initial weights: the same seed given with --seed gives the same ones
+    status, out, _ = run(capsys, "train", "tutorial_cnn", "--seed", str(seed), "--out", str(tmp_path / "given"))
+    assert status == 0
+    assert out.splitlines()[0] == f"seed {seed}"
+    given_model = fit.calls[1][0]
+    for (key, a), b in zip(drawn_model.state_dict().items(), given_model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+    # a resumed run gets the recorded seed (the order of its batches depends on it)
+    assert run(capsys, "train", "--resume", str(tmp_path / "drawn"))[0] == 0
+    assert fit.calls[2][2]["seed"] == seed
+    # another run draws another seed
+    assert run(capsys, "train", "tutorial_cnn", "--out", str(tmp_path / "again"))[0] == 0
+    assert fit.calls[3][2]["seed"] != seed
 
 
 def test_resume_of_a_folder_without_a_run_entry(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -71,10 +72,14 @@ def train_command(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(options, indent=2))
         return 0
+    seeded = f"seed {options['seed']}"
     if args.resume is None:
         _refuse_a_run_folder(options["out"])
+        if options["seed"] is None:  # drawn and recorded, so that --resume rebuilds the same run
+            options["seed"] = secrets.randbelow(_SEEDS)
+            seeded = f"seed {options['seed']} (pass --seed to choose)"
     name = options["model"]
-    if options["seed"] is not None:
+    if options["seed"] is not None:  # None: a run recorded before seeds were drawn
         torch.manual_seed(options["seed"])  # the initial weights too, not only what fit seeds
     if args.resume is None:
         data_options = plan_for(name, options["data"])
@@ -86,7 +91,7 @@ def train_command(args: argparse.Namespace) -> int:
         bundle = load_bundle(options, data_options)
         model = build_model(name, model_options)
     run = {"options": options, "data_options": data_options, "model_options": model_options}
-    return _fit(model, bundle, options, run, resume=args.resume)
+    return _fit(model, bundle, options, run, resume=args.resume, note=seeded if options["seed"] is not None else None)
 
 
 #: The files that mark a folder as a run's: a fresh run there would mix its files with the earlier run's.
@@ -115,23 +120,36 @@ def _stamps(folder: Path) -> dict[str, tuple[int, int, int]]:
     return stamps
 
 
-class _Started(Callback):
-    """Tells whether fit got past its checks and set-up to the first batch."""
+#: Seeds drawn when --seed is not given: below 2**31, so that every tool that takes a seed takes them.
+_SEEDS = 2**31
 
-    def __init__(self) -> None:
+
+class _Started(Callback):
+    """Tells whether fit got past its checks and set-up to the first batch, and prints ``note`` then."""
+
+    def __init__(self, note: str | None = None) -> None:
         self.started = False
+        self.note = note
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self.started = True
+        if self.note is not None:
+            print(self.note, flush=True)
 
 
 def _fit(
-    model: nn.Module, bundle: DataBundle, options: Mapping[str, Any], run: dict[str, Any], *, resume: str | None
+    model: nn.Module,
+    bundle: DataBundle,
+    options: Mapping[str, Any],
+    run: dict[str, Any],
+    *,
+    resume: str | None,
+    note: str | None,
 ) -> int:
     from blockzoo.errors import NonFiniteLossError
     from blockzoo.train import fit
 
-    started = _Started()
+    started = _Started(note)
     out = Path(options["out"])
     before = _stamps(out)
     try:

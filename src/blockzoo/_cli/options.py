@@ -110,7 +110,7 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("accumulate", IntCheck(1), "batches whose gradients add up to one step", "training", 1, "N"),
     Option("label_smoothing", FloatCheck(0, 1, high_open=True), "label smoothing of the cross-entropy loss", "training", 0.0, "X"),
     Option("grad_clip", FloatCheck(0, low_open=True), "clip the gradients' global norm to X", "training", None, "X"),
-    Option("seed", IntCheck(0), "seed of the weights, the shuffling and augmentation (the data split is fixed)", "training", None, "N"),
+    Option("seed", IntCheck(0), "seed of the weights, the shuffling and augmentation (the data split is fixed); drawn and recorded in config.json when not given", "training", None, "N"),
     Option("pretrained", ChoiceCheck(("torchvision",)), "start from torchvision's weights (the classifier is reset for the data's classes)", "model", None, "torchvision"),
     Option("init_weights", PathCheck(), "start from these weights (a .safetensors or .pt file); every key must match", "model", None, "FILE"),
     Option("freeze", GlobsCheck(), "freeze the parameters whose names match GLOB (repeatable)", "model", None, "GLOB", "repeat"),
