@@ -217,7 +217,7 @@ def test_config_optimizer_and_scheduler_may_be_tables(capsys: pytest.CaptureFixt
     assert resolved(capsys, "--config", str(path), "--freeze", "a.*", "--freeze", "b.*")["freeze"] == ["a.*", "b.*"]
 
 
-def test_print_config_output_is_a_config_file_that_gives_the_same_run(
+def test_print_config_output_read_back_as_a_config_file_resolves_to_the_same_options(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     first = resolved(capsys, "resnet20", "--epochs", "3", "--scheduler", "onecycle", "--freeze", "features.*")
@@ -252,7 +252,7 @@ def test_bad_config_files_exit_2_with_one_line(
     assert message.format(path=path) in fails(capsys, "train", "simple_cnn", "--config", str(path))
 
 
-def test_toml_needs_python_3_11(
+def test_a_toml_config_before_python_3_11_is_refused_with_a_json_hint(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     path = tmp_path / "run.toml"
@@ -354,7 +354,7 @@ def test_the_digits_are_enlarged_to_a_models_input_size_and_64x64_at_most() -> N
 
 
 @pytest.mark.parametrize("name", [n for n in FIXED_SIZE_MODELS if blockzoo.model_info(n).input_size[1] > 64])
-def test_every_model_for_larger_images_runs_on_64x64_digits(name: str) -> None:
+def test_every_model_for_larger_images_maps_a_64x64_batch_to_logits(name: str) -> None:
     with torch.device("meta"):
         model = blockzoo.create_model(name, in_channels=3, num_classes=10).eval()
         assert model(torch.empty(2, 3, 64, 64)).shape == (2, 10)
@@ -378,7 +378,7 @@ def test_train_passes_every_option_to_fit(capsys: pytest.CaptureFixture[str], fi
     assert kwargs["config"]["options"]["model"] == "simple_cnn"
 
 
-def test_resume_rebuilds_the_run_from_its_config_json(
+def test_resume_calls_fit_as_the_first_run_did_and_refuses_other_options(
     capsys: pytest.CaptureFixture[str], fit: FitRecorder, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
@@ -462,7 +462,9 @@ def test_a_run_without_seed_draws_one_records_it_and_says_so(
     assert fit.calls[3][2]["seed"] != seed
 
 
-def test_resume_of_a_folder_without_a_run_entry(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_resume_refuses_a_folder_whose_config_json_has_no_run_entry(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model": {}}))
     assert f"--resume: {tmp_path / 'config.json'} does not describe a blockzoo train run" in fails(
         capsys, "train", "--resume", str(tmp_path)
@@ -507,7 +509,9 @@ def test_pretrained_resets_the_classifier_for_the_datas_classes(monkeypatch: pyt
     assert model.model_config == {"in_channels": 3, "num_classes": 10}
 
 
-def test_a_missing_data_folder_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_a_missing_data_set_or_data_dir_or_an_unknown_data_set_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     message = fails(capsys, "train", "simple_cnn", "--data", "cifar10", "--data-dir", str(tmp_path))
     assert message.startswith(f"--data cifar10: Data set 'cifar10' not found: torchvision looks in {tmp_path}")
     # the folder and the files as the data floor names them; the hint and the value as the command line has them
