@@ -154,8 +154,12 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
         (["train", "simple_cnn", "--lrr", "0.1"], "unrecognized argument --lrr. Did you mean '--lr'?"),
         (["train", "simple_cnn", "--no-channels-lst"], "Did you mean '--no-channels-last'"),
         (["train", "simple_cnn", "resnet20"], "blockzoo train takes no further argument 'resnet20'"),
-        (["train"], "blockzoo train needs a model NAME (or a 'model' key in --config)"),
-        ([], "name a command: list, info, train or evaluate"),
+        (
+            ["train"],
+            "blockzoo train needs a model NAME (or a 'model' key in --config); blockzoo list shows them. "
+            "Received: NAME=None",
+        ),
+        ([], "name a command: list, info, train or evaluate (blockzoo --help describes them). Received: COMMAND=None"),
         (["evaluate", "simple_cnn"], "the following arguments are required: --weights"),
         (["train", "--resume", "nowhere"], "--resume needs a folder that blockzoo train wrote"),
     ],
@@ -238,7 +242,12 @@ def test_print_config_output_read_back_as_a_config_file_resolves_to_the_same_opt
         ('{"optimizer": {"name": "sgdd"}}', ".json", "Unknown optimizer 'sgdd'. Did you mean 'sgd'"),
         ('{"freeze": 3}', ".json", "freeze must be a glob string, a sequence of glob strings or None"),
         ('{"lr": 0.1, "lr": 0.2', ".json", "--config {path} could not be read: "),
-        ('{"batch-size": 8, "batch_size": 8}', ".json", "--config {path} gives 'batch_size' twice"),
+        (
+            '{"batch-size": 8, "batch_size": 16}',
+            ".json",
+            "--config {path} gives 'batch_size' twice (with dashes and with underscores). "
+            "Received: batch-size=8, batch_size=16",
+        ),
         ("[1, 2]", ".json", "--config {path} must hold a table of options. Received: list"),
         ("lr = ", ".toml", "--config {path} could not be read: "),
         ("lr: 0.1", ".yaml", "--config must be a .json or .toml file. Received: --config='{path}'"),
@@ -488,7 +497,8 @@ def test_init_weights_load_strictly(capsys: pytest.CaptureFixture[str], fit: Fit
     )
     resnet = blockzoo.save_weights(blockzoo.create_model("resnet20"), tmp_path / "resnet20.safetensors")
     assert fails(capsys, "train", "simple_cnn", "--init-weights", str(resnet)) == (
-        f"--init-weights {resnet} holds weights of 'resnet20' (its metadata says so), not of 'simple_cnn'"
+        f"--init-weights must be weights of 'simple_cnn'; {resnet} holds weights of 'resnet20' (its metadata "
+        f"says so). Received: --init-weights={str(resnet)!r}"
     )
     missing = tmp_path / "none.safetensors"
     assert fails(capsys, "train", "simple_cnn", "--init-weights", str(missing)) == (
@@ -642,7 +652,8 @@ def test_a_confusion_matrix_of_many_classes_shows_the_most_frequent_confusions()
 def test_evaluate_refuses_weights_of_another_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = blockzoo.save_weights(blockzoo.create_model("lenet5"), tmp_path / "lenet5.safetensors")
     assert fails(capsys, "evaluate", "simple_cnn", "--weights", str(path)) == (
-        f"--weights {path} holds weights of 'lenet5' (its metadata says so), not of 'simple_cnn'"
+        f"--weights must be weights of 'simple_cnn'; {path} holds weights of 'lenet5' (its metadata says so). "
+        f"Received: --weights={str(path)!r}"
     )
 
 

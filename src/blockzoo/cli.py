@@ -268,7 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         if args.command is None:
-            raise CommandError("name a command: list, info, train or evaluate (blockzoo --help describes them)")
+            raise CommandError(
+                "name a command: list, info, train or evaluate (blockzoo --help describes them). Received: COMMAND=None"
+            )
         if extra:
             raise CommandError(_unrecognized(extra, args.command, commands[args.command]))
         status: int = args.run(args)

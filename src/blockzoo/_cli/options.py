@@ -177,14 +177,20 @@ def read_config(path: str) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise CommandError(f"--config {path} must hold a table of options. Received: {type(raw).__name__}")
     options: dict[str, Any] = {}
+    written: dict[str, tuple[str, Any]] = {}  # each option's key and value as the file has them
     for key, value in raw.items():
         dest = str(key).replace("-", "_")
         try:
             reject_unknown_keywords({dest: value}, _CONFIG_KEYS, owner=f"--config {path}")
         except TypeError as err:
             raise CommandError(str(err)) from err
-        if dest in options:
-            raise CommandError(f"--config {path} gives {dest!r} twice (with dashes and with underscores)")
+        if dest in written:
+            first, first_value = written[dest]
+            raise CommandError(
+                f"--config {path} gives {dest!r} twice (with dashes and with underscores). "
+                f"Received: {first}={first_value!r}, {key}={value!r}"
+            )
+        written[dest] = (str(key), value)
         if value is None and dest != "model" and _BY_DEST[dest].default is None:
             options[dest] = None  # JSON's null: "none", for the options that default to none
             continue
@@ -208,7 +214,10 @@ def resolve_options(given: Mapping[str, Any], file: Mapping[str, Any]) -> dict[s
     merged = {**file, **{k: v for k, v in given.items() if v is not None}}
     model = merged.get("model")
     if model is None:
-        raise CommandError("blockzoo train needs a model NAME (or a 'model' key in --config); blockzoo list shows them")
+        raise CommandError(
+            "blockzoo train needs a model NAME (or a 'model' key in --config); blockzoo list shows them. "
+            "Received: NAME=None"
+        )
     data = merged.get("data", _BY_DEST["data"].default)
     defaults = {opt.dest: opt.default for opt in TRAIN_OPTIONS} | DATA_DEFAULTS.get(data, {})
     options = {"model": model} | {dest: merged.get(dest, default) for dest, default in defaults.items()}

@@ -143,7 +143,10 @@ def load_weights_from(model: nn.Module, path: str, *, flag: str) -> None:
     """
     saved, name = _saved_model_name(path), getattr(model, "model_name", None)
     if saved is not None and name is not None and saved != name:
-        raise CommandError(f"{flag} {path} holds weights of {saved!r} (its metadata says so), not of {name!r}")
+        raise CommandError(
+            f"{flag} must be weights of {name!r}; {path} holds weights of {saved!r} (its metadata says so). "
+            f"Received: {flag}={path!r}"
+        )
     try:
         load_weights(model, path)
     except (CheckpointError, ValueError) as err:
