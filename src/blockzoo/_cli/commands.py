@@ -72,12 +72,12 @@ def train_command(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(options, indent=2))
         return 0
-    seeded = f"seed {options['seed']}"
+    note = None if options["seed"] is None else f"seed {options['seed']}"
     if args.resume is None:
         _refuse_a_run_folder(options["out"])
         if options["seed"] is None:  # drawn and recorded, so that --resume rebuilds the same run
             options["seed"] = secrets.randbelow(_SEEDS)
-            seeded = f"seed {options['seed']} (pass --seed to choose)"
+            note = f"seed {options['seed']} (pass --seed to choose)"
     name = options["model"]
     if options["seed"] is not None:  # None: a run recorded before seeds were drawn
         torch.manual_seed(options["seed"])  # the initial weights too, not only what fit seeds
@@ -91,7 +91,7 @@ def train_command(args: argparse.Namespace) -> int:
         bundle = load_bundle(options, data_options)
         model = build_model(name, model_options)
     run = {"options": options, "data_options": data_options, "model_options": model_options}
-    return _fit(model, bundle, options, run, resume=args.resume, note=seeded if options["seed"] is not None else None)
+    return _fit(model, bundle, options, run, resume=args.resume, note=note)
 
 
 #: The files that mark a folder as a run's: a fresh run there would mix its files with the earlier run's.
