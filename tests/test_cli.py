@@ -16,13 +16,15 @@ import pytest
 import torch
 
 import blockzoo
+import blockzoo.data
 import blockzoo.models._torchvision
 import blockzoo.train
-from blockzoo._cli.runs import build_model
+from blockzoo._cli.runs import build_model, plan_for
 from blockzoo._cli.tables import confusion_table
 from blockzoo.cli import main
 from blockzoo.data import digits, load_data
-from blockzoo.errors import InputError, NonFiniteLossError
+from blockzoo.errors import DatasetNotFoundError, InputError, NonFiniteLossError
+from blockzoo.models._registry import model_signature
 from blockzoo.models._simple import simple_cnn
 from blockzoo.train import History, evaluate
 
@@ -115,6 +117,9 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     out = " ".join(out.split())  # argparse wraps the help to the terminal's width
     assert "(default: 10 on digits, else 30)" in out
     assert "(default: 0.003 on digits, else 0.001)" in out
+    assert "digits are enlarged to its input size, at most 64x64" in out
+    assert "drawn and recorded in config.json when not given" in out
+    assert "The torchvision sets validate on their test split, which picks best.safetensors." in out
 
 
 # ---------------------------------------------------------------- summary
@@ -177,8 +182,15 @@ def test_summary_options(capsys: pytest.CaptureFixture[str]) -> None:
         (["train", "simple_cnn", "--lrr", "0.1"], "unrecognized argument --lrr. Did you mean '--lr'?"),
         (["train", "simple_cnn", "--no-channels-lst"], "Did you mean '--no-channels-last'"),
         (["train", "simple_cnn", "resnet20"], "blockzoo train takes no further argument 'resnet20'"),
-        (["train"], "blockzoo train needs a model NAME (or a 'model' key in --config)"),
-        ([], "name a command: list, info, summary, train or evaluate"),
+        (
+            ["train"],
+            "blockzoo train needs a model NAME (or a 'model' key in --config); blockzoo list shows them. "
+            "Received: NAME=None",
+        ),
+        (
+            [],
+            "name a command: list, info, summary, train or evaluate (blockzoo --help describes them). Received: COMMAND=None",
+        ),
         (["summary", "resnet20", "--depth", "0"], "--depth must be a positive int. Received: --depth=0"),
         (["summary", "resnet20", "--input-size", "3", "32"], "argument --input-size: expected 3 arguments"),
         (["summary", "resnet20", "--input-size", "3", "0", "32"], "--input-size must be a positive int."),
@@ -245,7 +257,7 @@ def test_config_optimizer_and_scheduler_may_be_tables(capsys: pytest.CaptureFixt
     assert resolved(capsys, "--config", str(path), "--freeze", "a.*", "--freeze", "b.*")["freeze"] == ["a.*", "b.*"]
 
 
-def test_print_config_output_is_a_config_file_that_gives_the_same_run(
+def test_print_config_output_read_back_as_a_config_file_resolves_to_the_same_options(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     first = resolved(capsys, "resnet20", "--epochs", "3", "--scheduler", "onecycle", "--freeze", "features.*")
@@ -266,7 +278,12 @@ def test_print_config_output_is_a_config_file_that_gives_the_same_run(
         ('{"optimizer": {"name": "sgdd"}}', ".json", "Unknown optimizer 'sgdd'. Did you mean 'sgd'"),
         ('{"freeze": 3}', ".json", "freeze must be a glob string, a sequence of glob strings or None"),
         ('{"lr": 0.1, "lr": 0.2', ".json", "--config {path} could not be read: "),
-        ('{"batch-size": 8, "batch_size": 8}', ".json", "--config {path} gives 'batch_size' twice"),
+        (
+            '{"batch-size": 8, "batch_size": 16}',
+            ".json",
+            "--config {path} gives 'batch_size' twice (with dashes and with underscores). "
+            "Received: batch-size=8, batch_size=16",
+        ),
         ("[1, 2]", ".json", "--config {path} must hold a table of options. Received: list"),
         ("lr = ", ".toml", "--config {path} could not be read: "),
         ("lr: 0.1", ".yaml", "--config must be a .json or .toml file. Received: --config='{path}'"),
@@ -280,7 +297,7 @@ def test_bad_config_files_exit_2_with_one_line(
     assert message.format(path=path) in fails(capsys, "train", "simple_cnn", "--config", str(path))
 
 
-def test_toml_needs_python_3_11(
+def test_a_toml_config_before_python_3_11_is_refused_with_a_json_hint(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     path = tmp_path / "run.toml"
@@ -303,20 +320,32 @@ def test_a_missing_config_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_p
 
 
 class FitRecorder:
-    """Stands in for ``blockzoo.train.fit``: records the call and writes ``config.json`` as fit does."""
+    """Stands in for ``blockzoo.train.fit``: records the call and writes ``config.json`` (and ``writes``) as fit does.
 
-    def __init__(self, error: BaseException | None = None) -> None:
+    Files are replaced as fit replaces them (a new file moved over the old one).
+    """
+
+    def __init__(
+        self, error: BaseException | None = None, *, writes: tuple[str, ...] = (), history: History | None = None
+    ) -> None:
         self.calls: list[tuple[torch.nn.Module, Any, dict[str, Any]]] = []
         self.error = error
+        self.writes = writes
+        default = History([{"epoch": 1, "train_loss": 0.5, "val_loss": 0.25, "val_accuracy": 0.75}])
+        self.history = default if history is None else history
 
     def __call__(self, model: torch.nn.Module, train_data: Any, **kwargs: Any) -> History:
         self.calls.append((model, train_data, kwargs))
         out = Path(kwargs["out_dir"])
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({"run": kwargs["config"]}))
+        for name, content in [("config.json", json.dumps({"run": kwargs["config"]})), *((n, "") for n in self.writes)]:
+            (out / f".tmp-{name}").write_text(content)
+            (out / f".tmp-{name}").replace(out / name)
         if self.error is not None:
             raise self.error
-        return History([{"epoch": 1, "train_loss": 0.5, "val_loss": 0.25, "val_accuracy": 0.75}])
+        for callback in kwargs["callbacks"]:
+            callback.on_fit_start(None)  # fit's checks passed: the first batch is next
+        return self.history
 
 
 @pytest.fixture
@@ -335,6 +364,8 @@ def fit(monkeypatch: pytest.MonkeyPatch) -> FitRecorder:
         # no img_size: the digits are resized to the model's input size, with its channels
         ("tutorial_cnn", blockzoo.model_info("tutorial_cnn").input_size, {"in_channels": 3, "num_classes": 10}),
         ("lenet5", blockzoo.model_info("lenet5").input_size, {"in_channels": 1, "num_classes": 10}),
+        # a model for 224x224 images: the digits are enlarged to 64x64 at most
+        ("resnet18", (3, 64, 64), {"in_channels": 3, "num_classes": 10}),
     ],
 )
 def test_train_builds_the_model_for_the_data(
@@ -355,6 +386,25 @@ def test_train_builds_the_model_for_the_data(
     assert "best: epoch 1 of 1: val_accuracy 0.7500, val_loss 0.2500, train_loss 0.5000" in out
 
 
+#: The zoo's models whose builder takes no img_size: the digits are resized for them.
+FIXED_SIZE_MODELS = [name for name in blockzoo.list_models() if "img_size" not in model_signature(name).parameters]
+
+
+def test_the_digits_are_enlarged_to_a_models_input_size_and_64x64_at_most() -> None:
+    for name in FIXED_SIZE_MODELS:
+        channels, side, _ = blockzoo.model_info(name).input_size
+        assert plan_for(name, "digits") == {"image_size": min(side, 64), "channels": channels}, name
+    assert plan_for("simple_cnn", "digits") == {}  # it takes img_size: the digits stay 8x8
+    assert plan_for("resnet18", "cifar10") == {}  # the torchvision sets keep their size
+
+
+@pytest.mark.parametrize("name", [n for n in FIXED_SIZE_MODELS if blockzoo.model_info(n).input_size[1] > 64])
+def test_every_model_for_larger_images_maps_a_64x64_batch_to_logits(name: str) -> None:
+    with torch.device("meta"):
+        model = blockzoo.create_model(name, in_channels=3, num_classes=10).eval()
+        assert model(torch.empty(2, 3, 64, 64)).shape == (2, 10)
+
+
 def test_train_passes_every_option_to_fit(capsys: pytest.CaptureFixture[str], fit: FitRecorder, tmp_path: Path) -> None:
     out = tmp_path / "run"
     argv = ["simple_cnn", "--epochs", "3", "--batch-size", "32", "--optimizer", "sgd", "--lr", "0.1"]
@@ -373,7 +423,7 @@ def test_train_passes_every_option_to_fit(capsys: pytest.CaptureFixture[str], fi
     assert kwargs["config"]["options"]["model"] == "simple_cnn"
 
 
-def test_resume_rebuilds_the_run_from_its_config_json(
+def test_resume_calls_fit_as_the_first_run_did_and_refuses_other_options(
     capsys: pytest.CaptureFixture[str], fit: FitRecorder, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
@@ -400,7 +450,66 @@ def test_resume_rebuilds_the_run_from_its_config_json(
     assert "--resume takes every option from" in fails(capsys, "train", "--resume", str(out), "--config", "x.json")
 
 
-def test_resume_of_a_folder_without_a_run_entry(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("leftover", ["config.json", "state.pt"])
+def test_a_fresh_run_refuses_an_out_folder_that_holds_a_run(
+    capsys: pytest.CaptureFixture[str], fit: FitRecorder, tmp_path: Path, leftover: str
+) -> None:
+    (tmp_path / leftover).write_text("{}")
+    assert fails(capsys, "train", "simple_cnn", "--out", str(tmp_path)) == (
+        f"--out {tmp_path} already holds a run ({leftover}): pass --resume {tmp_path} to continue it, or another "
+        f"--out (or remove the folder). Received: --out={str(tmp_path)!r}"
+    )
+    assert fit.calls == []
+
+
+def test_train_lists_only_the_files_that_it_wrote(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("not a run: the folder is accepted, and the file is not listed")
+    monkeypatch.setattr(blockzoo.train, "fit", FitRecorder(writes=("ema.safetensors", "state.pt")))
+    status, stdout, _ = run(capsys, "train", "simple_cnn", "--out", str(out))
+    assert status == 0
+    assert stdout.splitlines()[-1] == f"wrote {out}: config.json, ema.safetensors, state.pt"
+    # a resumed run rewrites some of the files; the others stay, and are not listed as written
+    monkeypatch.setattr(blockzoo.train, "fit", FitRecorder(writes=("state.pt",)))
+    status, stdout, _ = run(capsys, "train", "--resume", str(out))
+    assert status == 0
+    assert stdout.splitlines()[-1] == f"wrote {out}: config.json, state.pt"
+    assert {p.name for p in out.iterdir()} == {"config.json", "ema.safetensors", "notes.txt", "state.pt"}
+
+
+def test_a_run_without_seed_draws_one_records_it_and_says_so(
+    capsys: pytest.CaptureFixture[str], fit: FitRecorder, tmp_path: Path
+) -> None:
+    status, out, _ = run(capsys, "train", "tutorial_cnn", "--out", str(tmp_path / "drawn"))
+    assert status == 0
+    ((drawn_model, _, drawn),) = fit.calls
+    seed = drawn["seed"]
+    assert isinstance(seed, int)
+    assert 0 <= seed < 2**31
+    assert drawn["config"]["options"]["seed"] == seed  # config.json records it, for --resume
+    assert json.loads((tmp_path / "drawn" / "config.json").read_text())["run"]["options"]["seed"] == seed
+    assert out.splitlines()[0] == f"seed {seed} (pass --seed to choose)"
+    # the seed decides the initial weights: the same seed given with --seed gives the same ones
+    status, out, _ = run(capsys, "train", "tutorial_cnn", "--seed", str(seed), "--out", str(tmp_path / "given"))
+    assert status == 0
+    assert out.splitlines()[0] == f"seed {seed}"
+    given_model = fit.calls[1][0]
+    for (key, a), b in zip(drawn_model.state_dict().items(), given_model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+    # a resumed run gets the recorded seed (the order of its batches depends on it)
+    assert run(capsys, "train", "--resume", str(tmp_path / "drawn"))[0] == 0
+    assert fit.calls[2][2]["seed"] == seed
+    # another run draws another seed
+    assert run(capsys, "train", "tutorial_cnn", "--out", str(tmp_path / "again"))[0] == 0
+    assert fit.calls[3][2]["seed"] != seed
+
+
+def test_resume_refuses_a_folder_whose_config_json_has_no_run_entry(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model": {}}))
     assert f"--resume: {tmp_path / 'config.json'} does not describe a blockzoo train run" in fails(
         capsys, "train", "--resume", str(tmp_path)
@@ -424,7 +533,8 @@ def test_init_weights_load_strictly(capsys: pytest.CaptureFixture[str], fit: Fit
     )
     resnet = blockzoo.save_weights(blockzoo.create_model("resnet20"), tmp_path / "resnet20.safetensors")
     assert fails(capsys, "train", "simple_cnn", "--init-weights", str(resnet)) == (
-        f"--init-weights {resnet} holds weights of 'resnet20' (its metadata says so), not of 'simple_cnn'"
+        f"--init-weights must be weights of 'simple_cnn'; {resnet} holds weights of 'resnet20' (its metadata "
+        f"says so). Received: --init-weights={str(resnet)!r}"
     )
     missing = tmp_path / "none.safetensors"
     assert fails(capsys, "train", "simple_cnn", "--init-weights", str(missing)) == (
@@ -445,16 +555,36 @@ def test_pretrained_resets_the_classifier_for_the_datas_classes(monkeypatch: pyt
     assert model.model_config == {"in_channels": 3, "num_classes": 10}
 
 
-def test_a_missing_data_folder_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_a_missing_data_set_or_data_dir_or_an_unknown_data_set_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     message = fails(capsys, "train", "simple_cnn", "--data", "cifar10", "--data-dir", str(tmp_path))
     assert message.startswith(f"--data cifar10: Data set 'cifar10' not found: torchvision looks in {tmp_path}")
-    assert message.endswith("; on the command line, add --download")
+    # the folder and the files as the data floor names them; the hint and the value as the command line has them
+    assert message.endswith(
+        f"none of them is there. Add --download to download it into --data-dir. Received: --data-dir={str(tmp_path)!r}"
+    )
+    assert "download=True" not in message
+    assert message.count("Received:") == 1
     assert fails(capsys, "train", "simple_cnn", "--data", "mnist") == (
         "--data mnist needs --data-dir DIR, the folder that holds it (add --download to fetch it there). "
         "Received: --data-dir=None"
     )
     message = fails(capsys, "train", "simple_cnn", "--data", "cifar")
     assert message.startswith("argument --data: Unknown data set 'cifar'. Did you mean 'cifar10', 'cifar100'?")
+
+
+def test_a_data_set_not_found_names_the_download_flag_whatever_the_message(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def not_there(name: str, **kwargs: Any) -> None:
+        raise DatasetNotFoundError(f"no {name} in {kwargs['root']}.")
+
+    monkeypatch.setattr(blockzoo.data, "load_data", not_there)
+    assert fails(capsys, "train", "simple_cnn", "--data", "mnist", "--data-dir", str(tmp_path)) == (
+        f"--data mnist: no mnist in {tmp_path}. Add --download to download it into --data-dir. "
+        f"Received: --data-dir={str(tmp_path)!r}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -483,6 +613,24 @@ def test_errors_from_fit_are_one_line(
     assert message in err
 
 
+def test_a_run_without_a_best_epoch_reports_the_last_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    nan = float("nan")
+    rows = [{"epoch": e, "train_loss": 1 / e, "val_loss": nan, "val_accuracy": nan} for e in (1, 2)]
+    monkeypatch.setattr(blockzoo.train, "fit", FitRecorder(history=History(rows)))
+    status, out, err = run(capsys, "train", "simple_cnn", "--out", str(tmp_path))
+    assert (status, err) == (0, "")
+    assert out.splitlines()[-2] == (
+        "best: none (no epoch recorded val_accuracy as a number); "
+        "last: epoch 2 of 2: val_accuracy nan, val_loss nan, train_loss 0.5000"
+    )
+    monkeypatch.setattr(blockzoo.train, "fit", FitRecorder(history=History([])))
+    status, out, err = run(capsys, "train", "simple_cnn", "--out", str(tmp_path / "empty"))
+    assert (status, err) == (0, "")
+    assert out.splitlines()[-2] == "best: none (no epoch finished)"
+
+
 def test_options_that_fit_refuses_exit_2_before_training(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     message = fails(capsys, "train", "simple_cnn", "--freeze", "nothing.*", "--out", str(tmp_path / "a"))
     assert message.startswith("freeze glob 'nothing.*' matches no parameter of the model.")
@@ -497,8 +645,7 @@ def test_options_that_fit_refuses_exit_2_before_training(capsys: pytest.CaptureF
 def test_ctrl_c_in_fit_exits_130_and_says_how_to_resume(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(blockzoo.train, "fit", FitRecorder(KeyboardInterrupt()))
-    (tmp_path / "state.pt").write_bytes(b"")
+    monkeypatch.setattr(blockzoo.train, "fit", FitRecorder(KeyboardInterrupt(), writes=("state.pt",)))
     code, _, err = run(capsys, "train", "simple_cnn", "--out", str(tmp_path))
     assert code == 130
     assert err == f"blockzoo: interrupted; continue with: blockzoo train --resume {tmp_path}\n"
@@ -541,7 +688,8 @@ def test_a_confusion_matrix_of_many_classes_shows_the_most_frequent_confusions()
 def test_evaluate_refuses_weights_of_another_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = blockzoo.save_weights(blockzoo.create_model("lenet5"), tmp_path / "lenet5.safetensors")
     assert fails(capsys, "evaluate", "simple_cnn", "--weights", str(path)) == (
-        f"--weights {path} holds weights of 'lenet5' (its metadata says so), not of 'simple_cnn'"
+        f"--weights must be weights of 'simple_cnn'; {path} holds weights of 'lenet5' (its metadata says so). "
+        f"Received: --weights={str(path)!r}"
     )
 
 

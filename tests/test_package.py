@@ -68,7 +68,7 @@ def test_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert [n for n, _ in namespace["no_decay"]][:2] == ["0.convs.0.norm.weight", "0.convs.0.norm.bias"]  # type: ignore[attr-defined]
 
 
-def test_readme_first_command_trains_from_a_fresh_environment() -> None:
+def test_readme_first_command_line_has_the_form_make_a_venv_install_and_train() -> None:
     readme = (ROOT / "README.md").read_text()
     line = re.search(r"<!-- first-command.*?-->\n```bash\n(.*?)\n```", readme, re.S)
     assert line is not None

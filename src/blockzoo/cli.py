@@ -43,8 +43,14 @@ examples:
 with a name and the factory's options, e.g. {"name": "sgd", "momentum": 0.9}.
 --print-config prints the options a run would use, as such a file.
 
+The model is built for the data. When its builder takes no img_size, the
+digits are enlarged to its input size, at most 64x64 (resnet18 trains on
+64x64 digits).
+The torchvision sets validate on their test split, which picks best.safetensors.
+
 --out receives config.json, history.json, best.safetensors and
-last.safetensors (weights), state.pt (to resume) and curves.png.
+last.safetensors (weights), state.pt (to resume) and curves.png; a new run
+refuses a folder that holds a run (continue that one with --resume DIR).
 Ctrl-C saves the state at the current step and exits with status 130."""
 
 
@@ -312,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, extra = parser.parse_known_args(argv)
         if args.command is None:
             raise CommandError(
-                "name a command: list, info, summary, train or evaluate (blockzoo --help describes them)"
+                "name a command: list, info, summary, train or evaluate (blockzoo --help describes them). Received: COMMAND=None"
             )
         if extra:
             raise CommandError(_unrecognized(extra, args.command, commands[args.command]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +26,7 @@ from blockzoo._cli.runs import (
     resume_options,
 )
 from blockzoo._cli.tables import confusion_table
-from blockzoo.train import Callback, Trainer
+from blockzoo.train import Callback, History, Trainer
 
 if TYPE_CHECKING:
     from blockzoo.data import DataBundle
@@ -71,8 +72,14 @@ def train_command(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(options, indent=2))
         return 0
+    note = None if options["seed"] is None else f"seed {options['seed']}"
+    if args.resume is None:
+        _refuse_a_run_folder(options["out"])
+        if options["seed"] is None:  # drawn and recorded, so that --resume rebuilds the same run
+            options["seed"] = secrets.randbelow(_SEEDS)
+            note = f"seed {options['seed']} (pass --seed to choose)"
     name = options["model"]
-    if options["seed"] is not None:
+    if options["seed"] is not None:  # None: a run recorded before seeds were drawn
         torch.manual_seed(options["seed"])  # the initial weights too, not only what fit seeds
     if args.resume is None:
         data_options = plan_for(name, options["data"])
@@ -84,26 +91,67 @@ def train_command(args: argparse.Namespace) -> int:
         bundle = load_bundle(options, data_options)
         model = build_model(name, model_options)
     run = {"options": options, "data_options": data_options, "model_options": model_options}
-    return _fit(model, bundle, options, run, resume=args.resume)
+    return _fit(model, bundle, options, run, resume=args.resume, note=note)
+
+
+#: The files that mark a folder as a run's: a fresh run there would mix its files with the earlier run's.
+_RUN_MARKERS = ("config.json", "state.pt")
+
+
+def _refuse_a_run_folder(out: str) -> None:
+    """Refuse an ``--out`` that holds a run: only ``--resume`` continues one."""
+    found = [name for name in _RUN_MARKERS if (Path(out) / name).is_file()]
+    if found:
+        raise CommandError(
+            f"--out {out} already holds a run ({', '.join(found)}): pass --resume {out} to continue it, or another "
+            f"--out (or remove the folder). Received: --out={out!r}"
+        )
+
+
+def _stamps(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Each file's inode, modification time and size: fit replaces a file it writes, so all three tell a new one."""
+    if not folder.is_dir():
+        return {}
+    stamps = {}
+    for path in folder.iterdir():
+        if path.is_file():
+            stat = path.stat()
+            stamps[path.name] = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    return stamps
+
+
+#: Seeds drawn when --seed is not given: below 2**31, so that every tool that takes a seed takes them.
+_SEEDS = 2**31
 
 
 class _Started(Callback):
-    """Tells whether fit got past its checks and set-up to the first batch."""
+    """Tells whether fit got past its checks and set-up to the first batch, and prints ``note`` then."""
 
-    def __init__(self) -> None:
+    def __init__(self, note: str | None = None) -> None:
         self.started = False
+        self.note = note
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self.started = True
+        if self.note is not None:
+            print(self.note, flush=True)
 
 
 def _fit(
-    model: nn.Module, bundle: DataBundle, options: Mapping[str, Any], run: dict[str, Any], *, resume: str | None
+    model: nn.Module,
+    bundle: DataBundle,
+    options: Mapping[str, Any],
+    run: dict[str, Any],
+    *,
+    resume: str | None,
+    note: str | None,
 ) -> int:
     from blockzoo.errors import NonFiniteLossError
     from blockzoo.train import fit
 
-    started = _Started()
+    started = _Started(note)
+    out = Path(options["out"])
+    before = _stamps(out)
     try:
         history = fit(
             model,
@@ -121,16 +169,29 @@ def _fit(
     except NonFiniteLossError as err:
         raise CommandError(str(err), status=1) from err
     except KeyboardInterrupt:  # fit saved the state at the current step and said where
-        resumable = (Path(options["out"]) / "state.pt").is_file()
+        resumable = (out / "state.pt").is_file()
         tail = f"; continue with: blockzoo train --resume {options['out']}" if resumable else ""
         print(f"blockzoo: interrupted{tail}", file=sys.stderr)
         return 130
-    best = history.best()
-    shown = ", ".join(f"{key} {best[key]:.4f}" for key in ("val_accuracy", "val_loss", "train_loss") if key in best)
-    print(f"best: epoch {best['epoch']} of {len(history.rows)}: {shown}")
-    files = sorted(p.name for p in Path(options["out"]).iterdir() if p.is_file())
-    print(f"wrote {options['out']}: {', '.join(files)}")
+    print(_best_line(history))
+    wrote = sorted(name for name, stamp in _stamps(out).items() if before.get(name) != stamp)
+    print(f"wrote {options['out']}: {', '.join(wrote)}")
     return 0
+
+
+def _best_line(history: History) -> str:
+    """The best epoch and its metrics; the last epoch's when none recorded the monitored metric as a number."""
+
+    def shown(row: Mapping[str, float]) -> str:
+        metrics = ", ".join(f"{k} {row[k]:.4f}" for k in ("val_accuracy", "val_loss", "train_loss") if k in row)
+        return f"epoch {row['epoch']} of {len(history.rows)}: {metrics}"
+
+    if not history.rows:
+        return "best: none (no epoch finished)"
+    try:
+        return f"best: {shown(history.best())}"
+    except KeyError:  # every value of the monitored metric is NaN, or there is none
+        return f"best: none (no epoch recorded {history.monitor} as a number); last: {shown(history.rows[-1])}"
 
 
 def evaluate_command(args: argparse.Namespace) -> int:

@@ -110,7 +110,7 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("accumulate", IntCheck(1), "batches whose gradients add up to one step", "training", 1, "N"),
     Option("label_smoothing", FloatCheck(0, 1, high_open=True), "label smoothing of the cross-entropy loss", "training", 0.0, "X"),
     Option("grad_clip", FloatCheck(0, low_open=True), "clip the gradients' global norm to X", "training", None, "X"),
-    Option("seed", IntCheck(0), "seed of the weights, the shuffling and augmentation (the data split is fixed)", "training", None, "N"),
+    Option("seed", IntCheck(0), "seed of the weights, the shuffling and augmentation (the data split is fixed); drawn and recorded in config.json when not given", "training", None, "N"),
     Option("pretrained", ChoiceCheck(("torchvision",)), "start from torchvision's weights (the classifier is reset for the data's classes)", "model", None, "torchvision"),
     Option("init_weights", PathCheck(), "start from these weights (a .safetensors or .pt file); every key must match", "model", None, "FILE"),
     Option("freeze", GlobsCheck(), "freeze the parameters whose names match GLOB (repeatable)", "model", None, "GLOB", "repeat"),
@@ -177,14 +177,20 @@ def read_config(path: str) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise CommandError(f"--config {path} must hold a table of options. Received: {type(raw).__name__}")
     options: dict[str, Any] = {}
+    written: dict[str, tuple[str, Any]] = {}  # each option's key and value as the file has them
     for key, value in raw.items():
         dest = str(key).replace("-", "_")
         try:
             reject_unknown_keywords({dest: value}, _CONFIG_KEYS, owner=f"--config {path}")
         except TypeError as err:
             raise CommandError(str(err)) from err
-        if dest in options:
-            raise CommandError(f"--config {path} gives {dest!r} twice (with dashes and with underscores)")
+        if dest in written:
+            first, first_value = written[dest]
+            raise CommandError(
+                f"--config {path} gives {dest!r} twice (with dashes and with underscores). "
+                f"Received: {first}={first_value!r}, {key}={value!r}"
+            )
+        written[dest] = (str(key), value)
         if value is None and dest != "model" and _BY_DEST[dest].default is None:
             options[dest] = None  # JSON's null: "none", for the options that default to none
             continue
@@ -208,7 +214,10 @@ def resolve_options(given: Mapping[str, Any], file: Mapping[str, Any]) -> dict[s
     merged = {**file, **{k: v for k, v in given.items() if v is not None}}
     model = merged.get("model")
     if model is None:
-        raise CommandError("blockzoo train needs a model NAME (or a 'model' key in --config); blockzoo list shows them")
+        raise CommandError(
+            "blockzoo train needs a model NAME (or a 'model' key in --config); blockzoo list shows them. "
+            "Received: NAME=None"
+        )
     data = merged.get("data", _BY_DEST["data"].default)
     defaults = {opt.dest: opt.default for opt in TRAIN_OPTIONS} | DATA_DEFAULTS.get(data, {})
     options = {"model": model} | {dest: merged.get(dest, default) for dest, default in defaults.items()}

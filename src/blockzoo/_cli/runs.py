@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from blockzoo._cli.options import RESUME_OVERRIDES, TRAIN_OPTIONS, CommandError, one_line
-from blockzoo.errors import CheckpointError
+from blockzoo.errors import CheckpointError, DatasetNotFoundError
 from blockzoo.models import create_model, load_weights
 from blockzoo.models._registry import model_input_size, model_signature
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BAD_INPUT",
     "BUILT_IN_DATA",
+    "MAX_DIGITS_SIDE",
     "bad_input",
     "build_model",
     "load_bundle",
@@ -32,10 +33,15 @@ __all__ = [
 ]
 
 #: Data sets that ship with blockzoo's dependencies (scikit-learn's 8x8 digits). They need no ``--data-dir``, and
-#: they are resized to a model's input size when its builder takes no ``img_size``, so that CIFAR-shaped models
-#: (tutorial_cnn, resnet20) train on them unchanged. The torchvision sets keep their size, and a model that does
-#: not fit them is reported by ``fit`` before the first step.
+#: they are resized to a model's input size (at most :data:`MAX_DIGITS_SIDE`) when its builder takes no
+#: ``img_size``, so that CIFAR-shaped models (tutorial_cnn, resnet20) train on them unchanged. The torchvision sets
+#: keep their size, and a model that does not fit them is reported by ``fit`` before the first step.
 BUILT_IN_DATA = ("digits",)
+
+#: The largest side the digits are enlarged to. 8x8 images gain nothing from more pixels, while 1,797 copies at
+#: 224x224 take over a gigabyte. The zoo's models for 224x224 images pool globally and run at 64; lenet5 and
+#: tutorial_cnn need exactly 32, below it. ``fit`` checks the model against a first batch all the same.
+MAX_DIGITS_SIDE = 64
 
 #: Exceptions that mean "the input is wrong" while a run is built; they become one line and exit status 2.
 BAD_INPUT = (ValueError, TypeError, FileNotFoundError, CheckpointError)
@@ -64,12 +70,13 @@ def plan_for(model: str, data: str) -> dict[str, Any]:
     """The options of :func:`blockzoo.data.load_data` that make ``data`` fit ``model``.
 
     Native size and channels, unless the data set is resizable and the
-    builder takes no ``img_size``: then the model's default input size and
-    channel count.
+    builder takes no ``img_size``: then the model's default input size (a
+    side of at most :data:`MAX_DIGITS_SIDE`) and channel count.
     """
     if data in BUILT_IN_DATA and "img_size" not in model_signature(model).parameters:
         channels, *size = model_input_size(model)
-        return {"image_size": _side(tuple(size)), "channels": channels}
+        side = _side(tuple(min(s, MAX_DIGITS_SIDE) for s in size))
+        return {"image_size": side, "channels": channels}
     return {}
 
 
@@ -93,8 +100,16 @@ def load_bundle(options: Mapping[str, Any], data_options: Mapping[str, Any]) -> 
     with bad_input(f"--data {data}"):
         try:
             return load_data(data, root=folder, download=options["download"], **data_options)
-        except FileNotFoundError as err:  # the message names the folder and the files; say which flag fetches them
-            raise FileNotFoundError(f"{err}; on the command line, add --download") from err
+        except DatasetNotFoundError as err:
+            raise CommandError(f"--data {data}: {_not_found(err, folder)}") from err
+
+
+def _not_found(err: DatasetNotFoundError, folder: str) -> str:
+    """The data floor's message (the folder, the files), with the flag that downloads them instead of its keyword."""
+    found, hint, _ = str(err).partition(" Pass download=True")
+    if not hint:  # a message of another form: keep it whole, and still name the flag
+        found = str(err).rstrip(".") + "."
+    return f"{found} Add --download to download it into --data-dir. Received: --data-dir={folder!r}"
 
 
 def build_model(
@@ -128,7 +143,10 @@ def load_weights_from(model: nn.Module, path: str, *, flag: str) -> None:
     """
     saved, name = _saved_model_name(path), getattr(model, "model_name", None)
     if saved is not None and name is not None and saved != name:
-        raise CommandError(f"{flag} {path} holds weights of {saved!r} (its metadata says so), not of {name!r}")
+        raise CommandError(
+            f"{flag} must be weights of {name!r}; {path} holds weights of {saved!r} (its metadata says so). "
+            f"Received: {flag}={path!r}"
+        )
     try:
         load_weights(model, path)
     except (CheckpointError, ValueError) as err:
