@@ -127,7 +127,7 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
 DATA_DEFAULTS: dict[str, dict[str, Any]] = {"digits": {"epochs": 10, "lr": 3e-3}}
 
 #: The options that ``--resume`` may change: where the data are and what runs the same computation.
-RESUME_OVERRIDES = ("data_dir", "download", "device", "workers")
+RESUME_OVERRIDES = ("data_dir", "download", "device")  # fit refuses other workers: they change what a resumed run draws
 
 _BY_DEST = {opt.dest: opt for opt in TRAIN_OPTIONS}
 _CONFIG_KEYS = ("model", *_BY_DEST)
