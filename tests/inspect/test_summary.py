@@ -287,7 +287,9 @@ class Tied(nn.Module):
 
 def test_shared_modules_and_tied_parameters_are_counted_once_and_marked() -> None:
     model = Tied()
+    before = snapshot(model)
     s = summary(model, (2, 5), dtypes=torch.long)
+    assert_unchanged(model, before)
     assert s.total_params == 100 * 16 + (16 * 16 + 16) + 100 == count_params(model)
     assert s.shared_tensors == 3  # enc.weight, enc.bias, emb.weight
     rows = {r.name: r for r in s.rows}
@@ -302,6 +304,17 @@ def test_shared_modules_and_tied_parameters_are_counted_once_and_marked() -> Non
     assert "100 +1,600 tied" in text
     assert "3 tensors with several names, counted once" in text
     assert "Each parameter is counted once, at its first name" in text
+
+
+def test_a_module_used_twice_is_left_as_it_was() -> None:
+    bn = nn.BatchNorm1d(4)
+    model = nn.Sequential(bn, nn.ReLU(), bn)
+    before = snapshot(model)
+    summary(model, (2, 4))
+    assert_unchanged(model, before)
+    blockzoo.flops(model, (2, 4))
+    assert_unchanged(model, before)
+    model(torch.randn(2, 4))  # still runs on its own tensors, not on meta ones
 
 
 def test_several_inputs_by_shape_by_position_and_by_keyword() -> None:

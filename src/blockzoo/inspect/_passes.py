@@ -195,20 +195,32 @@ class Trace:
 
 
 def _state(model: nn.Module, device: torch.device) -> dict[str, Tensor]:
-    """Parameters and buffers for ``functional_call`` on ``device``; buffers always copies."""
+    """Parameters and buffers for ``functional_call`` on ``device``; buffers always copies.
+
+    Every slot is named once, under its module's first name, so that a module
+    used in two places is swapped and put back once (``tie_weights=False``);
+    a tensor held in two slots (tied weights) gets one copy, used in both.
+    """
     state: dict[str, Tensor] = {}
+    copies: dict[int, Tensor] = {}
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if device.type == "meta":
-                state[name] = torch.empty_like(p, device=META).requires_grad_(p.requires_grad)
-            elif p.device != device:
-                state[name] = p.detach().to(device).requires_grad_(p.requires_grad)
-            else:
-                state[name] = p
-        for name, b in model.named_buffers():
-            state[name] = (
-                torch.empty_like(b, device=META) if device.type == "meta" else b.detach().to(device, copy=True)
-            )
+        for module_name, module in model.named_modules():
+            prefix = f"{module_name}." if module_name else ""
+            for name, p in module.named_parameters(recurse=False):
+                if id(p) not in copies:
+                    if device.type == "meta":
+                        copies[id(p)] = torch.empty_like(p, device=META).requires_grad_(p.requires_grad)
+                    elif p.device != device:
+                        copies[id(p)] = p.detach().to(device).requires_grad_(p.requires_grad)
+                    else:
+                        copies[id(p)] = p
+                state[prefix + name] = copies[id(p)]
+            for name, b in module.named_buffers(recurse=False):
+                if id(b) not in copies:
+                    copies[id(b)] = (
+                        torch.empty_like(b, device=META) if device.type == "meta" else b.detach().to(device, copy=True)
+                    )
+                state[prefix + name] = copies[id(b)]
     return state
 
 
@@ -318,7 +330,7 @@ def _forward(model: nn.Module, inputs: Inputs, target: torch.device, *, record: 
             stack.enter_context(torch.no_grad())
         if counter is not None:
             stack.enter_context(counter)
-        out = torch.func.functional_call(model, state, moved.args, moved.kwargs)
+        out = torch.func.functional_call(model, state, moved.args, moved.kwargs, tie_weights=False)
     result = Trace(map_tensors(lambda t: tuple(t.shape), out))
     if recorder is not None and counter is not None:
         result.calls, result.flops = recorder.calls, int(counter.get_total_flops())
