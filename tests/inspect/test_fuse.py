@@ -167,6 +167,76 @@ def _parametrized() -> nn.Module:
     return nn.Sequential(conv, nn.BatchNorm2d(2))
 
 
+class NormAct(nn.BatchNorm2d):
+    """A batch norm that adds its activation: folding would drop the ReLU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(super().forward(x))
+
+
+class StandardizedConv(nn.Conv2d):
+    """Weight standardisation in forward: the kernel folded into would not be the one that runs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        w = (w - w.mean(dim=(1, 2, 3), keepdim=True)) / (w.std(dim=(1, 2, 3), keepdim=True) + 1e-5)
+        return self._conv_forward(x, w, self.bias)
+
+
+class StandardizedConvInside(nn.Conv2d):
+    """The same, in _conv_forward, which torch's own forward calls."""
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        weight = weight - weight.mean(dim=(1, 2, 3), keepdim=True)
+        return super()._conv_forward(x, weight, bias)
+
+
+class ConvNormActPlusConv(blockzoo.ConvNormAct):
+    """A subclass whose forward also uses the conv's output, which folding would change."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.act(self.norm(y)) + y
+
+
+def _with_stats(model: nn.Module) -> nn.Module:
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: nn.Sequential(nn.Conv2d(2, 4, 3), NormAct(4)), "NormAct has its own forward"),
+        (lambda: nn.Sequential(StandardizedConv(2, 4, 3), nn.BatchNorm2d(4)), "StandardizedConv has its own forward"),
+        (
+            lambda: nn.Sequential(StandardizedConvInside(2, 4, 3), nn.BatchNorm2d(4)),
+            "StandardizedConvInside has its own _conv_forward",
+        ),
+        (lambda: ConvNormActPlusConv(2, 4), "ConvNormActPlusConv overrides its block's forward"),
+    ],
+)
+def test_a_subclass_that_changes_forward_is_not_folded(make: object, match: str) -> None:
+    model = _with_stats(make())  # type: ignore[operator]
+    ((_, _, why),) = explain_fusion(model).skipped
+    assert match in why
+    with pytest.raises(ValueError, match=f"cannot fold 1 conv -> batch-norm pair: .*{match}"):
+        fuse_conv_bn(model)
+    x = torch.randn(2, 2, 6, 6)
+    torch.testing.assert_close(fuse_conv_bn(model, strict=False)(x), model(x))
+
+
+def test_a_subclass_that_keeps_torchs_forward_is_folded() -> None:
+    class Named(nn.BatchNorm2d):
+        pass
+
+    model = _with_stats(nn.Sequential(nn.Conv2d(2, 4, 3), Named(4)))
+    assert explain_fusion(model).folded == (("0", "1"),)
+
+
 @pytest.mark.parametrize(
     ("make", "match"),
     [

@@ -24,6 +24,15 @@ _Transposed = nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose3d
 _Conv = nn.Conv1d | nn.Conv2d | nn.Conv3d | _Transposed
 _BatchNorm = nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d | nn.SyncBatchNorm
 _NOT_AFTER_CONV = "not found right after a conv"
+# The forwards that fuse_conv_bn_eval's arithmetic describes: torch's own, not a subclass's.
+_TORCH_FORWARDS = {
+    cls.forward for cls in (*_Conv.__args__, *_BatchNorm.__args__)  # type: ignore[attr-defined]
+}
+_TORCH_CONV_FORWARDS = {
+    cls._conv_forward  # type: ignore[attr-defined]
+    for cls in _Conv.__args__  # type: ignore[attr-defined]
+    if hasattr(cls, "_conv_forward")
+}
 # torchvision's blocks name their pairs conv1/bn1, conv2/bn2, ... and call bnK(convK(x)) in forward;
 # the names alone are trusted only in torchvision's own classes.
 _NAMED_NORM = re.compile(r"bn(\d*)")
@@ -106,8 +115,29 @@ def _adjacent_pairs(parent: nn.Module) -> Iterator[tuple[str, str]]:
             yield conv, name
 
 
-def _why_not(conv: _Conv, norm: _BatchNorm, uses: Counter[int]) -> str | None:
+def _own_forward(module: nn.Module) -> str | None:
+    """Why ``module``'s computation is not torch's own conv or batch norm; ``None`` when it is."""
+    kind = type(module)
+    if kind.forward not in _TORCH_FORWARDS:
+        return f"{kind.__name__} has its own forward"
+    conv_forward = getattr(kind, "_conv_forward", None)
+    if conv_forward is not None and conv_forward not in _TORCH_CONV_FORWARDS:
+        return f"{kind.__name__} has its own _conv_forward"
+    return None
+
+
+def _why_not(parent: nn.Module, conv: _Conv, norm: _BatchNorm, uses: Counter[int]) -> str | None:
     """Why ``norm`` cannot be folded into ``conv``; ``None`` when it can."""
+    for module in (conv, norm):
+        own = _own_forward(module)
+        if own is not None:
+            return f"{own}, which folding would drop"
+    forward = type(parent).forward
+    if isinstance(parent, Block) and not getattr(forward, "__module__", "").startswith("blockzoo."):
+        return (
+            f"{type(parent).__name__} overrides its block's forward, so the conv's output "
+            "may not go (only) into the norm"
+        )
     if norm.running_mean is None or norm.running_var is None:
         return (
             "the norm keeps no running statistics (track_running_stats=False), so it normalises with each "
@@ -141,8 +171,12 @@ def explain_fusion(model: nn.Module) -> FusionReport:
     (its ResNet stem and blocks, whose ``forward`` computes ``bnK(convK(x))``).
     A module with its own ``forward`` is not read, so a norm there is listed
     as unpaired: put the conv and its norm in an ``nn.Sequential`` (or use
-    :class:`~blockzoo.ConvNormAct`) to have them folded. Nothing is changed
-    or copied.
+    :class:`~blockzoo.ConvNormAct`) to have them folded. A pair is folded
+    only when the conv and the norm compute what torch's own classes do and
+    a blockzoo block's ``forward`` is blockzoo's own: a subclass that
+    overrides one of them (a norm that adds an activation, a conv that
+    standardises its weight) is listed under ``skipped`` with the reason.
+    Nothing is changed or copied.
 
     Args:
         model: Any model.
@@ -174,7 +208,7 @@ def explain_fusion(model: nn.Module) -> FusionReport:
             conv_name, norm_name = _join(parent_name, before), _join(parent_name, name)
             if isinstance(conv, _Conv) and isinstance(norm, _BatchNorm):
                 after_conv.add(norm_name)
-                why = _why_not(conv, norm, uses)
+                why = _why_not(parent, conv, norm, uses)
                 if why is None:
                     folded.append((conv_name, norm_name))
                 else:
@@ -214,8 +248,9 @@ def fuse_conv_bn(model: ModuleT, *, strict: bool = True) -> ModuleT:
         model: A model in eval mode.
         strict: Raise when a pair cannot be folded (a norm without running
             statistics, channel counts that differ, a grouped transposed
-            conv, a parametrized or shared layer); ``False`` folds the others
-            and leaves those as they are.
+            conv, a parametrized or shared layer, a conv or norm subclass with
+            its own forward, a block whose forward a subclass overrides);
+            ``False`` folds the others and leaves those as they are.
 
     Returns:
         The fused copy, in eval mode.
