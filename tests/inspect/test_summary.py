@@ -80,16 +80,30 @@ def stacks(draw: st.DrawFn) -> tuple[nn.Module, tuple[int, ...]]:
     channels = draw(st.integers(1, 6))
     shape = (2, channels, size, size)
     layers: list[nn.Module] = []
+    seen: list[tuple[nn.Module, Any, Any]] = []  # each layer, its input and output shapes; and every conv
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(
-            st.sampled_from(["conv_norm_act", "conv_block", "basic", "se", "conv", "bn", "relu", "pool", "drop"])
+            st.sampled_from(
+                ["conv_norm_act", "conv_block", "basic", "se", "conv", "bn", "relu", "pool", "drop", "again", "tied"]
+            )
         )
         c = shape[1]
         cfg = draw(conv_configs(max_channels=8))
         out = cfg["out_channels"]
         groups = cfg["groups"] if c % cfg["groups"] == 0 and out % cfg["groups"] == 0 else 1
-        if kind == "conv_norm_act":
-            layer: nn.Module = blockzoo.ConvNormAct(c, out, cfg["kernel_size"], stride=cfg["stride"], groups=groups)
+        same_shape = [m for m, before, after in seen if before == after == shape]
+        if kind == "again" and same_shape:  # a layer used a second time (a shared BatchNorm among them)
+            layer: nn.Module = draw(st.sampled_from(same_shape))
+        elif kind == "again":
+            bn = nn.BatchNorm2d(c)
+            layer = nn.Sequential(bn, nn.ReLU(), bn)
+        elif kind == "tied":  # a new conv whose kernel is an earlier one's
+            layer = nn.Conv2d(c, c, 3, padding=1)
+            kernels = [m for m, _, _ in seen if isinstance(m, nn.Conv2d) and m.weight.shape == layer.weight.shape]
+            if kernels:
+                layer.weight = draw(st.sampled_from(kernels)).weight
+        elif kind == "conv_norm_act":
+            layer = blockzoo.ConvNormAct(c, out, cfg["kernel_size"], stride=cfg["stride"], groups=groups)
         elif kind == "conv_block" and shape[-1] >= 2:
             layer = blockzoo.ConvBlock(c, out)
         elif kind == "basic":
@@ -106,11 +120,15 @@ def stacks(draw: st.DrawFn) -> tuple[nn.Module, tuple[int, ...]]:
             layer = nn.Dropout(0.5)
         else:
             layer = nn.ReLU()
-        if draw(st.booleans()):
-            layer.requires_grad_(False)
-        if draw(st.integers(0, 4)) == 0:
-            layer.eval()
+        if kind not in ("again", "tied"):
+            if draw(st.booleans()):
+                layer.requires_grad_(False)
+            if draw(st.integers(0, 4)) == 0:
+                layer.eval()
+        before = shape
         shape = tuple(blockzoo.infer_shape(layer, shape))
+        seen.append((layer, before, shape))
+        seen.extend((m, None, None) for m in layer.modules() if isinstance(m, nn.Conv2d))
         layers.append(layer)
     head = draw(st.sampled_from(["pool", "flatten", "none"]))
     if head == "pool":
@@ -139,22 +157,23 @@ def test_summary_laws_on_random_stacks(drawn: tuple[nn.Module, tuple[int, ...]],
     assert s.total_params == count_params(model) == sum(p.numel() for p in model.parameters())
     assert s.trainable_params == sum(p.numel() for p in trainable)
     assert s.trainable_params + s.frozen_params == s.total_params
-    # the rows at depth 1 partition the parameters (nothing shared here)
+    # the rows at depth 1 partition the parameters (a shared module's are counted at its first name)
     assert sum(r.params for r in s.rows if r.depth == 1) == s.total_params
     assert all(r.trainable + r.frozen == r.params for r in s.rows)
 
     shapes, out = real_shapes(model, torch.randn(shape))
     assert s.output_shape == out
+    first_name = {id(m): n for n, m in model.named_modules()}
+    modules = dict(model.named_modules(remove_duplicate=False))
     for row in s.rows:
-        if row.calls:
-            assert row.output_shape == shapes[row.name], row.name
+        if row.calls:  # a module used again keeps its shape (stacks() reuses only those)
+            assert row.output_shape == shapes[first_name[id(modules[row.name])]], row.name
 
     with FlopCounterMode(display=False) as counter:
         copy.deepcopy(model)(torch.randn(shape))
     assert s.flops == counter.get_total_flops()
-    assert sum(r.flops or 0 for r in s.rows if r.depth == 1) == s.flops
+    assert sum(r.flops or 0 for r in s.rows if r.depth == 1) == s.flops  # no call counted twice
 
-    modules = dict(model.named_modules())
     for row in s.rows:
         module = modules[row.name]
         assert row.training == module.training
@@ -296,7 +315,10 @@ def test_shared_modules_and_tied_parameters_are_counted_once_and_marked() -> Non
     assert [rows[n].shared_with for n in ("body.0", "body.2")] == ["enc", "enc"]
     assert (rows["body.0"].params, rows["body.0"].tied) == (0, 16 * 16 + 16)
     assert (rows["out"].params, rows["out"].tied) == (100, 100 * 16)
-    assert rows["enc"].calls == 2
+    # enc runs twice, both times inside body: its calls are body.0's (body.2 holds the same layer in the same parent)
+    assert (rows["enc"].calls, rows["body.0"].calls) == (0, 2)
+    assert (rows["enc"].flops, rows["body.0"].flops, rows["body.2"].flops) == (0, 2 * 2 * 10 * 16 * 16, 0)
+    assert sum(r.flops or 0 for r in s.rows if r.depth == 1) == s.flops
     assert sum(r.params for r in s.rows if r.depth == 1) == s.total_params
     assert s.output_shape == {"logits": (2, 5, 100), "hidden": (2, 5, 16)}
     text = s.to_string(width=120)

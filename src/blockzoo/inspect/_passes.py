@@ -159,11 +159,16 @@ def make_inputs(model: nn.Module, input_size: Any, input_data: Any, dtypes: Any)
 
 @dataclass
 class Call:
-    """One call of a module during a pass: what it returned, the FLOPs counted inside it, when it ended."""
+    """One call of a module during a pass: what it returned, the FLOPs counted inside it, when it ended, who called it.
+
+    ``caller`` is the innermost module of the model that was running when the
+    call began (``None`` for the model's own call).
+    """
 
     output: Any
     flops: int
     order: int
+    caller: nn.Module | None = None
 
 
 @dataclass
@@ -192,6 +197,58 @@ class Trace:
             return None, 0
         last = max(parts, key=lambda c: c.order)
         return Call(last.output, sum(p.flops for p in parts), last.order), 0
+
+    def _caller(self, model: nn.Module, name: str) -> nn.Module | None:
+        """The module that calls the one at ``name``: its nearest ancestor that ran (``None`` for the model)."""
+        if not name:
+            return None
+        parts = name.split(".")
+        for k in range(len(parts) - 1, -1, -1):
+            ancestor = model.get_submodule(".".join(parts[:k]))
+            if self.calls.get(ancestor):
+                return ancestor
+        return None
+
+    def positions(self, model: nn.Module) -> dict[str, tuple[Call | None, int]]:
+        """Each qualified name's own calls (all names of a module used in several places), FLOPs counted once.
+
+        A name's calls are those of its module made by its caller (see
+        :meth:`_caller`), so a module used in two places gets each place's
+        calls at each name. Where one caller holds a module under two names
+        (``nn.Sequential(bn, act, bn)``) their calls cannot be told apart: the
+        first name gets their FLOPs, the others 0. A container whose
+        ``forward`` did not run gets its children's, as in :meth:`of`. The FLOPs
+        of a name's children therefore add up to its own (but for operations
+        in its own ``forward``), and no call is counted twice.
+        """
+        claimed: dict[tuple[int, int], str] = {}
+        result: dict[str, tuple[Call | None, int]] = {}
+        named = list(model.named_modules(remove_duplicate=False))
+        for name, module in named:
+            if self.calls.get(module):
+                claimed.setdefault((id(module), id(self._caller(model, name))), name)
+
+        def at(name: str, module: nn.Module) -> tuple[Call | None, int]:
+            if name in result:
+                return result[name]
+            calls = self.calls.get(module)
+            if calls:
+                caller = self._caller(model, name)
+                mine = [c for c in calls if c.caller is caller]
+                flops = sum(c.flops for c in mine) if claimed.get((id(module), id(caller))) == name else 0
+                found = (Call(mine[0].output, flops, mine[-1].order, caller), len(mine)) if mine else (None, 0)
+            else:
+                prefix = f"{name}." if name else ""
+                parts = [at(prefix + child, m)[0] for child, m in module.named_children()]
+                kept = [p for p in parts if p is not None]
+                last = max(kept, key=lambda c: c.order) if kept else None
+                found = (Call(last.output, sum(p.flops for p in kept), last.order), 0) if last else (None, 0)
+            result[name] = found
+            return found
+
+        for name, module in named:
+            at(name, module)
+        return result
 
 
 def _state(model: nn.Module, device: torch.device) -> dict[str, Tensor]:
@@ -267,6 +324,8 @@ class _Recorder:
         self.counter = counter
         self.calls: dict[nn.Module, list[Call]] = {}
         self._starts: dict[nn.Module, list[int]] = {}
+        self._running: list[nn.Module] = []
+        self._callers: dict[nn.Module, list[nn.Module | None]] = {}
         self._ended = 0
         self.handles = []
         for m in modules:
@@ -278,12 +337,16 @@ class _Recorder:
 
     def _pre(self, module: nn.Module, args: Any) -> None:
         self._starts.setdefault(module, []).append(self._flops())
+        self._callers.setdefault(module, []).append(self._running[-1] if self._running else None)
+        self._running.append(module)
 
     def _post(self, module: nn.Module, args: Any, output: Any) -> None:
-        start = self._starts[module].pop()
+        start, caller = self._starts[module].pop(), self._callers[module].pop()
+        if self._running and self._running[-1] is module:
+            self._running.pop()
         shapes = map_tensors(lambda t: tuple(t.shape), output)
         self._ended += 1
-        self.calls.setdefault(module, []).append(Call(shapes, self._flops() - start, self._ended))
+        self.calls.setdefault(module, []).append(Call(shapes, self._flops() - start, self._ended, caller))
 
     def remove(self) -> None:
         for handle in self.handles:

@@ -24,17 +24,23 @@ class SummaryRow:
         name: Qualified name (``""`` for a model without children).
         type: Class name.
         depth: 1 for the model's children, 2 for theirs, ...
-        output_shape: What the module returned on its first call: a shape
-            tuple, or that structure inside a tuple, list or dict; ``None``
-            when it did not run or no input was given.
-        calls: How many times it ran in the pass.
+        output_shape: What the module returned on its first call at this
+            place in the model (a module used in two places has each
+            place's own calls): a shape tuple, or that structure inside a
+            tuple, list or dict; ``None`` when it did not run or no input
+            was given.
+        calls: How many times it ran at this place in the pass.
         params: Parameter elements counted at this row (trainable + frozen).
         trainable: Elements with ``requires_grad``.
         frozen: Elements without.
         tied: Elements in the sub-tree counted under another name (tied
             weights, or a module used in two places).
         shared_with: For a module used in two places, its first name.
-        flops: FLOPs inside the module (children included, all calls);
+        flops: FLOPs inside the module at this place (children included,
+            all its calls there), so that no call is counted at two rows of
+            one level: the rows at depth 1 add up to the total. Where one
+            parent holds a module under two names (``nn.Sequential(bn, act,
+            bn)``), the first name gets their calls' FLOPs and the others 0.
             ``None`` without input.
         roles: The roles of the parameters it stands for.
         init: Their initializers, as :func:`~blockzoo.init_report` reads them.

@@ -12,7 +12,7 @@ from torch import nn
 from blockzoo._checks import check_positive_int
 from blockzoo.init import init_report
 from blockzoo.inspect._counts import check_model, count_params
-from blockzoo.inspect._passes import Inputs, Trace, make_inputs, trace
+from blockzoo.inspect._passes import Call, Inputs, make_inputs, trace
 from blockzoo.inspect._render import check_columns
 from blockzoo.inspect._report import ModelSummary, SummaryRow
 from blockzoo.models import list_models
@@ -126,11 +126,15 @@ def _setup(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> _Setup:
 
 
 def _row(
-    entry: _Entry, owned: dict[str, nn.Parameter], setup: _Setup, traced: Trace | None, modules: set[str]
+    entry: _Entry,
+    owned: dict[str, nn.Parameter],
+    setup: _Setup,
+    positions: dict[str, tuple[Call | None, int]] | None,
+    modules: set[str],
 ) -> SummaryRow:
     trainable = sum(p.numel() for p in entry.counted.values() if p.requires_grad)
     total = sum(p.numel() for p in entry.counted.values())
-    call, calls = traced.of(entry.module) if traced is not None else (None, 0)
+    call, calls = positions.get(entry.name, (None, 0)) if positions is not None else (None, 0)
     groups = sorted({setup.group_of[id(p)] for p in owned.values() if id(p) in setup.group_of})
     targets = set(owned) | modules
     roles = [setup.roles[n] for n in owned if n in setup.roles]
@@ -146,7 +150,7 @@ def _row(
         frozen=total - trainable,
         tied=entry.tied,
         shared_with=entry.shared_with,
-        flops=(call.flops if call is not None else 0) if traced is not None else None,
+        flops=(call.flops if call is not None else 0) if positions is not None else None,
         roles=tuple(dict.fromkeys(roles)),
         init=tuple(dict.fromkeys(label for label, _ in inits)),
         init_changed=any(changed for _, changed in inits),
@@ -306,8 +310,9 @@ def summary(
     _count(entries, model)
     traced = trace(model, inputs, device=target, activations=True) if inputs is not None else None
     setup = _setup(model, optimizer)
+    positions = traced.positions(model) if traced is not None else None
     rows = tuple(
-        _row(e, owned, setup, traced, modules)
+        _row(e, owned, setup, positions, modules)
         for e, owned, modules in zip(entries, _owned(entries), _owned_modules(entries), strict=True)
     )
     named = set().union(*(_owned_modules(entries)), *(e.counted for e in entries))
