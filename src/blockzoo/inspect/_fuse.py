@@ -25,14 +25,8 @@ _Conv = nn.Conv1d | nn.Conv2d | nn.Conv3d | _Transposed
 _BatchNorm = nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d | nn.SyncBatchNorm
 _NOT_AFTER_CONV = "not found right after a conv"
 # The forwards that fuse_conv_bn_eval's arithmetic describes: torch's own, not a subclass's.
-_TORCH_FORWARDS = {
-    cls.forward for cls in (*_Conv.__args__, *_BatchNorm.__args__)  # type: ignore[attr-defined]
-}
-_TORCH_CONV_FORWARDS = {
-    cls._conv_forward  # type: ignore[attr-defined]
-    for cls in _Conv.__args__  # type: ignore[attr-defined]
-    if hasattr(cls, "_conv_forward")
-}
+_TORCH_FORWARDS = {cls.forward for cls in (*_Conv.__args__, *_BatchNorm.__args__)}
+_TORCH_CONV_FORWARDS = {cls._conv_forward for cls in _Conv.__args__ if hasattr(cls, "_conv_forward")}
 # torchvision's blocks name their pairs conv1/bn1, conv2/bn2, ... and call bnK(convK(x)) in forward;
 # the names alone are trusted only in torchvision's own classes.
 _NAMED_NORM = re.compile(r"bn(\d*)")
