@@ -174,12 +174,14 @@ def test_summary_laws_on_random_stacks(drawn: tuple[nn.Module, tuple[int, ...]],
     assert s.flops == counter.get_total_flops()
     assert sum(r.flops or 0 for r in s.rows if r.depth == 1) == s.flops  # no call counted twice
 
+    canonical = {id(p): n for n, p in model.named_parameters()}
     for row in s.rows:
         module = modules[row.name]
         assert row.training == module.training
         if list(module.children()) or optimizer is None or row.shared_with is not None:
             continue  # a module used again shows its optimizer groups at its first name
-        params = list(module.parameters())
+        # the parameters first named here (a tied kernel is shown at its first name)
+        params = [p for n, p in module.named_parameters(prefix=row.name) if canonical[id(p)] == n]
         groups = sorted(
             {i for i, g in enumerate(optimizer.param_groups) for p in params if any(p is q for q in g["params"])}
         )
