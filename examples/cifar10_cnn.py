@@ -61,7 +61,7 @@ def train(
 
 
 def main(
-    epochs: int = 8, out: str | None = None, *, samples: int | None = None, progress: bool = True
+    epochs: int = 8, out: str | None = None, *, samples: int | None = None, progress: bool = True, gpu: bool = True
 ) -> dict[str, History]:
     data = digits(image_size=32, channels=3)  # [N, 3, 32, 32] in [0, 1], like CIFAR-10
     if samples is not None:  # a quick look: the first samples only
@@ -78,7 +78,7 @@ def main(
         print(f"saved {out}")
 
     # On a GPU: the same call with device="cuda"; bf16 autocast and channels_last make it faster.
-    if torch.cuda.is_available():
+    if gpu and torch.cuda.is_available():
         histories["cuda"] = train(data, epochs=epochs, device="cuda", progress=progress, amp="bf16", channels_last=True)
 
     for device, history in histories.items():

@@ -110,7 +110,7 @@ def test_flattening_head_after_two_pooling_stages_names_in_features_or_one_more_
 
 
 def test_flattening_head_hints_for_fewer_stages_and_for_the_channel_count() -> None:
-    with pytest.raises(InputError, match=r"in_features=4096, or add one pooling stage fewer \(a 16x16 map\)\.$"):
+    with pytest.raises(InputError, match=r"in_features=4096, or use one pooling stage fewer \(a 16x16 map\)\.$"):
         ClassifierHead(64 * 16 * 16, 10, pool_layer=None)(torch.zeros(2, 64, 8, 8))
     with pytest.raises(
         InputError,

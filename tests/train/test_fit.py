@@ -671,9 +671,6 @@ def test_more_bad_options(small) -> None:
     model = cnn()
     with pytest.raises(TypeError, match=r"compile must be True or False. Received: compile='max-autotune'"):
         fit(model, (x, y), epochs=1, compile="max-autotune")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match=r"device 'cuda' is not here: torch sees no CUDA device"):
-            fit(model, (x, y), epochs=1, device="cuda")
     other = torch.optim.SGD(cnn().parameters(), lr=0.1)
     with pytest.raises(ValueError, match=r"the scheduler drives another optimizer"):
         fit(model, (x, y), epochs=1, scheduler=torch.optim.lr_scheduler.StepLR(other, 1))
@@ -681,3 +678,12 @@ def test_more_bad_options(small) -> None:
         ValueError, match=r"warmup_steps counts optimizer steps, and the 'step' schedule steps per epoch"
     ):
         fit(model, (x, y), epochs=1, scheduler={"name": "step", "step_size": 1, "warmup_steps": 3})
+
+
+def test_a_device_that_is_not_here_is_refused(small) -> None:
+    x, y, _, _ = small
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        pytest.skip("this machine has an Apple GPU")
+    with pytest.raises(ValueError, match=r"device 'mps' is not here: torch sees no Apple GPU. Received: device='mps'"):
+        fit(cnn(), (x, y), epochs=1, device="mps")

@@ -76,11 +76,12 @@ def _pooling_change(shape: Sequence[int], in_features: int) -> str | None:
         if current == target * f ** len(spatial) and all(s % f == 0 for s in spatial):
             smaller = tuple(s // f for s in spatial)
             return (
-                f"{stages} that halve{'s' if k == 1 else ''} the map ({_times(spatial, 'x')} -> {_times(smaller, 'x')})"
+                f"add {stages} that halve{'s' if k == 1 else ''} the map "
+                f"({_times(spatial, 'x')} -> {_times(smaller, 'x')})"
             )
         if target == current * f ** len(spatial):
             larger = tuple(s * f for s in spatial)
-            return f"{'one pooling stage' if k == 1 else f'{k} pooling stages'} fewer (a {_times(larger, 'x')} map)"
+            return f"use {'one pooling stage' if k == 1 else f'{k} pooling stages'} fewer (a {_times(larger, 'x')} map)"
     return None
 
 
@@ -103,7 +104,7 @@ def head_hint(shape: Sequence[int], in_features: int, *, flattens: bool, spatial
         if in_features == shape[1]:
             hint += f", or pool instead of flattening: a head with the default pool_layer takes in_features={shape[1]}"
         elif change is not None:
-            hint += f", or add {change}"
+            hint += f", or {change}"
         return hint + "."
     if len(shape) == 2:
         return (

@@ -26,6 +26,8 @@ _BatchNorm = nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d | nn.SyncBatchNorm
 _NOT_AFTER_CONV = "not found right after a conv"
 # The forwards that fuse_conv_bn_eval's arithmetic describes: torch's own, not a subclass's.
 _TORCH_FORWARDS = {cls.forward for cls in (*_Conv.__args__, *_BatchNorm.__args__)}
+# torch's conv classes compute in the private _conv_forward; a subclass may change it (weight standardisation)
+# instead of forward, and torch has no public way to tell, so both are compared with torch's own
 _TORCH_CONV_FORWARDS = {cls._conv_forward for cls in _Conv.__args__ if hasattr(cls, "_conv_forward")}
 # torchvision's blocks name their pairs conv1/bn1, conv2/bn2, ... and call bnK(convK(x)) in forward;
 # the names alone are trusted only in torchvision's own classes.

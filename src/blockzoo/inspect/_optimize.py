@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -117,7 +118,8 @@ def _compare(reference: Any, output: Any) -> tuple[float | None, bool | None]:
     if not (isinstance(reference, Tensor) and isinstance(output, Tensor)) or reference.shape != output.shape:
         return None, None
     difference = float((output.float() - reference.float()).abs().max()) if reference.numel() else 0.0
-    same = bool(torch.equal(output.argmax(-1), reference.argmax(-1))) if reference.dim() else None
+    classes = 1 if reference.dim() > 1 else 0  # [N, C] or dense [N, C, H, W] outputs: the class axis is 1
+    same = bool(torch.equal(output.argmax(classes), reference.argmax(classes))) if reference.dim() else None
     return difference, same
 
 
@@ -187,5 +189,12 @@ def optimize_for_inference(
         if output is None:
             output = module(*prepared)
     difference, same = _compare(reference, output)
+    if same is False:
+        warnings.warn(
+            f"optimize_for_inference: the optimized model predicts other classes than the original on the example "
+            f"input (largest output difference {difference:.3g}); check the model, or use it eagerly",
+            UserWarning,
+            stacklevel=2,
+        )
     report = InferenceReport(fusion, channels_last, run is not module, seconds, error, difference, same)
     return InferenceModel(module, run, report, channels_last=channels_last)

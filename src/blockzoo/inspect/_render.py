@@ -20,9 +20,10 @@ __all__ = ["COLUMNS", "check_columns", "format_shape", "markdown", "records", "t
 
 def si(n: int) -> str:
     """``27.6 K`` for 27648: three significant digits and a decimal prefix."""
+    rounded = float(f"{n:.3g}")  # round first: 999,500 is 1.00 M, not 1e+03 K
     for factor, prefix in ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K")):
-        if abs(n) >= factor:
-            return f"{n / factor:.3g} {prefix}"
+        if abs(rounded) >= factor:
+            return f"{rounded / factor:.3g} {prefix}"
     return str(n)
 
 
