@@ -26,6 +26,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 CUDA = torch.cuda.is_available()
 
+# pytest-xdist runs several workers, each with torch's own pool of CPU threads: share the cores out, for
+# the workers would otherwise oversubscribe them and spin-wait on each other (many times slower here)
+if (workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))) > 1:
+    torch.set_num_threads(max(1, torch.get_num_threads() // workers))
+
 
 @pytest.fixture(autouse=True)
 def _restore_rng() -> Iterator[None]:
