@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from blockzoo._checks import check_bool, check_choice, check_int, check_number
 from blockzoo._names import GlobsLike, did_you_mean
 from blockzoo.errors import NonFiniteLossError
-from blockzoo.regularization import bind_optimizer, bound_optimizer, regularization_loss
+from blockzoo.regularization import bind_optimizer, bound_optimizer, list_regularizers, regularization_loss
 from blockzoo.train._batches import call_model, check_data, split_parts, to_device
 from blockzoo.train._callbacks import Callback
 from blockzoo.train._history import History
@@ -315,7 +315,8 @@ class Trainer:
         bound = bound_optimizer(self.module)
         self._binding = None
         if bound is None:
-            self._binding = bind_optimizer(self.module, optimizer)
+            if list_regularizers(self.module):  # with nothing attached, no walk over the model at each step
+                self._binding = bind_optimizer(self.module, optimizer)
         elif bound is not optimizer:
             raise ValueError(
                 f"the model's regularizers are bound to another optimizer ({type(bound).__name__}, by bind_optimizer "
@@ -478,8 +479,9 @@ def fit(
     the history gets a row per epoch (train and validation loss and metrics,
     the lr, seconds and samples per second). Attached regularizers are honoured:
     loss-mode and activity penalties through :func:`~blockzoo.regularization.regularization_loss`,
-    and the optimizer ``fit`` builds is bound (:func:`~blockzoo.regularization.bind_optimizer`)
-    so that projection constraints and schedules follow its steps.
+    and, when anything is attached as it starts, the optimizer ``fit`` builds is bound
+    (:func:`~blockzoo.regularization.bind_optimizer`) so that projection constraints and
+    schedules follow its steps.
 
     Args:
         model: Any ``nn.Module`` (a compiled or DDP-wrapped one too: weights are saved from the module inside).
