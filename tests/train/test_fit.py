@@ -687,3 +687,23 @@ def test_a_device_that_is_not_here_is_refused(small) -> None:
         pytest.skip("this machine has an Apple GPU")
     with pytest.raises(ValueError, match=r"device 'mps' is not here: torch sees no Apple GPU. Received: device='mps'"):
         fit(cnn(), (x, y), epochs=1, device="mps")
+
+
+def test_resume_puts_a_scheduled_penalty_where_it_was(small, tmp_path: Path) -> None:
+    x, y, _, _ = small
+
+    def penalised(seed: int = 0) -> nn.Module:
+        model = cnn(seed)
+        attach_penalty(model, L2(lambda step: 0.05 * step))  # grows with the steps: where it is matters
+        return model
+
+    options: dict[str, object] = {"epochs": 2, "progress": False, "seed": 2}
+    reference = penalised()
+    fit(reference, (x, y), **options)
+    with pytest.raises(KeyboardInterrupt):
+        fit(penalised(), (x, y), out_dir=tmp_path, callbacks=[InterruptAt(2, 2)], **options)
+    resumed = penalised(seed=4)
+    fit(resumed, (x, y), resume=tmp_path, **options)
+    assert same_weights(resumed, reference)
+    with pytest.raises(ValueError, match=r"resume: the run in .* had the attachments \['penalty'\]"):
+        fit(cnn(), (x, y), resume=tmp_path, **options)

@@ -22,6 +22,7 @@ from blockzoo._version import __version__
 from blockzoo.errors import CheckpointError
 from blockzoo.models import load_weights
 from blockzoo.regularization import list_regularizers
+from blockzoo.regularization._store import attachments  # their schedules' positions, which resume restores
 from blockzoo.train._batches import Batches
 from blockzoo.train._checkpoint import (
     capture_rng,
@@ -271,6 +272,15 @@ class Run:
             )
         for cb, entry in zip(stateful, state["callbacks"], strict=True):
             cb.load_state_dict(entry["state"])
+        steps = [a for a in attachments(unwrap(t.module)) if a.kind != "optimizer"]
+        if [a.kind for a in steps] != [entry["kind"] for entry in state["attachments"]]:
+            raise ValueError(
+                f"resume: the run in {files.root} had the attachments {[e['kind'] for e in state['attachments']]} "
+                "(their schedules resume where they were); attach the same ones before resuming. "
+                f"Received: a model with {[a.kind for a in steps]}"
+            )
+        for attachment, entry in zip(steps, state["attachments"], strict=True):
+            attachment.step = int(entry["step"])
         t.history = History.from_state_dict(state["history"])
         self.train.load_state_dict(state["batches"])
         self.best_value = state["best_value"]
@@ -306,6 +316,10 @@ class Run:
                 if (cb_state := cb.state_dict())
             ],
             "history": t.history.state_dict(),
+            # where each attachment's schedule is: it lives on the model, but not in its state_dict
+            "attachments": [
+                {"kind": a.kind, "step": a.step} for a in attachments(unwrap(t.module)) if a.kind != "optimizer"
+            ],
             "batches": self.train.state_dict(),
             "best_value": self.best_value,
             "rng": capture_rng(t.device),
