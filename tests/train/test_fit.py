@@ -634,36 +634,17 @@ def test_early_stopping_ends_a_run_that_stays_ended_and_restore_best(small, tmp_
     x, y, xv, yv = small
     from blockzoo.train import EarlyStopping
 
+    def run(model: nn.Module, **where: object) -> History:
+        return fit(
+            model, (x, y), val_data=(xv, yv), epochs=30, lr=0.2, optimizer="sgd", monitor="val_loss",
+            callbacks=[EarlyStopping(patience=1)], restore_best=True, progress=False, **where,
+        )  # fmt: skip
+
     model = cnn()
-    history = fit(
-        model,
-        (x, y),
-        val_data=(xv, yv),
-        epochs=30,
-        lr=0.2,
-        optimizer="sgd",
-        monitor="val_loss",
-        callbacks=[EarlyStopping(patience=1)],
-        restore_best=True,
-        progress=False,
-        out_dir=tmp_path,
-    )
+    history = run(model, out_dir=tmp_path)
     assert len(history) < 30
     assert same_weights(model, blockzoo.load_weights(cnn(), tmp_path / "best.safetensors"))
-    again = fit(
-        cnn(seed=2),
-        (x, y),
-        val_data=(xv, yv),
-        epochs=30,
-        lr=0.2,
-        optimizer="sgd",
-        monitor="val_loss",
-        callbacks=[EarlyStopping(patience=1)],
-        restore_best=True,
-        progress=False,
-        resume=tmp_path,
-    )
-    assert rows(again) == rows(history)
+    assert rows(run(cnn(seed=2), resume=tmp_path)) == rows(history)
 
 
 def test_more_bad_options(small) -> None:

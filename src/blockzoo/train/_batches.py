@@ -13,7 +13,17 @@ from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from blockzoo.data import Split
 
-__all__ = ["Batches", "DataLike", "EpochSampler", "call_model", "check_data", "split_parts", "to_device"]
+__all__ = [
+    "Batches",
+    "DataLike",
+    "EpochSampler",
+    "call_model",
+    "check_data",
+    "seed_everything",
+    "seed_worker",
+    "split_parts",
+    "to_device",
+]
 
 #: What ``fit``, ``evaluate`` and ``predict`` take as data.
 DataLike: TypeAlias = "tuple[Tensor, Tensor] | list[Tensor] | Dataset[Any] | DataLoader[Any] | Split"
@@ -187,16 +197,25 @@ class Batches:
             generator.set_state(saved)
 
 
-def seed_worker(worker_id: int) -> None:
-    """Seed Python's and numpy's RNGs in a DataLoader worker from the seed torch gave it; leave Ctrl-C to the main process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process stops the run; a worker just ends with it
-    seed = torch.initial_seed() % 2**32
+def _seed_python_and_numpy(seed: int) -> None:
     random.seed(seed)
     try:
         import numpy as np
     except ImportError:  # numpy is optional for torch
         return
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (every device), Python's ``random`` and numpy's global RNG."""
+    torch.manual_seed(seed)
+    _seed_python_and_numpy(seed)
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed Python's and numpy's RNGs in a DataLoader worker from the seed torch gave it; leave Ctrl-C to the main process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process stops the run; a worker just ends with it
+    _seed_python_and_numpy(torch.initial_seed())
 
 
 def split_parts(train_data: Any, val_data: Any) -> tuple[Any, Any]:

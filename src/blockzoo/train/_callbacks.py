@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from blockzoo._checks import check_choice, check_int, check_number
 from blockzoo._names import did_you_mean
-from blockzoo.train._history import resolve_mode
+from blockzoo.train._history import improves, resolve_mode
 
 if TYPE_CHECKING:
     from blockzoo.train._trainer import StepOutput, Trainer
@@ -98,11 +97,7 @@ class EarlyStopping(Callback):
                 f"{did_you_mean(monitor, logs)} Received: monitor={monitor!r}"
             )
         value = logs[monitor]
-        better = not math.isnan(value) and (
-            self.best is None
-            or (value < self.best - self.min_delta if mode == "min" else value > self.best + self.min_delta)
-        )
-        if better:
+        if improves(value, self.best, mode=mode, min_delta=self.min_delta):
             self.best, self.waited = value, 0
             return
         self.waited += 1

@@ -14,7 +14,7 @@ from blockzoo._checks import check_choice
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["History", "new_figure", "resolve_mode"]
+__all__ = ["History", "improves", "new_figure", "resolve_mode"]
 
 
 def new_figure(owner: str, size: tuple[float, float]) -> Figure:
@@ -32,6 +32,15 @@ def resolve_mode(monitor: str, mode: str) -> str:
     if mode != "auto":
         return mode
     return "min" if monitor.endswith("loss") else "max"
+
+
+def improves(value: float, than: float | None, *, mode: str, min_delta: float = 0.0) -> bool:
+    """Whether ``value`` beats ``than`` (``None`` or NaN: nothing yet) by more than ``min_delta``; NaN never does."""
+    if math.isnan(value):
+        return False
+    if than is None or math.isnan(than):
+        return True
+    return value < than - min_delta if mode == "min" else value > than + min_delta
 
 
 class History:
@@ -91,11 +100,7 @@ class History:
 
     def is_better(self, value: float, than: float | None, *, min_delta: float = 0.0) -> bool:
         """Whether ``value`` of the monitored metric beats ``than`` by more than ``min_delta``."""
-        if math.isnan(value):
-            return False
-        if than is None or math.isnan(than):
-            return True
-        return value < than - min_delta if self.mode == "min" else value > than + min_delta
+        return improves(value, than, mode=self.mode, min_delta=min_delta)
 
     def best(self) -> dict[str, float]:
         """The row of the best epoch by :attr:`monitor` (the first, on ties).

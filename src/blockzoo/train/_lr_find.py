@@ -18,11 +18,10 @@ from blockzoo._checks import check_int, check_number
 from blockzoo._registry import Registry
 from blockzoo.regularization import list_regularizers, regularization_loss
 from blockzoo.regularization._store import attachments
-from blockzoo.train._batches import Batches, call_model, check_data, split_parts, to_device
+from blockzoo.train._batches import Batches, call_model, check_data, seed_everything, split_parts, to_device
 from blockzoo.train._checkpoint import capture_rng, restore_rng
 from blockzoo.train._history import new_figure
 from blockzoo.train._metrics import LossLike, resolve_loss
-from blockzoo.train._run import _seed_everything
 from blockzoo.train._setup import resolve_device, resolve_optimizer
 
 if TYPE_CHECKING:
@@ -242,7 +241,7 @@ def find_lr(
     given = optimizer if isinstance(optimizer, torch.optim.Optimizer) else None
     with _put_back(model, given, chosen) as run_device:
         if seed is not None:
-            _seed_everything(seed)
+            seed_everything(seed)
         sampler_seed = seed if seed is not None else int(torch.randint(0, 2**62, ()).item())
         batches = _cycle(Batches(data, batch_size=batch_size, shuffle=True, seed=sampler_seed))
         built, _ = resolve_optimizer(optimizer, model, lr=start_lr, weight_decay=0.0)

@@ -23,7 +23,7 @@ from blockzoo.errors import CheckpointError
 from blockzoo.models import load_weights
 from blockzoo.regularization import list_regularizers
 from blockzoo.regularization._store import attachments  # their schedules' positions, which resume restores
-from blockzoo.train._batches import Batches
+from blockzoo.train._batches import Batches, seed_everything
 from blockzoo.train._checkpoint import (
     capture_rng,
     load_state,
@@ -139,7 +139,7 @@ class Run:
     def setup(self) -> None:
         t = self.t
         if t.seed is not None:
-            _seed_everything(t.seed)
+            seed_everything(t.seed)
         sampler_seed = t.seed if t.seed is not None else int(torch.randint(0, 2**62, ()).item())
         pin = t.device.type == "cuda"
         self.train = Batches(
@@ -500,15 +500,3 @@ def _plot(history: History, path: Path) -> None:
     except ImportError:  # curves need the train extra; the rest of the run is saved
         return
     replace_file(path, history.plot)
-
-
-def _seed_everything(seed: int) -> None:
-    import random
-
-    torch.manual_seed(seed)
-    random.seed(seed)
-    try:
-        import numpy as np
-    except ImportError:
-        return
-    np.random.seed(seed)

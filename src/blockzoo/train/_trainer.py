@@ -435,6 +435,7 @@ class Trainer:
         return interrupt_guard.requested
 
 
+# The keywords are Trainer's, written out again so that type checkers, IDEs and help() show them.
 def fit(
     model: nn.Module,
     train_data: Any,
