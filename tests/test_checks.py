@@ -266,3 +266,30 @@ def test_a_schedule_that_returns_nan_or_inf_is_refused_when_read() -> None:
             ValueError, match=exactly(f"factor(0) must be a finite number >= 0. Received: factor(0)={bad!r}")
         ):
             penalty(w)
+
+
+_TAKES_A_MODEL = {
+    "init_weights": lambda m: blockzoo.init_weights(m),
+    "init_report": lambda m: blockzoo.init_report(m),
+    "lsuv_": lambda m: blockzoo.lsuv_(m, torch.zeros(2, 3)),
+    "zero_init_last_": lambda m: blockzoo.zero_init_last_(m),
+    "attach_stochastic_depth": lambda m: blockzoo.regularization.attach_stochastic_depth(m, 0.1),
+    "regularization_loss": lambda m: blockzoo.regularization.regularization_loss(m),
+    "step_regularizers": lambda m: blockzoo.regularization.step_regularizers(m),
+    "list_regularizers": lambda m: blockzoo.regularization.list_regularizers(m),
+    "fit": lambda m: blockzoo.train.fit(m, "digits", epochs=1),
+    "find_lr": lambda m: blockzoo.train.find_lr(m, "digits"),
+    "count_params": lambda m: blockzoo.count_params(m),
+    "summary": lambda m: blockzoo.summary(m),
+    "explain_fusion": lambda m: blockzoo.explain_fusion(m),
+    "fuse_conv_bn": lambda m: blockzoo.fuse_conv_bn(m),
+    "to_channels_last": lambda m: blockzoo.to_channels_last(m),
+    "export_model": lambda m: blockzoo.export_model(m, torch.zeros(2, 3)),
+    "optimize_for_inference": lambda m: blockzoo.optimize_for_inference(m, torch.zeros(2, 3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_TAKES_A_MODEL))
+def test_every_function_that_takes_a_model_refuses_anything_else_the_same_way(name: str) -> None:
+    with pytest.raises(TypeError, match=r"model must be an nn\.Module\. Received: model=str$"):
+        _TAKES_A_MODEL[name]("resnet18")

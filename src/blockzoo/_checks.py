@@ -25,8 +25,14 @@ import numbers
 from collections.abc import Sequence
 from typing import Any, Literal, overload
 
+import torch
+from torch import nn
+
 __all__ = [
+    "check_bool",
     "check_choice",
+    "check_device",
+    "check_module",
     "check_int",
     "check_int_tuple",
     "check_number",
@@ -234,6 +240,28 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False. Received: {name}={value!r}")
     return value
+
+
+def check_module(name: str, value: Any, *, caller: str | None = None) -> nn.Module:
+    """``value`` if it is an ``nn.Module``; ``caller`` (a function's name) prefixes the message when given."""
+    if not isinstance(value, nn.Module):
+        prefix = f"{caller}: " if caller else ""
+        raise TypeError(f"{prefix}{name} must be an nn.Module. Received: {name}={type(value).__name__}")
+    return value
+
+
+def check_device(name: str, value: Any, *, auto: bool = False) -> torch.device:
+    """``value`` read as a :class:`torch.device` (a device, or a string such as ``"cpu"`` or ``"cuda:1"``).
+
+    ``auto=True`` only says in the message that the caller also takes ``"auto"`` (which it handles itself).
+    """
+    try:
+        return torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        rule = "'auto' or a torch device" if auto else "a torch device"
+        raise ValueError(
+            f"{name} must be {rule} such as 'cpu', 'cuda', 'cuda:1' or 'mps'. Received: {name}={value!r}"
+        ) from None
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:

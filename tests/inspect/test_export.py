@@ -106,6 +106,18 @@ def test_an_example_that_is_not_tensors_is_refused(example: object) -> None:
         export_model(nn.Identity(), example)  # type: ignore[arg-type]
 
 
+def test_a_bad_model_or_dynamic_batch_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"model must be an nn\.Module\. Received: model=function"):
+        export_model(lambda x: x, torch.randn(2, 3))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"dynamic_batch must be True or False\. Received: dynamic_batch='yes'"):
+        export_model(nn.Identity(), torch.randn(2, 3), dynamic_batch="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"model must be an nn\.Module\. Received: model=str"):
+        export_onnx("model", torch.randn(2, 3), tmp_path / "m.onnx")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"dynamic_batch must be True or False\. Received: dynamic_batch=1"):
+        export_onnx(nn.Identity(), torch.randn(2, 3), tmp_path / "m.onnx", dynamic_batch=1)  # type: ignore[arg-type]
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_onnx_without_onnxscript_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(

@@ -251,7 +251,7 @@ def test_a_subclass_that_keeps_torchs_forward_is_folded() -> None:
         ),
         (lambda: nn.Sequential(nn.LazyConv2d(4, 1), nn.BatchNorm2d(4)), "lazy module that has not run"),
         (_parametrized, "parametrized weight"),
-        (_shared, "used in more than one place"),
+        (_shared, "also used elsewhere in the model, outside this pair"),
     ],
 )
 def test_a_pair_that_cannot_be_folded_is_refused_or_left(make: object, match: str) -> None:
@@ -262,6 +262,48 @@ def test_a_pair_that_cannot_be_folded_is_refused_or_left(make: object, match: st
     assert match in skipped
     fused = fuse_conv_bn(model, strict=False)
     assert count_norms(fused) == count_norms(model)
+
+
+def test_a_block_used_in_several_places_is_folded_once_for_all_of_them() -> None:
+    block = blockzoo.ConvNormAct(3, 4)
+    model = _with_stats(nn.Sequential(block, nn.Conv2d(4, 3, 1), block)).eval()
+    report = explain_fusion(model)
+    assert report.folded == (("0.conv", "0.norm"),)
+    assert report.skipped == ()
+    fused = fuse_conv_bn(model)
+    assert fused[0] is fused[2]  # the copy keeps the sharing, so both places run the folded conv
+    assert isinstance(fused[0].norm, nn.Identity)
+    x = torch.randn(2, 3, 6, 6)
+    torch.testing.assert_close(fused(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_conv_held_under_two_names_is_not_folded() -> None:
+    conv = nn.Conv2d(2, 2, 1)
+    model = nn.Sequential()
+    model.add_module("a", conv)
+    model.add_module("norm", nn.BatchNorm2d(2))
+    model.add_module("b", conv)  # the same conv runs again after the norm: folding would change that call
+    (skipped,) = explain_fusion(model.eval()).skipped
+    assert skipped[:2] == ("a", "norm")
+    assert "also used elsewhere" in skipped[2]
+
+
+def test_torchvisions_frozen_batch_norm_is_folded() -> None:
+    from torchvision.ops import FrozenBatchNorm2d
+
+    torch.manual_seed(0)
+    norm = FrozenBatchNorm2d(4)
+    for buffer in (norm.weight, norm.bias, norm.running_mean):
+        buffer.normal_()
+    norm.running_var.uniform_(0.5, 2.0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), norm, nn.ReLU()).eval()
+    assert explain_fusion(model).folded == (("0", "1"),)
+    fused = fuse_conv_bn(model)
+    assert isinstance(fused[1], nn.Identity)
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(fused(x), model(x), atol=1e-5, rtol=1e-5)
+    lone = nn.Sequential(FrozenBatchNorm2d(3), nn.Conv2d(3, 4, 1))
+    assert explain_fusion(lone).unpaired == (("0", "not found right after a conv"),)
 
 
 def test_a_model_in_training_mode_is_refused() -> None:
@@ -282,3 +324,5 @@ def test_a_non_module_is_refused() -> None:
         fuse_conv_bn({})  # type: ignore[type-var]
     with pytest.raises(TypeError, match=r"model must be an nn\.Module\. Received: model=list"):
         explain_fusion([])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"strict must be True or False\. Received: strict=0"):
+        fuse_conv_bn(nn.Sequential().eval(), strict=0)  # type: ignore[arg-type]

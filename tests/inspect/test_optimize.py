@@ -88,3 +88,5 @@ def test_it_refuses_a_model_in_training_mode_and_a_bad_example() -> None:
         optimize_for_inference(blockzoo.create_model("simple_cnn"), torch.randn(2, 3, 32, 32))
     with pytest.raises(TypeError, match="Received: example_input=list"):
         optimize_for_inference(build("simple_cnn"), [torch.randn(2, 3, 32, 32)])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"compile must be True or False\. Received: compile='no'"):
+        optimize_for_inference(build("simple_cnn"), torch.randn(2, 3, 32, 32), compile="no")  # type: ignore[arg-type]

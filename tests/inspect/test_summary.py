@@ -615,5 +615,10 @@ def test_argument_errors() -> None:
         summary(model, optimizer={})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"summary: model must be an nn.Module\. Received: model=function"):
         summary(lambda x: x)  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError,
+        match=r"device must be a torch device such as 'cpu', 'cuda', 'cuda:1' or 'mps'\. Received: device='gpu'",
+    ):
+        summary(model, (1, 2), device="gpu")
     assert isinstance(summary(model), ModelSummary)
     assert repr(summary(model)) == "ModelSummary(Linear, 6 parameters, 1 rows)"

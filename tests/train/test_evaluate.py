@@ -222,7 +222,10 @@ def test_errors() -> None:
         evaluate(model, (X, Y[:2]))
     with pytest.raises(UnknownNameError, match=r"Unknown loss 'mse'"):
         evaluate(model, (X, Y), loss="mse")
-    with pytest.raises(ValueError, match=r"device must be 'auto' or a torch device. Received: device='gpu0'"):
+    with pytest.raises(
+        ValueError,
+        match=r"device must be 'auto' or a torch device such as 'cpu', 'cuda', 'cuda:1' or 'mps'. Received: device='gpu0'",
+    ):
         evaluate(model, (X, Y), device="gpu0")
 
 

@@ -474,7 +474,11 @@ def test_a_model_that_does_not_fit_the_data_fails_before_the_first_step(small) -
         ({"accumulate": 0}, ValueError, r"accumulate must be .*Received: accumulate=0"),
         ({"grad_clip": 0.0}, ValueError, r"grad_clip must be .*Received: grad_clip=0.0"),
         ({"ema": 1.5}, ValueError, r"ema must be .*Received: ema=1.5"),
-        ({"device": "gpu0"}, ValueError, r"device must be 'auto' or a torch device. Received: device='gpu0'"),
+        (
+            {"device": "gpu0"},
+            ValueError,
+            r"device must be 'auto' or a torch device such as 'cpu', 'cuda', 'cuda:1' or 'mps'. Received: device='gpu0'",
+        ),
         ({"mode": "biggest"}, ValueError, r"mode must be one of .*Received: mode='biggest'"),
         ({"progress": "maybe"}, ValueError, r"progress must be True, False, 'bar' or 'lines'"),
         ({"callbacks": [print]}, TypeError, r"callbacks must be Callback instances"),

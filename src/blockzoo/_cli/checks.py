@@ -12,9 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from blockzoo._checks import check_choice, check_int, check_number
+from blockzoo._checks import check_choice, check_device, check_int, check_number
 from blockzoo._names import as_patterns
 
 __all__ = [
@@ -125,13 +123,7 @@ class DeviceCheck(Check):
     def value(self, name: str, value: Any) -> str:
         if value == "auto":
             return "auto"
-        try:
-            torch.device(value)
-        except (RuntimeError, TypeError):
-            raise ValueError(
-                f"{name} must be 'auto' or a torch device such as 'cpu', 'cuda', 'cuda:1' or 'mps'. "
-                f"Received: {name}={value!r}"
-            ) from None
+        check_device(name, value, auto=True)
         return str(value)
 
 

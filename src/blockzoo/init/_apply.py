@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from blockzoo._checks import is_int
+from blockzoo._checks import check_module, is_int
 from blockzoo._names import GlobsLike
 from blockzoo.init._defaults import WEIGHT_LAYERS, activation_initializer, activations_after
 from blockzoo.init._functions import Initializer, get_initializer
@@ -250,8 +250,7 @@ def init_weights(
         >>> report["features.stage1.convs.0.conv.weight"].initializer
         "kaiming_normal(mode='fan_in', nonlinearity='relu')"
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module. Received: model={type(model).__name__}")
+    check_module("model", model)
     if seed is not None and not is_int(seed):
         raise TypeError(f"seed must be an int or None. Received: seed={seed!r}")
     if generator is not None and not isinstance(generator, torch.Generator):

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from blockzoo._checks import check_int, check_number
+from blockzoo._checks import check_int, check_module, check_number
 from blockzoo._layer_kinds import WeightLayer
 from blockzoo.init._defaults import WEIGHT_LAYERS
 from blockzoo.init._records import set_record
@@ -104,8 +104,7 @@ def lsuv_(
         >>> abs(h.std().item() - 1) < 0.1
         True
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module. Received: model={type(model).__name__}")
+    check_module("model", model)
     tol = check_number("tol", tol, low=0, high=1, low_open=True, high_open=True)
     max_iters = check_int("max_iters", max_iters, low=1)
     modes = {m: m.training for m in model.modules()}

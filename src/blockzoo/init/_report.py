@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from blockzoo._checks import check_module
 from blockzoo._layer_kinds import NORM_LAYERS, WEIGHT_LAYERS
 from blockzoo.init._records import get_record, same_values
 
@@ -163,8 +164,7 @@ def init_report(model: nn.Module) -> InitReport:
         >>> init_report(torch.nn.Linear(256, 16)).at_torch_default
         ['weight', 'bias']
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module. Received: model={type(model).__name__}")
+    check_module("model", model)
     rows = []
     seen: set[int] = set()
     for mname, module in model.named_modules():

@@ -7,6 +7,7 @@ import sys
 import torch
 from torch import nn
 
+from blockzoo._checks import check_module
 from blockzoo.init._records import set_record
 
 __all__ = ["zero_init_last_"]
@@ -49,8 +50,7 @@ def zero_init_last_(model: nn.Module) -> nn.Module:
         >>> torch.equal(block(x), torch.relu(x))
         True
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module. Received: model={type(model).__name__}")
+    check_module("model", model)
     found = 0
     for module in model.modules():
         method = getattr(module, "zero_init_last_", None)

@@ -7,15 +7,10 @@ from typing import Literal, overload
 
 from torch import nn
 
+from blockzoo._checks import check_module
 from blockzoo.inspect._passes import make_inputs, trace
 
 __all__ = ["count_params", "flops"]
-
-
-def check_model(model: object, caller: str) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{caller}: model must be an nn.Module. Received: model={type(model).__name__}")
-    return model
 
 
 def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
@@ -46,7 +41,7 @@ def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
         >>> count_params(model, trainable_only=True)
         8
     """
-    check_model(model, "count_params")
+    check_module("model", model, caller="count_params")
     if not isinstance(trainable_only, bool):
         raise TypeError(f"trainable_only must be a bool. Received: trainable_only={trainable_only!r}")
     total = 0
@@ -105,7 +100,7 @@ def flops(
         >>> flops(model, (4, 3, 8, 8), by_module=True)
         {'': 15360, '0': 0, '1': 15360}
     """
-    check_model(model, "flops")
+    check_module("model", model, caller="flops")
     if not isinstance(by_module, bool):
         raise TypeError(f"by_module must be a bool. Received: by_module={by_module!r}")
     inputs = make_inputs(model, input_size, None, None)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from blockzoo._checks import check_bool, check_module
+
 if TYPE_CHECKING:
     from torch.export import ExportedProgram
 
@@ -67,7 +69,8 @@ def export_model(
         The :class:`torch.export.ExportedProgram`; ``program.module()`` runs it.
 
     Raises:
-        TypeError: ``example_input`` is not a tensor or a tuple of tensors.
+        TypeError: ``model`` is not an ``nn.Module``, ``example_input`` is not
+            a tensor or a tuple of tensors, or ``dynamic_batch`` is not a bool.
         ValueError: ``dynamic_batch`` and an input with a batch below 2.
 
     Example:
@@ -77,8 +80,9 @@ def export_model(
         >>> program.module()(torch.randn(5, 3, 32, 32)).shape
         torch.Size([5, 10])
     """
+    check_module("model", model)
     args = as_args(example_input)
-    dynamic_shapes = _batch_shapes(args) if dynamic_batch else None
+    dynamic_shapes = _batch_shapes(args) if check_bool("dynamic_batch", dynamic_batch) else None
     return torch.export.export(model, args, dynamic_shapes=dynamic_shapes)
 
 
@@ -110,7 +114,9 @@ def export_onnx(
 
     Raises:
         ModuleNotFoundError: onnxscript is not installed.
-        TypeError: ``example_input`` is not a tensor or a tuple of tensors.
+        TypeError: ``model`` is neither an ``nn.Module`` nor a program,
+            ``example_input`` is not a tensor or a tuple of tensors, or
+            ``dynamic_batch`` is not a bool.
         ValueError: ``dynamic_batch`` and an input with a batch below 2.
 
     Example:
@@ -121,6 +127,9 @@ def export_onnx(
         ...     print(path.name, path.stat().st_size > 0)
         simple_cnn.onnx True
     """
+    check_bool("dynamic_batch", dynamic_batch)
+    if not isinstance(model, torch.export.ExportedProgram):
+        check_module("model", model)
     if importlib.util.find_spec("onnxscript") is None:
         raise ModuleNotFoundError(
             "export_onnx needs onnxscript (and onnxruntime to run the file): pip install 'blockzoo[onnx]'",

@@ -5,15 +5,17 @@ from __future__ import annotations
 import copy
 import itertools
 import re
-from collections import Counter
+import sys
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from torch import nn
 from torch.nn.utils import parametrize
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_conv_bn_weights
 
+from blockzoo._checks import check_bool, check_module
 from blockzoo.blocks import Block
 
 __all__ = ["FusionReport", "explain_fusion", "fuse_conv_bn"]
@@ -76,6 +78,18 @@ class FusionReport:
         return "\n".join(lines)
 
 
+def _frozen_norm() -> type[nn.Module] | None:
+    """Torchvision's ``FrozenBatchNorm2d``, when torchvision's ops are loaded (no instance can exist before)."""
+    # Looked up rather than imported: importing torchvision costs a second, and a model can hold a
+    # FrozenBatchNorm2d only if torchvision.ops.misc is already in sys.modules.
+    return getattr(sys.modules.get("torchvision.ops.misc"), "FrozenBatchNorm2d", None)
+
+
+def _is_norm(module: nn.Module | None) -> bool:
+    frozen = _frozen_norm()
+    return isinstance(module, _BatchNorm) or (frozen is not None and isinstance(module, frozen))
+
+
 def _s(items: tuple[object, ...]) -> str:
     return "" if len(items) == 1 else "s"
 
@@ -99,7 +113,7 @@ def _adjacent_pairs(parent: nn.Module) -> Iterator[tuple[str, str]]:
     children = dict(parent.named_children())
     found: set[str] = set()
     for before, name in itertools.pairwise(_run_order(parent)):
-        if isinstance(children.get(name), _BatchNorm) and before in children:
+        if _is_norm(children.get(name)) and before in children:
             found.add(name)
             yield before, name
     if not type(parent).__module__.startswith("torchvision."):
@@ -107,14 +121,15 @@ def _adjacent_pairs(parent: nn.Module) -> Iterator[tuple[str, str]]:
     for name, child in children.items():
         match = _NAMED_NORM.fullmatch(name)
         conv = f"conv{match.group(1)}" if match else ""
-        if name not in found and isinstance(child, _BatchNorm) and isinstance(children.get(conv), _Conv):
+        if name not in found and _is_norm(child) and isinstance(children.get(conv), _Conv):
             yield conv, name
 
 
 def _own_forward(module: nn.Module) -> str | None:
     """Why ``module``'s computation is not torch's own conv or batch norm; ``None`` when it is."""
     kind = type(module)
-    if kind.forward not in _TORCH_FORWARDS:
+    frozen = _frozen_norm()
+    if kind.forward not in _TORCH_FORWARDS and (frozen is None or kind.forward is not frozen.forward):
         return f"{kind.__name__} has its own forward"
     conv_forward = getattr(kind, "_conv_forward", None)
     if conv_forward is not None and conv_forward not in _TORCH_CONV_FORWARDS:
@@ -122,8 +137,20 @@ def _own_forward(module: nn.Module) -> str | None:
     return None
 
 
-def _why_not(parent: nn.Module, conv: _Conv, norm: _BatchNorm, uses: Counter[int]) -> str | None:
-    """Why ``norm`` cannot be folded into ``conv``; ``None`` when it can."""
+def _edges(model: nn.Module) -> dict[int, set[tuple[int, str]]]:
+    """For each module of ``model``: every ``(id(parent), attribute)`` it is held under, over all paths."""
+    edges: dict[int, set[tuple[int, str]]] = defaultdict(set)
+    for path, module in model.named_modules(remove_duplicate=False):
+        if path:
+            parent, _, name = path.rpartition(".")
+            edges[id(module)].add((id(model.get_submodule(parent)), name))
+    return edges
+
+
+def _why_not(
+    parent: nn.Module, names: tuple[str, str], conv: _Conv, norm: nn.Module, edges: dict[int, set[tuple[int, str]]]
+) -> str | None:
+    """Why ``norm`` cannot be folded into ``conv``, ``parent``'s children ``names``; ``None`` when it can."""
     for module in (conv, norm):
         own = _own_forward(module)
         if own is not None:
@@ -134,13 +161,15 @@ def _why_not(parent: nn.Module, conv: _Conv, norm: _BatchNorm, uses: Counter[int
             f"{type(parent).__name__} overrides its block's forward, so the conv's output "
             "may not go (only) into the norm"
         )
-    if norm.running_mean is None or norm.running_var is None:
+    running_mean = getattr(norm, "running_mean", None)
+    if running_mean is None or getattr(norm, "running_var", None) is None:
         return (
             "the norm keeps no running statistics (track_running_stats=False), so it normalises with each "
             "batch's own statistics, which no conv can hold"
         )
-    if conv.out_channels != norm.num_features:
-        return f"the conv gives {conv.out_channels} channels and the norm expects {norm.num_features}"
+    features = len(running_mean)
+    if conv.out_channels != features:
+        return f"the conv gives {conv.out_channels} channels and the norm expects {features}"
     if isinstance(conv, _Transposed) and conv.groups > 1:
         return f"a transposed conv with groups={conv.groups}: torch's fuse_conv_bn_eval folds those only with groups=1"
     if any(nn.parameter.is_lazy(t) for t in (*conv.parameters(), *norm.parameters(), *norm.buffers())):
@@ -150,8 +179,10 @@ def _why_not(parent: nn.Module, conv: _Conv, norm: _BatchNorm, uses: Counter[int
             "a parametrized weight (torch.nn.utils.parametrize); remove the parametrization "
             "(leave_parametrized=True) before folding"
         )
-    if uses[id(conv)] > 1 or uses[id(norm)] > 1:
-        return "the conv or the norm is used in more than one place in the model"
+    # A block used in several places is folded once, in place, for all of them; a conv or norm that is also
+    # held elsewhere (outside this parent, or under a second name) would change there too.
+    if edges[id(conv)] != {(id(parent), names[0])} or edges[id(norm)] != {(id(parent), names[1])}:
+        return "the conv or the norm is also used elsewhere in the model, outside this pair"
     return None
 
 
@@ -191,9 +222,8 @@ def explain_fusion(model: nn.Module) -> FusionReport:
         >>> report.unpaired
         (('norm', 'not found right after a conv'),)
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module. Received: model={type(model).__name__}")
-    uses = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
+    check_module("model", model)
+    edges = _edges(model)
     folded: list[tuple[str, str]] = []
     skipped: list[tuple[str, str, str]] = []
     after_conv: set[str] = set()
@@ -202,9 +232,9 @@ def explain_fusion(model: nn.Module) -> FusionReport:
         for before, name in _adjacent_pairs(parent):
             conv, norm = parent.get_submodule(before), parent.get_submodule(name)
             conv_name, norm_name = _join(parent_name, before), _join(parent_name, name)
-            if isinstance(conv, _Conv) and isinstance(norm, _BatchNorm):
+            if isinstance(conv, _Conv) and _is_norm(norm):
                 after_conv.add(norm_name)
-                why = _why_not(parent, conv, norm, uses)
+                why = _why_not(parent, (before, name), conv, norm, edges)
                 if why is None:
                     folded.append((conv_name, norm_name))
                 else:
@@ -214,9 +244,21 @@ def explain_fusion(model: nn.Module) -> FusionReport:
     unpaired = [
         (name, "follows a linear layer; only convolutions are folded" if name in after_linear else _NOT_AFTER_CONV)
         for name, module in model.named_modules()
-        if isinstance(module, _BatchNorm) and name not in after_conv
+        if _is_norm(module) and name not in after_conv
     ]
     return FusionReport(tuple(folded), tuple(skipped), tuple(unpaired))
+
+
+def _fold(conv: _Conv, norm: Any) -> _Conv:
+    transpose = isinstance(conv, _Transposed)
+    if isinstance(norm, _BatchNorm):
+        return fuse_conv_bn_eval(conv, norm, transpose=transpose)
+    # torchvision's FrozenBatchNorm2d keeps its affine map in buffers; torch's arithmetic is the same
+    folded = copy.deepcopy(conv)
+    folded.weight, folded.bias = fuse_conv_bn_weights(
+        conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps, norm.weight, norm.bias, transpose
+    )
+    return folded
 
 
 def _check_eval(model: nn.Module) -> None:
@@ -252,7 +294,7 @@ def fuse_conv_bn(model: ModuleT, *, strict: bool = True) -> ModuleT:
         The fused copy, in eval mode.
 
     Raises:
-        TypeError: ``model`` is not an ``nn.Module``.
+        TypeError: ``model`` is not an ``nn.Module``, or ``strict`` is not a bool.
         ValueError: ``model`` (or one of its modules) is in training mode, or,
             with ``strict=True``, a pair cannot be folded (all are listed).
 
@@ -270,6 +312,7 @@ def fuse_conv_bn(model: ModuleT, *, strict: bool = True) -> ModuleT:
         >>> torch.allclose(fused(x), model(x), atol=1e-5)
         True
     """
+    strict = check_bool("strict", strict)
     report = explain_fusion(model)
     _check_eval(model)
     if strict and report.skipped:
@@ -284,8 +327,7 @@ def fuse_conv_bn(model: ModuleT, *, strict: bool = True) -> ModuleT:
         norm_attr = norm_name.rpartition(".")[2]
         parent = fused.get_submodule(parent_name)
         conv = cast(_Conv, parent.get_submodule(conv_attr))  # explain_fusion checked both types
-        norm = cast(_BatchNorm, parent.get_submodule(norm_attr))
-        folded = fuse_conv_bn_eval(conv, norm, transpose=isinstance(conv, _Transposed))
+        folded = _fold(conv, parent.get_submodule(norm_attr))
         if folded.bias is not None:  # torch's new bias is frozen when the conv had none; follow the kernel
             folded.bias.requires_grad_(folded.weight.requires_grad)
         setattr(parent, conv_attr, folded)

@@ -8,6 +8,8 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
+from blockzoo._checks import check_module
+
 __all__ = ["channels_last_", "channels_last_format", "to_channels_last"]
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
@@ -50,8 +52,7 @@ def to_channels_last(model: ModuleT) -> ModuleT:
         >>> model.forward_features(x).is_contiguous(memory_format=torch.channels_last)
         True
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module. Received: model={type(model).__name__}")
+    check_module("model", model)
     converted = copy.deepcopy(model)
     channels_last_(converted)
     return converted

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from blockzoo._checks import check_bool
 from blockzoo.inspect._export import as_args
 from blockzoo.inspect._fuse import FusionReport, explain_fusion, fuse_conv_bn
 from blockzoo.inspect._layout import channels_last_, channels_last_format
@@ -153,8 +154,8 @@ def optimize_for_inference(
         The :class:`InferenceModel`: call it as the model.
 
     Raises:
-        TypeError: ``model`` is not an ``nn.Module``, or ``example_input`` is
-            not a tensor or a tuple of tensors.
+        TypeError: ``model`` is not an ``nn.Module``, ``example_input`` is
+            not a tensor or a tuple of tensors, or ``compile`` is not a bool.
         ValueError: ``model`` is in training mode.
 
     Example:
@@ -167,6 +168,7 @@ def optimize_for_inference(
         not compiled (compile=False); runs eagerly
         against the original on the example input: max |difference| ..., same predictions
     """
+    compile = check_bool("compile", compile)
     args = as_args(example_input)
     fusion = explain_fusion(model)
     module = fuse_conv_bn(model, strict=False)

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from blockzoo._checks import check_positive_int
+from blockzoo._checks import check_device, check_module, check_positive_int
 from blockzoo.init import init_report
-from blockzoo.inspect._counts import check_model, count_params
+from blockzoo.inspect._counts import count_params
 from blockzoo.inspect._passes import Call, Inputs, make_inputs, trace
 from blockzoo.inspect._render import check_columns
 from blockzoo.inspect._report import ModelSummary, SummaryRow
@@ -297,11 +297,11 @@ def summary(
         >>> s.total_params, s.flops, s.rows[-1].output_shape
         (1522, 60416, (2, 10))
     """
-    check_model(model, "summary")
+    check_module("model", model, caller="summary")
     depth = check_positive_int("depth", depth)
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer. Received: optimizer={type(optimizer).__name__}")
-    target = None if device is None else torch.device(device)
+    target = None if device is None else check_device("device", device)
     chosen = None if columns is None else check_columns(columns)
     inputs = make_inputs(model, input_size, input_data, dtypes)
     if inputs is None and input_data is None:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from blockzoo._checks import check_probability
+from blockzoo._checks import check_module, check_probability
 from blockzoo.blocks import ResidualBlock
 from blockzoo.blocks._drop import drop_path_rates
 from blockzoo.regularization._store import Attachment, RegularizationHandle, attach
@@ -117,8 +117,7 @@ def attach_stochastic_depth(
         >>> len(handle.targets), model.features.stage3[2].drop_path.p
         (7, 0.2)
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module. Received: model={type(model).__name__}")
+    check_module("model", model)
     rate = check_probability("drop_path_rate", drop_path_rate)
     if schedule not in ("linear", "uniform"):
         raise ValueError(f"schedule must be 'linear' or 'uniform'. Received: schedule={schedule!r}")

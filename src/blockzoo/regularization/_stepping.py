@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from blockzoo.regularization._store import Attachment, RegularizationHandle, attach, attachments, check_model
+from blockzoo._checks import check_module
+from blockzoo.regularization._store import Attachment, RegularizationHandle, attach, attachments
 
 __all__ = ["bind_implicitly", "bind_optimizer", "bound_optimizer", "step_regularizers"]
 
@@ -36,7 +37,7 @@ def step_regularizers(model: nn.Module) -> None:
         >>> regularization_loss(model)
         tensor(0.4000, grad_fn=<...>)
     """
-    for attachment in list(attachments(check_model(model, "step_regularizers"))):
+    for attachment in list(attachments(check_module("model", model, caller="step_regularizers"))):
         if not isinstance(attachment, _OptimizerBinding):
             attachment.after_step()
 
@@ -118,7 +119,7 @@ def bind_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> Regula
         >>> bool(model.weight.norm(dim=1).max() <= 1.0 + 1e-6)
         True
     """
-    check_model(model, "bind_optimizer")
+    check_module("model", model, caller="bind_optimizer")
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer. Received: optimizer={type(optimizer).__name__}")
     current = bound_optimizer(model)

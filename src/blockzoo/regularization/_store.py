@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from blockzoo._checks import check_module
 from blockzoo._names import GlobsLike, as_patterns, check_globs_match, matches_any
 from blockzoo.roles import RolesLike, select
 
@@ -33,7 +34,6 @@ __all__ = [
     "RegularizerTable",
     "attach",
     "attachments",
-    "check_model",
     "list_regularizers",
     "pick_modules",
     "pick_params",
@@ -216,17 +216,11 @@ def attach(model: nn.Module, attachment: Attachment) -> RegularizationHandle:
     return RegularizationHandle(model, attachment)
 
 
-def check_model(model: Any, caller: str) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{caller}: model must be an nn.Module. Received: model={type(model).__name__}")
-    return model
-
-
 def pick_params(
     model: nn.Module, *, roles: RolesLike, include: GlobsLike, exclude: GlobsLike, caller: str
 ) -> list[tuple[str, nn.Parameter]]:
     """The trainable parameters that :func:`~blockzoo.select` picks (strict globs); picking none is an error."""
-    check_model(model, caller)
+    check_module("model", model, caller=caller)
     chosen = [(n, p) for n, p in select(model, roles=roles, include=include, exclude=exclude) if p.requires_grad]
     if not chosen:
         raise ValueError(
@@ -238,7 +232,7 @@ def pick_params(
 
 def pick_modules(model: nn.Module, include: GlobsLike, *, caller: str) -> list[tuple[str, nn.Module]]:
     """Modules by name glob (``None``: the model itself); each glob must match, as in :func:`~blockzoo.select`."""
-    check_model(model, caller)
+    check_module("model", model, caller=caller)
     if include is None:
         return [("", model)]
     patterns = as_patterns(include, "include")
@@ -267,7 +261,11 @@ def regularization_loss(model: nn.Module) -> Tensor:
         >>> regularization_loss(model)
         tensor(0.5000, grad_fn=<...>)
     """
-    terms = [t for a in attachments(check_model(model, "regularization_loss")) if (t := a.loss()) is not None]
+    terms = [
+        t
+        for a in attachments(check_module("model", model, caller="regularization_loss"))
+        if (t := a.loss()) is not None
+    ]
     if not terms:
         ref = next(model.parameters(), None)
         return torch.zeros((), device=ref.device if ref is not None else None)
@@ -314,7 +312,7 @@ def list_regularizers(model: nn.Module) -> RegularizerTable:
         kind     what               mode  where
         penalty  L2(factor=0.0001)  loss  1.weight
     """
-    check_model(model, "list_regularizers")
+    check_module("model", model, caller="list_regularizers")
     rows = RegularizerTable()
     for module in model.modules():
         own = _own(module)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import torch
 from torch import Tensor, nn
 
-from blockzoo._checks import check_int, check_number
+from blockzoo._checks import check_int, check_module, check_number
 from blockzoo._registry import Registry
 from blockzoo.regularization import list_regularizers, regularization_loss
 from blockzoo.regularization._store import attachments
@@ -223,8 +223,7 @@ def find_lr(
         >>> result.rule, len(result.lrs) > 0, result.lrs[0]
         ('steepest', True, 1e-07)
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module. Received: model={type(model).__name__}")
+    check_module("model", model)
     start_lr = check_number("start_lr", start_lr, low=0, low_open=True)
     end_lr = check_number("end_lr", end_lr, low=0, low_open=True)
     if end_lr <= start_lr:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler
 
-from blockzoo._checks import check_choice
+from blockzoo._checks import check_choice, check_device
 from blockzoo.optim import create_optimizer, create_scheduler
 
 __all__ = [
@@ -52,10 +52,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    try:
-        chosen = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device must be 'auto' or a torch device. Received: device={device!r}") from err
+    chosen = check_device("device", device, auto=True)
     if chosen.type == "cuda" and (not torch.cuda.is_available() or (chosen.index or 0) >= torch.cuda.device_count()):
         found = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA device"
         raise ValueError(f"device {str(chosen)!r} is not here: torch sees {found}. Received: device={device!r}")

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from blockzoo._checks import check_bool, check_choice, check_int, check_number
+from blockzoo._checks import check_bool, check_choice, check_int, check_module, check_number
 from blockzoo._names import GlobsLike, did_you_mean
 from blockzoo.errors import NonFiniteLossError
 from blockzoo.regularization import bind_optimizer, bound_optimizer, list_regularizers, regularization_loss
@@ -128,8 +128,7 @@ class Trainer:
         resume: str | Path | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be an nn.Module. Received: model={type(model).__name__}")
+        check_module("model", model)
         train_data, val_data = split_parts(train_data, val_data)
         self.train_data = check_data(train_data, "train_data")
         self.val_data = None if val_data is None else check_data(val_data, "val_data")
