@@ -40,7 +40,7 @@ def test_count_params_refuses_lazy_layers_and_non_modules() -> None:
         count_params(nn.Sequential(nn.LazyLinear(3)))
     with pytest.raises(TypeError, match=r"count_params: model must be an nn.Module\. Received: model=int"):
         count_params(3)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"trainable_only must be a bool\. Received: trainable_only=1"):
+    with pytest.raises(TypeError, match=r"trainable_only must be True or False\. Received: trainable_only=1"):
         count_params(nn.Linear(2, 2), trainable_only=1)  # type: ignore[arg-type]
 
 

@@ -590,6 +590,26 @@ def test_a_wrong_in_features_raises_the_blocks_input_error_with_its_hint() -> No
         summary(model, (1, 3, 32, 32))
 
 
+def test_a_lazy_layer_that_has_not_run_is_refused_by_name() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.LazyLinear(2))
+    with pytest.raises(
+        ValueError, match=r"^1\.weight belongs to a lazy layer that has not run yet.*Received: model=Sequential"
+    ):
+        summary(model, (2, 3))
+    model(torch.zeros(2, 3))
+    assert summary(model, (2, 3)).total_params == 3 * 4 + 4 + 4 * 2 + 2
+
+
+def test_a_forward_that_fails_says_in_which_module() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.Sequential(nn.ReLU(), nn.Linear(5, 2)))
+    with pytest.raises(
+        RuntimeError,
+        match=r"^the forward pass on inputs of shape \(2, 3\) failed in 1\.1 \(Linear\): mat1 and mat2 shapes cannot be multiplied",
+    ) as caught:
+        summary(model, (2, 3))
+    assert isinstance(caught.value.__cause__, RuntimeError)  # torch's own error stays attached
+
+
 def test_argument_errors() -> None:
     model = nn.Linear(2, 2)
     with pytest.raises(

@@ -7,8 +7,8 @@ from typing import Literal, overload
 
 from torch import nn
 
-from blockzoo._checks import check_module
-from blockzoo.inspect._passes import make_inputs, trace
+from blockzoo._checks import check_bool, check_module
+from blockzoo.inspect._passes import check_materialized, make_inputs, trace
 
 __all__ = ["count_params", "flops"]
 
@@ -42,18 +42,9 @@ def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
         8
     """
     check_module("model", model, caller="count_params")
-    if not isinstance(trainable_only, bool):
-        raise TypeError(f"trainable_only must be a bool. Received: trainable_only={trainable_only!r}")
-    total = 0
-    for name, p in model.named_parameters():
-        if isinstance(p, nn.parameter.UninitializedParameter):
-            raise ValueError(
-                f"{name} belongs to a lazy layer that has not run yet, so it has no size; run one forward "
-                f"pass first. Received: model={type(model).__name__}"
-            )
-        if p.requires_grad or not trainable_only:
-            total += p.numel()
-    return total
+    check_bool("trainable_only", trainable_only)
+    check_materialized(model)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 @overload

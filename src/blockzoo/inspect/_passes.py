@@ -27,7 +27,7 @@ from blockzoo.regularization._store import attachments
 if TYPE_CHECKING:
     from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["Call", "Inputs", "Trace", "make_inputs", "model_device", "trace"]
+__all__ = ["Call", "Inputs", "Trace", "check_materialized", "make_inputs", "model_device", "trace"]
 
 T = TypeVar("T")
 
@@ -65,6 +65,34 @@ class Inputs:
 
     def tensors(self) -> list[Tensor]:
         return tensor_leaves([self.args, self.kwargs])
+
+
+def check_materialized(model: nn.Module) -> None:
+    """Refuse a model with a lazy layer that has not run yet: its parameters have no size to count or trace."""
+    for name, p in model.named_parameters():
+        if nn.parameter.is_lazy(p):
+            raise ValueError(
+                f"{name} belongs to a lazy layer that has not run yet, so it has no size; run one forward "
+                f"pass first. Received: model={type(model).__name__}"
+            )
+
+
+class _PassFailed(Exception):
+    """A pass that raised: the error and the innermost module that was running (its name in the model)."""
+
+    def __init__(self, error: Exception, module: str | None, inputs: Inputs) -> None:
+        super().__init__(str(error))
+        self.error, self.module, self.inputs = error, module, inputs
+
+    def described(self) -> Exception:
+        """The error again, of the same type where it can be, saying where in the model it happened."""
+        where = "outside any module" if self.module is None else f"in {self.module}"
+        first = str(self.error).splitlines()[0] if str(self.error) else ""
+        text = f"the forward pass on inputs of shape {self.inputs.shapes()} failed {where}: {first}"
+        try:
+            return type(self.error)(text)
+        except Exception:  # noqa: BLE001 - an exception type that takes other arguments: say it as a RuntimeError
+            return RuntimeError(f"{type(self.error).__name__}: {text}")
 
 
 def model_dtype(model: nn.Module) -> torch.dtype:
@@ -304,17 +332,29 @@ def _untouched(model: nn.Module, device: torch.device) -> Iterator[None]:
 def _with_fallback(
     run: Callable[[torch.device], T], model: nn.Module, device: torch.device | None
 ) -> tuple[T, str, str | None]:
-    """``run(meta)``, else ``run(device)`` (default: the model's device); with where it ran and why not on meta."""
+    """``run(meta)``, else ``run(device)`` (default: the model's device); with where it ran and why not on meta.
+
+    A pass that fails on the meta device may fail for want of a meta kernel,
+    so it runs once more on a real device before its error is believed; the
+    error then says in which module it happened. A block's
+    :class:`~blockzoo.InputError` already says what is wrong, and is raised as it is.
+    """
     try:
         return run(META), "meta", None
-    except InputError:
-        raise
-    except _META_FAILURES as err:
+    except _PassFailed as failed:
         fallback = device if device is not None else model_device(model)
-        if fallback.type == "meta":
-            raise
+        if isinstance(failed.error, InputError):
+            raise failed.error from None
+        if not isinstance(failed.error, _META_FAILURES) or fallback.type == "meta":
+            raise failed.described() from failed.error
+        err = failed.error
         reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-    return run(fallback), str(fallback), reason
+    try:
+        return run(fallback), str(fallback), reason
+    except _PassFailed as failed:
+        if isinstance(failed.error, InputError):
+            raise failed.error from None
+        raise failed.described() from failed.error
 
 
 class _Recorder:
@@ -347,6 +387,14 @@ class _Recorder:
         shapes = map_tensors(lambda t: tuple(t.shape), output)
         self._ended += 1
         self.calls.setdefault(module, []).append(Call(shapes, self._flops() - start, self._ended, caller))
+
+    def running(self, model: nn.Module) -> str | None:
+        """The name of the innermost module whose forward has started and not ended."""
+        if not self._running:
+            return None
+        innermost = self._running[-1]
+        name = next((name for name, m in model.named_modules() if m is innermost), None)
+        return None if name is None else f"{name or '(the model)'} ({type(innermost).__name__})"
 
     def remove(self) -> None:
         for handle in self.handles:
@@ -393,7 +441,10 @@ def _forward(model: nn.Module, inputs: Inputs, target: torch.device, *, record: 
             stack.enter_context(torch.no_grad())
         if counter is not None:
             stack.enter_context(counter)
-        out = torch.func.functional_call(model, state, moved.args, moved.kwargs, tie_weights=False)
+        try:
+            out = torch.func.functional_call(model, state, moved.args, moved.kwargs, tie_weights=False)
+        except Exception as err:
+            raise _PassFailed(err, recorder.running(model) if recorder is not None else None, inputs) from err
     result = Trace(map_tensors(lambda t: tuple(t.shape), out))
     if recorder is not None and counter is not None:
         result.calls, result.flops = recorder.calls, int(counter.get_total_flops())
@@ -417,6 +468,7 @@ def trace(model: nn.Module, inputs: Inputs, *, device: torch.device | None = Non
     own modes are used when it is in training mode (one pass does it all),
     else a second pass puts every module in training mode.
     """
+    check_materialized(model)
     together = activations and model.training
 
     def run(target: torch.device) -> Trace:
