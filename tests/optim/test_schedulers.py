@@ -87,3 +87,18 @@ def test_list_and_errors() -> None:
         create_scheduler(opt, "cosine", warmup_steps=5, total_steps=5)
     with pytest.raises(ValueError, match=r"warmup_steps must be a non-negative int\. Received: warmup_steps=-1"):
         create_scheduler(opt, "step", warmup_steps=-1, step_size=1)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "needed"),
+    [
+        ("exponential", {}, "gamma"),
+        ("step", {"gamma": 0.5}, "step_size"),
+        ("multistep", {}, "milestones"),
+    ],
+)
+def test_a_keyword_the_schedule_needs_is_asked_for_by_name(name: str, kwargs: dict, needed: str) -> None:  # type: ignore[type-arg]
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ValueError, match=rf"the '{name}' schedule \(\w+LR\) needs {needed}, e\.g\. .*Received: "):
+        create_scheduler(opt, name, **kwargs)
+    assert opt.param_groups[0]["lr"] == 1.0  # nothing was built or changed

@@ -115,7 +115,8 @@ def create_scheduler(
     Raises:
         UnknownNameError: ``name`` is not registered.
         TypeError: a keyword the scheduler does not take.
-        ValueError: missing ``total_steps``, bad ``warmup_steps``, or warm-up
+        ValueError: missing ``total_steps`` or a keyword the scheduler needs
+            (``gamma`` for ``exponential``), bad ``warmup_steps``, or warm-up
             with ``plateau`` or ``onecycle`` (which has its own, ``pct_start``).
 
     Example:
@@ -138,9 +139,18 @@ def create_scheduler(
         raise ValueError(
             f"total_steps must be an int greater than warmup_steps ({warmup_steps}). Received: total_steps={total_steps!r}"
         )
-    accepted = [p for p in inspect.signature(cls).parameters if p not in ("optimizer", "last_epoch", "verbose")]
+    parameters = inspect.signature(cls).parameters
+    accepted = [p for p in parameters if p not in ("optimizer", "last_epoch", "verbose")]
     accepted = [p for p in accepted if p not in _SET_BY_US.get(name, set())]
-    reject_unknown_keywords(kwargs, accepted, owner=f"the {name!r} schedule ({getattr(cls, '__name__', cls)})")
+    owner = f"the {name!r} schedule ({getattr(cls, '__name__', cls)})"
+    reject_unknown_keywords(kwargs, accepted, owner=owner)
+    needed = [p for p in accepted if parameters[p].default is inspect.Parameter.empty and p not in kwargs]
+    if needed:
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no keywords"
+        raise ValueError(
+            f"{owner} needs {' and '.join(needed)}, e.g. create_scheduler(opt, {name!r}, "
+            f"{', '.join(f'{p}=...' for p in needed)}). Received: {given}"
+        )
     if warmup_steps and name in ("plateau", "onecycle"):
         why = "it reacts to a metric" if name == "plateau" else "it warms up by itself (pct_start)"
         raise ValueError(f"the {name!r} schedule takes no warmup_steps: {why}. Received: warmup_steps={warmup_steps}")
