@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 import blockzoo
+from support import representative_models
 
-#: Every registered model whose features are convolutional (all but the MLP).
-CNNS = [name for name in blockzoo.list_models() if blockzoo.model_info(name).family != "mlp"]
+#: The representative models (see ``support.representative_models``) whose features are convolutional maps.
+CNNS = [name for name in representative_models() if blockzoo.model_info(name).family not in ("mlp", "vit")]
 
 
 def build(name: str, *, dtype: torch.dtype = torch.float32, **kwargs: object) -> nn.Module:

@@ -193,7 +193,92 @@ def residual_block(draw: st.DrawFn) -> Case:
     return functools.partial(_residual_mlp, features), (draw(st.integers(1, 3)), features)
 
 
+@st.composite
+def layer_norm_2d(draw: st.DrawFn) -> Case:
+    channels = draw(st.integers(1, 8))
+    kwargs = {"eps": draw(st.sampled_from([1e-5, 1e-6])), "bias": draw(st.booleans())}
+    return functools.partial(blockzoo.LayerNorm2d, channels, **kwargs), (2, channels, *_spatial(draw, 2, 1, 5))
+
+
+@st.composite
+def layer_scale(draw: st.DrawFn) -> Case:
+    nd = draw(st.integers(0, 3))
+    channels = draw(st.integers(1, 8))
+    shape = (2, *_spatial(draw, draw(st.integers(0, 2)), 1, 4), channels) if nd == 0 else (
+        2, channels, *_spatial(draw, nd, 1, 4)
+    )  # fmt: skip
+    kwargs = {"init_value": draw(st.sampled_from([1e-6, 0.1, 1.0])), "spatial_dims": nd}
+    return functools.partial(blockzoo.LayerScale, channels, **kwargs), shape
+
+
+@st.composite
+def convnext_block(draw: st.DrawFn) -> Case:
+    channels = draw(st.integers(1, 8))
+    kwargs = {
+        "kernel_size": draw(st.sampled_from([3, 7])),
+        "mlp_ratio": draw(st.sampled_from([1.0, 4.0])),
+        "layer_scale_init": draw(st.sampled_from([None, 1e-6, 0.5])),
+        "drop_path_rate": draw(st.sampled_from([0.0, 0.2])),
+    }
+    return functools.partial(blockzoo.ConvNeXtBlock, channels, **kwargs), (2, channels, *_spatial(draw, 2, 2, 6))
+
+
+def _heads(draw: st.DrawFn) -> tuple[int, int]:
+    heads = draw(st.integers(1, 3))
+    return heads * draw(st.integers(1, 4)), heads
+
+
+@st.composite
+def multi_head_self_attention(draw: st.DrawFn) -> Case:
+    dim, heads = _heads(draw)
+    kwargs = {"qkv_bias": draw(st.booleans()), "attn_drop": draw(st.sampled_from([0.0, 0.1])), "proj_drop": 0.1}
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 6)), dim)
+    return functools.partial(blockzoo.MultiHeadSelfAttention, dim, heads, **kwargs), shape
+
+
+@st.composite
+def transformer_block(draw: st.DrawFn) -> Case:
+    dim, heads = _heads(draw)
+    kwargs = {
+        "mlp_ratio": draw(st.sampled_from([1.0, 2.0])),
+        "drop_rate": draw(st.sampled_from([0.0, 0.1])),
+        "drop_path_rate": draw(st.sampled_from([0.0, 0.1])),
+        "layer_scale_init": draw(st.sampled_from([None, 0.1])),
+    }
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 6)), dim)
+    return functools.partial(blockzoo.TransformerBlock, dim, heads, **kwargs), shape
+
+
+@st.composite
+def patch_embed(draw: st.DrawFn) -> Case:
+    c_in, dim, patch = draw(st.integers(1, 4)), draw(st.integers(1, 8)), draw(st.integers(1, 4))
+    shape = (2, c_in, *_spatial(draw, 2, patch, 3 * patch + 1))
+    return functools.partial(blockzoo.PatchEmbed, c_in, dim, patch_size=patch), shape
+
+
+@st.composite
+def class_token(draw: st.DrawFn) -> Case:
+    dim = draw(st.integers(1, 8))
+    return functools.partial(blockzoo.ClassToken, dim), (draw(st.integers(1, 3)), draw(st.integers(0, 5)), dim)
+
+
+@st.composite
+def position_embedding(draw: st.DrawFn) -> Case:
+    dim, prefix = draw(st.integers(1, 8)), draw(st.integers(0, 2))
+    side, seen = draw(st.integers(1, 4)), draw(st.integers(1, 4))  # built for one grid, given another (or the same)
+    factory = functools.partial(blockzoo.PositionEmbedding, side * side + prefix, dim, num_prefix_tokens=prefix)
+    return factory, (draw(st.integers(1, 3)), seen * seen + prefix, dim)
+
+
 STRATEGIES = {
+    "LayerNorm2d": layer_norm_2d(),
+    "LayerScale": layer_scale(),
+    "ConvNeXtBlock": convnext_block(),
+    "MultiHeadSelfAttention": multi_head_self_attention(),
+    "TransformerBlock": transformer_block(),
+    "PatchEmbed": patch_embed(),
+    "ClassToken": class_token(),
+    "PositionEmbedding": position_embedding(),
     "ConvNormAct": conv_norm_act(),
     "ConvBlock": conv_block(),
     "DepthwiseSeparableConv": depthwise_separable(),

@@ -49,6 +49,8 @@ CASES: dict[str, Case] = {
     "lenet": Case("lenet5", 32),
     "tutorial_cnn": Case("tutorial_cnn", 32),
     "simple_cnn": Case("simple_cnn", 32),
+    "convnext": Case("convnext_tiny", 64),
+    "vit": Case("vit_b_32", 64),  # 2 x 2 patches, with its position embeddings resized
 }
 
 BATCH = 2

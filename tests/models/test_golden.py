@@ -63,6 +63,8 @@ TOLERANCES: dict[str, float] = {
     "wide_resnet": 1e-11,
     "vgg": 1e-11,
     "mobilenet": 1e-11,
+    "convnext": 1e-11,
+    "vit": 1e-11,
 }
 
 

@@ -20,21 +20,61 @@ def test_the_torchvision_families_are_all_there() -> None:
     expected = {
         "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2",
         "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn", "mobilenet_v2",
+        "convnext_tiny", "convnext_small", "convnext_base", "convnext_large",
+        "vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14",
     }  # fmt: skip
     assert set(TORCHVISION_NAMES) == expected
 
 
 @pytest.mark.parametrize("name", TORCHVISION_NAMES)
+def test_parameter_counts_equal_torchvision(name: str) -> None:
+    with torch.device("meta"):
+        theirs = getattr(torchvision.models, name)()
+    assert blockzoo.model_info(name).num_params == sum(p.numel() for p in theirs.parameters())
+
+
+#: Members whose torchvision twin takes several seconds to build and run: their parameter counts are compared
+#: (above), their outputs through the two smallest members of their family, which share their blocks.
+COUNTED_ONLY = {"convnext_base", "convnext_large", "vit_l_16", "vit_l_32", "vit_h_14"}
+
+#: Models whose position embeddings are built for one image size: both sides are built for the small input.
+IMAGE_SIZE = {name: {"image_size": 64} for name in TORCHVISION_NAMES if name.startswith("vit_")}
+
+
+#: Families without batch norms, whose torchvision twins are built on meta and filled at random (faster than their
+#: initialisation, which also starts the heads at zero and the layer scales at 1e-6: too easy to match).
+RANDOM_FILL = {name for name in TORCHVISION_NAMES if name.startswith(("convnext", "vit_"))}
+
+
+@torch.no_grad()
+def random_fill_(model: torch.nn.Module) -> torch.nn.Module:
+    """Weights of scale 0.05 and norm scales near 1, in place; for models without buffers."""
+    assert not list(model.buffers())
+    for m in model.modules():
+        for name, p in m.named_parameters(recurse=False):
+            p.normal_(0.0, 0.05)
+            if isinstance(m, torch.nn.LayerNorm) and name == "weight":
+                p.add_(1.0)
+    return model
+
+
+@pytest.mark.parametrize("name", [n for n in TORCHVISION_NAMES if n not in COUNTED_ONLY])
 def test_outputs_equal_torchvision_after_conversion(name: str) -> None:
     torch.manual_seed(0)
-    theirs = getattr(torchvision.models, name)().eval()
-    ours = blockzoo.create_model(name).eval()
-    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
-    with torch.no_grad():  # random running statistics, so that the norms are really tested
-        for m in theirs.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 1.5)
+    kwargs = IMAGE_SIZE.get(name, {})
+    # no initialisation on our side: every tensor is loaded from theirs
+    ours = blockzoo.create_model(name, device="meta", **kwargs).to_empty(device="cpu").eval()
+    if name in RANDOM_FILL:
+        with torch.device("meta"):
+            theirs = getattr(torchvision.models, name)(**kwargs)
+        theirs = random_fill_(theirs.to_empty(device="cpu")).eval()
+    else:
+        theirs = getattr(torchvision.models, name)(**kwargs).eval()
+        with torch.no_grad():  # random running statistics, so that the norms are really tested
+            for m in theirs.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.5, 1.5)
     load_torchvision_weights(ours, theirs.state_dict())
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():

@@ -9,9 +9,9 @@ import torch
 
 import blockzoo
 from blockzoo import UnknownNameError, create_model, list_models, model_info
-from support import CUDA
+from support import CUDA, representative_models
 
-NAMES = list_models()
+NAMES = representative_models()
 
 
 def small_input(name: str, batch: int) -> torch.Tensor:

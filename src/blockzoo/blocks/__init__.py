@@ -1,12 +1,15 @@
 """Composable blocks: every one follows the contract that :func:`blockzoo.testing.check_block` checks."""
 
+from blockzoo.blocks._attention import MultiHeadSelfAttention, TransformerBlock
 from blockzoo.blocks._base import Block, ChannelsFirstBlock
 from blockzoo.blocks._conv import ConvBlock, ConvNormAct, DepthwiseSeparableConv
+from blockzoo.blocks._convnext import ConvNeXtBlock, LayerNorm2d, LayerScale
 from blockzoo.blocks._drop import DropBlock, DropPath
 from blockzoo.blocks._mlp import MLP, ClassifierHead
 from blockzoo.blocks._residual import BasicBlock, Bottleneck, InvertedResidual, ResidualBlock
 from blockzoo.blocks._se import SqueezeExcite
 from blockzoo.blocks._shortcut import PadShortcut
+from blockzoo.blocks._tokens import ClassToken, PatchEmbed, PositionEmbedding
 
 __all__ = [
     "MLP",
@@ -14,14 +17,22 @@ __all__ = [
     "Block",
     "Bottleneck",
     "ChannelsFirstBlock",
+    "ClassToken",
     "ClassifierHead",
     "ConvBlock",
+    "ConvNeXtBlock",
     "ConvNormAct",
     "DepthwiseSeparableConv",
     "DropBlock",
     "DropPath",
     "InvertedResidual",
+    "LayerNorm2d",
+    "LayerScale",
+    "MultiHeadSelfAttention",
     "PadShortcut",
+    "PatchEmbed",
+    "PositionEmbedding",
     "ResidualBlock",
     "SqueezeExcite",
+    "TransformerBlock",
 ]

@@ -198,6 +198,9 @@ class ClassifierHead(Block):
             ``None`` to flatten.
         drop_rate: Dropout probability before the classifier (and after each
             hidden layer, as in VGG's classifier), in ``[0, 1)``.
+        norm_layer: A norm of the pooled features, before the hidden layers
+            and the classifier (ConvNeXt's head has a layer norm there), or
+            ``None``; built for feature vectors (``spatial_dims=0``).
         hidden_features: Widths of hidden layers between pooling and classifier.
         act_layer: Activation of the hidden layers.
         log_probs: End in ``LogSoftmax(dim=1)``.
@@ -228,6 +231,7 @@ class ClassifierHead(Block):
         *,
         pool_layer: LayerSpec = "adaptive_avg",
         drop_rate: float = 0.0,
+        norm_layer: LayerSpec = None,
         hidden_features: Sequence[int] = (),
         act_layer: LayerSpec = "relu",
         log_probs: bool = False,
@@ -243,9 +247,10 @@ class ClassifierHead(Block):
         check_probability("drop_rate", drop_rate)
         self._flatten_input = pool_layer is None
         placement: Placement = {"device": device, "dtype": dtype}
-        self._set_stages("pool", "flatten", "hidden", "drop", "fc", "log_softmax")
+        self._set_stages("pool", "flatten", "norm", "hidden", "drop", "fc", "log_softmax")
         self.pool = build_layer("pool", pool_layer, spatial_dims=spatial_dims, **placement)
         self.flatten = nn.Flatten(1)
+        self.norm = build_layer("norm", norm_layer, in_features, spatial_dims=0, **placement)
         # Hidden layers end in their own dropout, which is then the one before the classifier.
         self.hidden = (
             MLP(in_features, hidden, act_layer=act_layer, drop_rate=drop_rate, **placement) if hidden else nn.Identity()
@@ -309,7 +314,7 @@ class ClassifierHead(Block):
         """
         if not x.is_floating_point() or not self._fits(x.shape):
             raise self._input_error(x.shape, x.dtype)
-        out: Tensor = self.drop(self.hidden(self.flatten(self.pool(x))))
+        out: Tensor = self.drop(self.hidden(self.norm(self.flatten(self.pool(x)))))
         return out
 
     def _input_error(self, shape: Sequence[int], dtype: torch.dtype | None) -> InputError:

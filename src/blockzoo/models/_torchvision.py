@@ -18,7 +18,10 @@ def torchvision_to_blockzoo(model: nn.Module, state_dict: Mapping[str, torch.Ten
     blockzoo builds each torchvision architecture with its layers registered
     in torchvision's order, so the two state_dicts list the same tensors in
     the same order under different names; the conversion pairs them in order
-    and checks every shape.
+    and checks every shape. A model whose forward order differs from the
+    order torchvision registers its tensors in (ConvNeXt's layer scale, the
+    vision transformers' class token) lists its keys in torchvision's order
+    with a ``torchvision_key_order()`` method.
 
     Raises:
         CheckpointError: the number of tensors or a shape differs (every
@@ -32,6 +35,9 @@ def torchvision_to_blockzoo(model: nn.Module, state_dict: Mapping[str, torch.Ten
         ['features.stem.conv.conv.weight', 'features.stem.conv.norm.weight']
     """
     ours = model.state_dict()
+    reorder = getattr(model, "torchvision_key_order", None)
+    if callable(reorder):
+        ours = {key: ours[key] for key in reorder()}
     if len(ours) != len(state_dict):
         raise CheckpointError(
             f"the torchvision state_dict has {len(state_dict)} tensors, {type(model).__name__} "

@@ -1,0 +1,230 @@
+"""Self-attention and the pre-norm transformer encoder block (Vaswani et al. 2017; Dosovitskiy et al. 2021)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from blockzoo._checks import check_number, check_positive_int, check_probability
+from blockzoo._types import DeviceLike
+from blockzoo.blocks._base import Block
+from blockzoo.blocks._convnext import LAYER_NORM_EPS6, LayerScale, zero_last_layer_
+from blockzoo.blocks._layout import layout_error
+from blockzoo.blocks._mlp import MLP
+from blockzoo.blocks._residual import ResidualBlock
+from blockzoo.errors import InputError
+from blockzoo.layers import LayerSpec, Placement, build_layer
+
+__all__ = ["MultiHeadSelfAttention", "TransformerBlock"]
+
+
+def _tokens_error(
+    block: str, shape: Sequence[int], dtype: torch.dtype | None, dim: int, hint: str | None = None
+) -> InputError:
+    """The :class:`InputError` of a block on tokens ``[N, L, dim]``."""
+    if hint is None and len(shape) == 4 and shape[1] == dim:
+        hint = (
+            "the input looks like a map [N, C, H, W]; attention takes tokens [N, L, C]: "
+            "x.flatten(2).transpose(1, 2), or a PatchEmbed before the block."
+        )
+    return layout_error(block, shape, dtype, expected=f"[N, L, {dim}]", channels=dim, rank=3, channel_dim=-1, hint=hint)
+
+
+class _TokenBlock(Block):
+    """A block on token sequences ``[N, L, dim]``: checks its input's rank and width."""
+
+    channel_dim = -1
+    dim: int
+
+    def _check(self, x: Tensor) -> None:
+        if x.dim() != 3 or x.shape[-1] != self.dim or not x.is_floating_point():
+            raise _tokens_error(type(self).__name__, x.shape, x.dtype, self.dim)
+
+    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
+        shape = tuple(input_shape)
+        if len(shape) != 3 or shape[-1] != self.dim:
+            raise _tokens_error(type(self).__name__, shape, None, self.dim)
+        return torch.Size(shape)
+
+
+class MultiHeadSelfAttention(_TokenBlock):
+    """Multi-head self-attention computed by :func:`torch.nn.functional.scaled_dot_product_attention`.
+
+    One linear layer ``qkv`` projects the tokens to queries, keys and values
+    (laid out as ``nn.MultiheadAttention``'s ``in_proj_weight``: the rows of
+    the queries, then the keys, then the values), the fused attention kernel
+    that torch picks for the device runs, and ``proj`` maps the heads back.
+    With the same weights it equals ``nn.MultiheadAttention(dim, num_heads,
+    batch_first=True)`` called as ``attn(x, x, x)``.
+
+    Args:
+        dim: Width of each token.
+        num_heads: Attention heads; must divide ``dim``.
+        qkv_bias: Whether ``qkv`` has a bias.
+        attn_drop: Dropout on the attention weights, in training.
+        proj_drop: Dropout after ``proj``, in training.
+        device: Where the parameters are created.
+        dtype: The parameters' dtype.
+
+    Shape:
+        - Input: ``[N, L, dim]``.
+        - Output: the same.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo import MultiHeadSelfAttention
+        >>> attn = MultiHeadSelfAttention(64, num_heads=4)
+        >>> attn
+        MultiHeadSelfAttention(
+          64, num_heads=4
+          (qkv): Linear(in_features=64, out_features=192, bias=True)
+          (proj): Linear(in_features=64, out_features=64, bias=True)
+          (proj_drop): Identity()
+        )
+        >>> attn(torch.randn(2, 10, 64)).shape
+        torch.Size([2, 10, 64])
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        *,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        device: DeviceLike = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.dim = check_positive_int("dim", dim)
+        self.num_heads = check_positive_int("num_heads", num_heads)
+        if dim % num_heads:
+            raise ValueError(f"num_heads must divide dim ({dim}). Received: num_heads={num_heads}")
+        self.head_dim = dim // num_heads
+        self.attn_drop = check_probability("attn_drop", attn_drop)
+        check_probability("proj_drop", proj_drop)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, device=device, dtype=dtype)
+        self.proj = nn.Linear(dim, dim, device=device, dtype=dtype)
+        self._set_stages("proj_drop")
+        self.proj_drop = build_layer("dropout", "dropout" if proj_drop else None, proj_drop)
+        self.reset_parameters()
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check(x)
+        n, length, _ = x.shape
+        # [N, L, 3 * dim] -> [3, N, heads, L, head_dim]
+        qkv = self.qkv(x).view(n, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        out = self.proj(out.transpose(1, 2).reshape(n, length, self.dim))  # heads back side by side
+        return self._run_stages(out)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, num_heads={self.num_heads}" + (f", attn_drop={self.attn_drop}" if self.attn_drop else "")
+
+
+class _PreNormResidual(ResidualBlock):
+    """``x + drop_path(branch(x))`` on tokens, where the branch is norm -> layer -> layer scale."""
+
+    _add_in_place = True  # the branch ends in a linear layer or a layer scale: always a new tensor
+
+    def zero_init_last_(self) -> _PreNormResidual:
+        """Zero the layer scale (or, without one, the last linear layer), so the block starts as the identity."""
+        zero_last_layer_(self.branch)
+        return self
+
+
+class TransformerBlock(_TokenBlock):
+    """The pre-norm transformer encoder block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``.
+
+    Each half is a residual block (:class:`ResidualBlock`) with its own
+    ``branch`` (norm, then the attention or the MLP, then an optional
+    :class:`LayerScale`) and ``drop_path``, so :func:`~blockzoo.regularization.attach_stochastic_depth`
+    and :func:`~blockzoo.zero_init_last_` find both. This is the encoder
+    block of the vision transformers (torchvision's ``EncoderBlock``).
+
+    Args:
+        dim: Width of each token.
+        num_heads: Attention heads; must divide ``dim``.
+        mlp_ratio: Hidden width of the MLP over ``dim``.
+        qkv_bias: Whether the attention's ``qkv`` projection has a bias.
+        drop_rate: Dropout after the attention and in the MLP (after its
+            activation and its output), as torchvision's ``dropout``.
+        attn_drop: Dropout on the attention weights.
+        drop_path_rate: Stochastic-depth probability of each half.
+        layer_scale_init: Starting value of a layer scale after each half, or
+            ``None`` for none (as in the original ViT).
+        norm_layer: Norm over the last dimension: torch's layer norm with eps
+            1e-6 by default; a registered name, a callable or ``None``.
+        act_layer: Activation of the MLP.
+        device: Where the parameters are created.
+        dtype: The parameters' dtype.
+
+    Shape:
+        - Input: ``[N, L, dim]``.
+        - Output: the same.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo import TransformerBlock
+        >>> block = TransformerBlock(64, num_heads=4)
+        >>> [name for name, _ in block.attention.branch.named_children()]
+        ['norm', 'attn', 'layer_scale']
+        >>> block.feedforward.branch.mlp.layers[0].fc
+        Linear(in_features=64, out_features=256, bias=True)
+        >>> block(torch.randn(2, 10, 64)).shape
+        torch.Size([2, 10, 64])
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        *,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path_rate: float = 0.0,
+        layer_scale_init: float | None = None,
+        norm_layer: LayerSpec = LAYER_NORM_EPS6,
+        act_layer: LayerSpec = "gelu",
+        device: DeviceLike = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.dim = check_positive_int("dim", dim)
+        hidden = round(dim * check_number("mlp_ratio", mlp_ratio, low=0, low_open=True))
+        if hidden < 1:
+            raise ValueError(
+                f"mlp_ratio must give at least one hidden feature (dim * mlp_ratio >= 0.5). Received: mlp_ratio={mlp_ratio!r}"
+            )
+        check_probability("drop_rate", drop_rate)
+        placement: Placement = {"device": device, "dtype": dtype}
+        attn = MultiHeadSelfAttention(
+            dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop_rate, **placement
+        )
+        mlp = MLP(dim, (hidden,), dim, act_layer=act_layer, drop_rate=drop_rate, **placement)
+        attention = OrderedDict(norm=self._norm(norm_layer, placement), attn=attn)
+        attention["layer_scale"] = self._scale(layer_scale_init, placement)
+        self.attention = _PreNormResidual(nn.Sequential(attention), drop_path_rate=drop_path_rate)
+        feedforward = OrderedDict(norm=self._norm(norm_layer, placement), mlp=mlp)
+        # torchvision's MLP drops its output too
+        feedforward["drop"] = build_layer("dropout", "dropout" if drop_rate else None, drop_rate)
+        feedforward["layer_scale"] = self._scale(layer_scale_init, placement)
+        self.feedforward = _PreNormResidual(nn.Sequential(feedforward), drop_path_rate=drop_path_rate)
+
+    def _norm(self, norm_layer: LayerSpec, placement: Placement) -> nn.Module:
+        return build_layer("norm", norm_layer, self.dim, spatial_dims=0, **placement)
+
+    def _scale(self, init: float | None, placement: Placement) -> nn.Module:
+        return nn.Identity() if init is None else LayerScale(self.dim, init_value=init, **placement)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check(x)
+        return self.feedforward(self.attention(x))  # type: ignore[no-any-return]
