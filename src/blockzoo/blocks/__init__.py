@@ -2,11 +2,14 @@
 
 from blockzoo.blocks._base import Block, ChannelsFirstBlock
 from blockzoo.blocks._conv import ConvBlock, ConvNormAct, DepthwiseSeparableConv
+from blockzoo.blocks._dense import DenseBlock, DenseLayer, Transition
 from blockzoo.blocks._drop import DropBlock, DropPath
+from blockzoo.blocks._fire import Fire
 from blockzoo.blocks._mlp import MLP, ClassifierHead
 from blockzoo.blocks._residual import BasicBlock, Bottleneck, InvertedResidual, ResidualBlock
 from blockzoo.blocks._se import SqueezeExcite
 from blockzoo.blocks._shortcut import PadShortcut
+from blockzoo.blocks._shuffle import ShuffleUnit, channel_shuffle
 
 __all__ = [
     "MLP",
@@ -17,11 +20,17 @@ __all__ = [
     "ClassifierHead",
     "ConvBlock",
     "ConvNormAct",
+    "DenseBlock",
+    "DenseLayer",
     "DepthwiseSeparableConv",
     "DropBlock",
     "DropPath",
+    "Fire",
     "InvertedResidual",
     "PadShortcut",
     "ResidualBlock",
+    "ShuffleUnit",
     "SqueezeExcite",
+    "Transition",
+    "channel_shuffle",
 ]

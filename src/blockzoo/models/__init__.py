@@ -6,13 +6,21 @@ torchvision's architectures load torchvision's weights with
 :func:`load_torchvision_weights`.
 """
 
-from blockzoo.models import _resnet, _simple, _vgg_mobilenet  # register the families
+from blockzoo.models import (  # register the families
+    _alexnet_squeezenet,
+    _densenet,
+    _regnet,
+    _resnet,
+    _shufflenet,
+    _simple,
+    _vgg_mobilenet,
+)
 from blockzoo.models._base import ZooModel
 from blockzoo.models._registry import ModelInfo, create_model, list_models, model_info, register_model
 from blockzoo.models._torchvision import load_torchvision_weights, torchvision_to_blockzoo
 from blockzoo.models._weights import load_weights, save_weights
 
-del _resnet, _simple, _vgg_mobilenet
+del _alexnet_squeezenet, _densenet, _regnet, _resnet, _shufflenet, _simple, _vgg_mobilenet
 
 __all__ = [
     "ModelInfo",

@@ -32,6 +32,9 @@ def torchvision_to_blockzoo(model: nn.Module, state_dict: Mapping[str, torch.Ten
         ['features.stem.conv.conv.weight', 'features.stem.conv.norm.weight']
     """
     ours = model.state_dict()
+    key_order = getattr(model, "torchvision_key_order", None)
+    if callable(key_order):  # a family whose modules torchvision registers in another order (RegNet's shortcuts)
+        state_dict = {key: state_dict[key] for key in key_order(list(state_dict))}
     if len(ours) != len(state_dict):
         raise CheckpointError(
             f"the torchvision state_dict has {len(state_dict)} tensors, {type(model).__name__} "
