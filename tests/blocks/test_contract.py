@@ -154,7 +154,13 @@ def bottleneck(draw: st.DrawFn) -> Case:
     groups = draw(st.sampled_from([1, 2]))
     mid = groups * draw(st.integers(1, 3))
     c_in, c_out = draw(st.integers(1, 8)), draw(st.integers(1, 8))
-    kwargs = {"mid_channels": mid, "groups": groups, "stride": draw(st.integers(1, 2)), "spatial_dims": nd}
+    kwargs = {
+        "mid_channels": mid,
+        "groups": groups,
+        "stride": draw(st.integers(1, 2)),
+        "se_ratio": draw(st.sampled_from([None, 0.25])),
+        "spatial_dims": nd,
+    }
     return functools.partial(blockzoo.Bottleneck, c_in, c_out, **kwargs), (2, c_in, *_spatial(draw, nd, 3, 6))
 
 
@@ -270,6 +276,56 @@ def position_embedding(draw: st.DrawFn) -> Case:
     return factory, (draw(st.integers(1, 3)), seen * seen + prefix, dim)
 
 
+def fire(draw: st.DrawFn) -> Case:
+    nd = draw(st.integers(1, 3))
+    c_in, squeeze, e1, e3 = (draw(st.integers(1, 6)) for _ in range(4))
+    kwargs = {"norm_layer": draw(st.sampled_from([None, "batchnorm"])), "spatial_dims": nd}
+    return functools.partial(blockzoo.Fire, c_in, squeeze, e1, e3, **kwargs), (2, c_in, *_spatial(draw, nd, 1, 6))
+
+
+@st.composite
+def shuffle_unit(draw: st.DrawFn) -> Case:
+    nd = draw(st.integers(1, 2))
+    stride = draw(st.integers(1, 2))
+    c_out = 2 * draw(st.integers(1, 4))
+    c_in = c_out if stride == 1 else draw(st.integers(1, 6))
+    factory = functools.partial(blockzoo.ShuffleUnit, c_in, c_out, stride=stride, spatial_dims=nd)
+    return factory, (2, c_in, *_spatial(draw, nd, 2, 6))
+
+
+def _dense_options(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "growth_rate": draw(st.integers(1, 4)),
+        "bn_size": draw(st.integers(1, 3)),
+        "drop_rate": draw(st.sampled_from([0.0, 0.2])),
+        "memory_efficient": draw(st.booleans()),
+        "norm_layer": draw(st.sampled_from(["batchnorm", "groupnorm", None])),
+        "spatial_dims": draw(st.integers(1, 2)),
+    }
+
+
+@st.composite
+def dense_layer(draw: st.DrawFn) -> Case:
+    kwargs, c_in = _dense_options(draw), draw(st.integers(1, 6))
+    shape = (2, c_in, *_spatial(draw, kwargs["spatial_dims"], 1, 6))
+    return functools.partial(blockzoo.DenseLayer, c_in, **kwargs), shape
+
+
+@st.composite
+def dense_block(draw: st.DrawFn) -> Case:
+    kwargs, c_in = _dense_options(draw), draw(st.integers(1, 6))
+    shape = (2, c_in, *_spatial(draw, kwargs["spatial_dims"], 1, 6))
+    return functools.partial(blockzoo.DenseBlock, c_in, draw(st.integers(1, 3)), **kwargs), shape
+
+
+@st.composite
+def transition(draw: st.DrawFn) -> Case:
+    nd = draw(st.integers(1, 3))
+    c_in, c_out = draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    kwargs = {"norm_layer": draw(st.sampled_from(["batchnorm", None])), "spatial_dims": nd}
+    return functools.partial(blockzoo.Transition, c_in, c_out, **kwargs), (2, c_in, *_spatial(draw, nd, 2, 7))
+
+
 STRATEGIES = {
     "LayerNorm2d": layer_norm_2d(),
     "LayerScale": layer_scale(),
@@ -292,13 +348,19 @@ STRATEGIES = {
     "InvertedResidual": inverted_residual(),
     "PadShortcut": pad_shortcut(),
     "ResidualBlock": residual_block(),
+    "Fire": fire(),
+    "ShuffleUnit": shuffle_unit(),
+    "DenseLayer": dense_layer(),
+    "DenseBlock": dense_block(),
+    "Transition": transition(),
 }
 
 DTYPES = [torch.float32, torch.float64, torch.bfloat16]
 
 
 def test_every_public_block_has_a_strategy() -> None:
-    public = {n for n in blockzoo.blocks.__all__ if n not in ("Block", "ChannelsFirstBlock")}
+    classes = {n for n in blockzoo.blocks.__all__ if isinstance(getattr(blockzoo.blocks, n), type)}  # not functions
+    public = classes - {"Block", "ChannelsFirstBlock"}
     assert public == set(STRATEGIES)
 
 

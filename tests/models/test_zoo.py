@@ -11,7 +11,9 @@ import blockzoo
 from blockzoo import UnknownNameError, create_model, list_models, model_info
 from support import CUDA, representative_models
 
-NAMES = representative_models()
+NAMES = list_models()
+#: The smallest model of each family: the generic checks below build, train and compile these.
+REPRESENTATIVES = representative_models()
 
 
 def small_input(name: str, batch: int) -> torch.Tensor:
@@ -20,7 +22,7 @@ def small_input(name: str, batch: int) -> torch.Tensor:
     return torch.randn(batch, c, side, side if w == h else w)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", REPRESENTATIVES)
 def test_model_contract(name: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = create_model(name, num_classes=7)
@@ -53,7 +55,7 @@ def test_model_contract(name: str, tmp_path: Path) -> None:
         assert torch.equal(model(x), reloaded(x))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", REPRESENTATIVES)
 def test_model_compiles_without_graph_breaks(name: str) -> None:
     model = create_model(name).eval()
     x = small_input(name, 1)
@@ -61,6 +63,13 @@ def test_model_compiles_without_graph_breaks(name: str) -> None:
     compiled = torch.compile(model, fullgraph=True, backend="eager")
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x))
+
+
+def test_every_family_has_a_representative() -> None:
+    families = {model_info(n).family for n in NAMES}
+    assert {model_info(n).family for n in REPRESENTATIVES} == families
+    assert "regnet_y_400mf" in REPRESENTATIVES
+    assert "regnet_y_128gf" not in REPRESENTATIVES
 
 
 def test_model_interface() -> None:

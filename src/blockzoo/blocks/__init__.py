@@ -4,11 +4,14 @@ from blockzoo.blocks._attention import MultiHeadSelfAttention, TransformerBlock
 from blockzoo.blocks._base import Block, ChannelsFirstBlock
 from blockzoo.blocks._conv import ConvBlock, ConvNormAct, DepthwiseSeparableConv
 from blockzoo.blocks._convnext import ConvNeXtBlock, LayerNorm2d, LayerScale
+from blockzoo.blocks._dense import DenseBlock, DenseLayer, Transition
 from blockzoo.blocks._drop import DropBlock, DropPath
+from blockzoo.blocks._fire import Fire
 from blockzoo.blocks._mlp import MLP, ClassifierHead
 from blockzoo.blocks._residual import BasicBlock, Bottleneck, InvertedResidual, ResidualBlock
 from blockzoo.blocks._se import SqueezeExcite
 from blockzoo.blocks._shortcut import PadShortcut
+from blockzoo.blocks._shuffle import ShuffleUnit, channel_shuffle
 from blockzoo.blocks._tokens import ClassToken, PatchEmbed, PositionEmbedding
 
 __all__ = [
@@ -22,9 +25,12 @@ __all__ = [
     "ConvBlock",
     "ConvNeXtBlock",
     "ConvNormAct",
+    "DenseBlock",
+    "DenseLayer",
     "DepthwiseSeparableConv",
     "DropBlock",
     "DropPath",
+    "Fire",
     "InvertedResidual",
     "LayerNorm2d",
     "LayerScale",
@@ -33,6 +39,9 @@ __all__ = [
     "PatchEmbed",
     "PositionEmbedding",
     "ResidualBlock",
+    "ShuffleUnit",
     "SqueezeExcite",
     "TransformerBlock",
+    "Transition",
+    "channel_shuffle",
 ]

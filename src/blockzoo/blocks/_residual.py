@@ -303,6 +303,9 @@ class Bottleneck(_ChannelsResidual):
         stride: Stride of the 3x3 conv (and of the shortcut), as in torchvision
             ("ResNet v1.5").
         groups: Groups of the 3x3 conv (ResNeXt's cardinality).
+        se_ratio: A :class:`SqueezeExcite` after the 3x3 conv, its bottleneck
+            ``round(se_ratio * in_channels)`` wide, as in RegNetY; ``None``
+            for none.
         shortcut: ``"conv"`` or ``"pad"``, as in :class:`BasicBlock`.
         norm_layer: As in :class:`ConvNormAct`.
         act_layer: As in :class:`ConvNormAct`; also after the sum.
@@ -333,6 +336,7 @@ class Bottleneck(_ChannelsResidual):
         mid_channels: int | None = None,
         stride: int = 1,
         groups: int = 1,
+        se_ratio: float | None = None,
         shortcut: str = "conv",
         norm_layer: LayerSpec = "batchnorm",
         act_layer: LayerSpec = "relu",
@@ -344,17 +348,22 @@ class Bottleneck(_ChannelsResidual):
         nd = check_spatial_dims(spatial_dims)
         check_positive_int("in_channels", in_channels)
         check_positive_int("out_channels", out_channels)
+        se = check_number("se_ratio", se_ratio, low=0, high=1, low_open=True, allow_none=True)
         mid = check_positive_int(
             "mid_channels", mid_channels if mid_channels is not None else max(1, out_channels // 4)
         )
         check_choice("shortcut", shortcut, ("conv", "pad"))
         placement: Placement = {"device": device, "dtype": dtype}
         common = {"norm_layer": norm_layer, "spatial_dims": nd, **placement}
-        branch = nn.Sequential(
+        layers: list[nn.Module] = [
             ConvNormAct(in_channels, mid, 1, act_layer=act_layer, **common),  # type: ignore[arg-type]
             ConvNormAct(mid, mid, 3, stride=stride, groups=groups, act_layer=act_layer, **common),  # type: ignore[arg-type]
-            ConvNormAct(mid, out_channels, 1, act_layer=None, **common),  # type: ignore[arg-type]
-        )
+        ]
+        if se is not None:
+            rd = max(1, round(se * in_channels))
+            layers.append(SqueezeExcite(mid, rd_channels=rd, act_layer=act_layer, spatial_dims=nd, **placement))
+        layers.append(ConvNormAct(mid, out_channels, 1, act_layer=None, **common))  # type: ignore[arg-type]
+        branch = nn.Sequential(*layers)
         super().__init__(
             branch,
             shortcut_for(shortcut, in_channels, out_channels, stride, norm_layer, nd, placement),

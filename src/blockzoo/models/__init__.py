@@ -6,13 +6,23 @@ torchvision's architectures load torchvision's weights with
 :func:`load_torchvision_weights`.
 """
 
-from blockzoo.models import _convnext, _resnet, _simple, _vgg_mobilenet, _vit  # register the families
+from blockzoo.models import (  # register the families
+    _alexnet_squeezenet,
+    _convnext,
+    _densenet,
+    _regnet,
+    _resnet,
+    _shufflenet,
+    _simple,
+    _vgg_mobilenet,
+    _vit,
+)
 from blockzoo.models._base import ZooModel
 from blockzoo.models._registry import ModelInfo, create_model, list_models, model_info, register_model
 from blockzoo.models._torchvision import load_torchvision_weights, torchvision_to_blockzoo
 from blockzoo.models._weights import load_weights, save_weights
 
-del _convnext, _resnet, _simple, _vgg_mobilenet, _vit
+del _alexnet_squeezenet, _convnext, _densenet, _regnet, _resnet, _shufflenet, _simple, _vgg_mobilenet, _vit
 
 __all__ = [
     "ModelInfo",
