@@ -700,6 +700,17 @@ def blockzoo_process(*argv: str) -> list[str]:
     return [sys.executable, "-m", "blockzoo", *argv]
 
 
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    # `blockzoo list | head -1`: the reader closes the pipe; we close it before the command writes at all
+    with subprocess.Popen(blockzoo_process("list"), stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        status = process.wait(timeout=120)
+    assert status == 141, stderr
+    assert stderr == ""  # no BrokenPipeError traceback
+
+
 @pytest.mark.slow  # a fresh process imports torch and trains a full epoch
 def test_python_m_blockzoo_trains_and_leaves_weights_that_give_the_reported_accuracy(tmp_path: Path) -> None:
     out = tmp_path / "run"

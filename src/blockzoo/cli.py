@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import io
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -306,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status: 0 on success, 1 when training fails (a loss that is
-        not finite), 2 for bad input, 130 when interrupted.
+        not finite), 2 for bad input, 130 when interrupted, 141 when the
+        program reading the output closed it (``blockzoo list | head -3``).
 
     Example:
         >>> from blockzoo.cli import main
@@ -331,4 +334,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except SystemExit as done:  # --help and --version
         return done.code if isinstance(done.code, int) else 0
+    except BrokenPipeError:  # the reader went away (`blockzoo list | head -3`): stop quietly, as Unix tools do
+        _silence_stdout()
+        return 128 + 13  # the status of a process ended by SIGPIPE
     return status
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit raises no second BrokenPipeError."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # stdout is not a file (captured by a test)
+        pass
