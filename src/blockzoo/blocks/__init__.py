@@ -3,6 +3,7 @@
 from blockzoo.blocks._base import Block, ChannelsFirstBlock
 from blockzoo.blocks._conv import ConvBlock, ConvNormAct, DepthwiseSeparableConv
 from blockzoo.blocks._drop import DropBlock, DropPath
+from blockzoo.blocks._mbconv import FusedMBConv, MBConv
 from blockzoo.blocks._mlp import MLP, ClassifierHead
 from blockzoo.blocks._residual import BasicBlock, Bottleneck, InvertedResidual, ResidualBlock
 from blockzoo.blocks._se import SqueezeExcite
@@ -20,7 +21,9 @@ __all__ = [
     "DepthwiseSeparableConv",
     "DropBlock",
     "DropPath",
+    "FusedMBConv",
     "InvertedResidual",
+    "MBConv",
     "PadShortcut",
     "ResidualBlock",
     "SqueezeExcite",
