@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 import blockzoo
+from support import representatives
 
-#: Every registered model whose features are convolutional (all but the MLP).
-CNNS = [name for name in blockzoo.list_models() if blockzoo.model_info(name).family != "mlp"]
+#: One model per family (its smallest; see support.representatives) whose features are convolutional.
+CNNS = [name for name in representatives() if blockzoo.model_info(name).family != "mlp"]
 
 
 def build(name: str, *, dtype: torch.dtype = torch.float32, **kwargs: object) -> nn.Module:

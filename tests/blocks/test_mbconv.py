@@ -38,7 +38,9 @@ def assert_same_block(ours: nn.Module, theirs: nn.Module, in_channels: int) -> N
     ("expand", "kernel", "stride", "c_in", "c_out"),
     [(1, 3, 1, 32, 16), (6, 5, 2, 24, 40), (6, 3, 1, 80, 80)],
 )
-def test_mbconv_equals_torchvision_efficientnet_block(expand: int, kernel: int, stride: int, c_in: int, c_out: int) -> None:
+def test_mbconv_equals_torchvision_efficientnet_block(
+    expand: int, kernel: int, stride: int, c_in: int, c_out: int
+) -> None:
     cnf = efficientnet.MBConvConfig(expand, kernel, stride, c_in, c_out, 1)
     theirs = efficientnet.MBConv(cnf, 0.0, nn.BatchNorm2d)
     ours = MBConv(c_in, c_out, kernel, stride=stride, expand_ratio=expand)

@@ -19,6 +19,7 @@ from torch import nn
 import blockzoo
 from blockzoo import export_model, export_onnx
 from deploy_cases import CNNS, build, small_input
+from support import representatives
 
 #: Cases over 3 s on one CPU thread (measured with --durations): ONNX conversion retraces and decomposes the
 #: whole program and serialises every weight (VGG's are half a gigabyte).
@@ -28,7 +29,7 @@ SLOW = {("resnet101", "torch.export"), ("resnet110", "torch.export"), ("resnet15
 }
 CASES = [
     pytest.param(name, step, id=f"{name}-{step}", marks=[pytest.mark.slow] if (name, step) in SLOW else [])
-    for name in blockzoo.list_models()
+    for name in representatives()
     for step in ("torch.export", "onnx")
     if step == "torch.export" or name in CNNS
 ]

@@ -28,7 +28,7 @@ from blockzoo.regularization import (
     regularization_loss,
 )
 from blockzoo.testing import conv_configs
-from support import DEVICES
+from support import DEVICES, representatives
 
 # ---------------------------------------------------------------- helpers
 
@@ -193,8 +193,8 @@ def test_summary_laws_on_random_stacks(drawn: tuple[nn.Module, tuple[int, ...]],
 # ---------------------------------------------------------------- every registered model
 
 
-@pytest.mark.parametrize("name", blockzoo.list_models())
-def test_every_registered_model(name: str) -> None:
+@pytest.mark.parametrize("name", representatives())
+def test_every_family(name: str) -> None:
     # Built on the meta device (no memory, no initialisation); checked against a real pass at 32x32 on zeros.
     model = blockzoo.create_model(name, device="meta")
     channels, *size = blockzoo.model_info(name).input_size

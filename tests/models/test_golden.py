@@ -63,6 +63,10 @@ TOLERANCES: dict[str, float] = {
     "wide_resnet": 1e-11,
     "vgg": 1e-11,
     "mobilenet": 1e-11,
+    "mobilenet_v3": 1e-11,
+    "efficientnet": 1e-11,
+    "efficientnet_v2": 1e-11,
+    "mnasnet": 1e-11,
 }
 
 

@@ -9,9 +9,12 @@ import torch
 
 import blockzoo
 from blockzoo import UnknownNameError, create_model, list_models, model_info
-from support import CUDA
+from support import CUDA, representatives
 
-NAMES = list_models()
+#: One model per family, its smallest: the checks below hold for any model and cost seconds each. Every
+#: member's parameter count and outputs are checked against torchvision in test_torchvision.py, and its
+#: state-dict keys in test_manifest.py.
+NAMES = representatives()
 
 
 def small_input(name: str, batch: int) -> torch.Tensor:

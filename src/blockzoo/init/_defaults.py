@@ -71,7 +71,9 @@ def activation_initializer(act: nn.Module | None) -> Initializer:
     """
     for kind, scale in _SECOND_MOMENT_GAINS:
         if isinstance(act, kind):
-            return Initializer("variance_scaling", {"scale": scale, "mode": "fan_in", "distribution": "untruncated_normal"})
+            return Initializer(
+                "variance_scaling", {"scale": scale, "mode": "fan_in", "distribution": "untruncated_normal"}
+            )
     if isinstance(act, (nn.ReLU, nn.ReLU6, *_SMOOTH_RELU)):
         return _RELU
     if isinstance(act, nn.LeakyReLU):

@@ -6,13 +6,20 @@ torchvision's architectures load torchvision's weights with
 :func:`load_torchvision_weights`.
 """
 
-from blockzoo.models import _resnet, _simple, _vgg_mobilenet  # register the families
+from blockzoo.models import (
+    _efficientnet,
+    _mnasnet,
+    _mobilenet_v3,
+    _resnet,
+    _simple,
+    _vgg_mobilenet,
+)  # register the families
 from blockzoo.models._base import ZooModel
 from blockzoo.models._registry import ModelInfo, create_model, list_models, model_info, register_model
 from blockzoo.models._torchvision import load_torchvision_weights, torchvision_to_blockzoo
 from blockzoo.models._weights import load_weights, save_weights
 
-del _resnet, _simple, _vgg_mobilenet
+del _efficientnet, _mnasnet, _mobilenet_v3, _resnet, _simple, _vgg_mobilenet
 
 __all__ = [
     "ModelInfo",
