@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import OrderedDict
-from typing import NamedTuple
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -21,7 +21,8 @@ _V1_PAPER = "Tan and Le 2019, EfficientNet: Rethinking Model Scaling for Convolu
 _V2_PAPER = "Tan and Le 2021, EfficientNetV2: Smaller Models and Faster Training"
 
 
-class _Stage(NamedTuple):
+@dataclass(frozen=True)
+class _Stage:
     """One row of the papers' tables: block kind, expansion, kernel, first stride, channels in and out, repeats."""
 
     fused: bool
@@ -91,7 +92,8 @@ _V2 = {
 
 def _scaled(width: float, depth: float) -> list[_Stage]:
     return [
-        s._replace(
+        replace(
+            s,
             in_channels=round_channels(s.in_channels * width),
             out_channels=round_channels(s.out_channels * width),
             repeats=math.ceil(s.repeats * depth),
