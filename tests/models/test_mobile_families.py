@@ -98,6 +98,10 @@ def test_drop_path_rate_option_and_its_check() -> None:
 def test_summary_shows_the_blocks() -> None:
     model = nn.Sequential(FusedMBConv(8, 16, stride=2), MBConv(16, 16))
     rows = {row.name: row for row in blockzoo.summary(model, (1, 8, 16, 16), depth=3).rows}
-    assert (rows["0"].type, rows["0"].output_shape, rows["0"].params) == ("FusedMBConv", (1, 16, 8, 8), 8 * 32 * 9 + 2 * 32 + 32 * 16 + 2 * 16)
+    assert (rows["0"].type, rows["0"].output_shape, rows["0"].params) == (
+        "FusedMBConv",
+        (1, 16, 8, 8),
+        8 * 32 * 9 + 2 * 32 + 32 * 16 + 2 * 16,
+    )
     assert (rows["1"].type, rows["1"].output_shape) == ("MBConv", (1, 16, 8, 8))
     assert rows["1.branch.2"].type == "SqueezeExcite"
