@@ -703,7 +703,8 @@ def blockzoo_process(*argv: str) -> list[str]:
 def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
     # `blockzoo list | head -1`: the reader closes the pipe; we close it before the command writes at all
     with subprocess.Popen(blockzoo_process("list"), stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
-        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
         process.stdout.close()
         stderr = process.stderr.read().decode()
         status = process.wait(timeout=120)

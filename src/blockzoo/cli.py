@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import io
 import os
@@ -342,7 +343,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _silence_stdout() -> None:
     """Point stdout at /dev/null, so that flushing it at exit raises no second BrokenPipeError."""
-    try:
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):  # stdout is not a file (a test's capture)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError, io.UnsupportedOperation):  # stdout is not a file (captured by a test)
-        pass

@@ -16,7 +16,8 @@ from blockzoo.init import InitRule, activation_initializer, activations_after, i
 def test_activation_table_picks_family_and_gain() -> None:
     cases = [
         (nn.ReLU(), "kaiming_normal", {"mode": "fan_in", "nonlinearity": "relu"}),
-        (nn.GELU(), "kaiming_normal", {"mode": "fan_in", "nonlinearity": "relu"}),
+        (nn.ELU(), "kaiming_normal", {"mode": "fan_in", "nonlinearity": "relu"}),
+        (nn.GELU(), "variance_scaling", {"scale": 2.3517, "mode": "fan_in", "distribution": "untruncated_normal"}),
         (nn.LeakyReLU(0.3), "kaiming_normal", {"a": 0.3, "mode": "fan_in", "nonlinearity": "leaky_relu"}),
         (
             nn.PReLU(init=0.1),

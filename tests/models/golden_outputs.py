@@ -45,12 +45,22 @@ CASES: dict[str, Case] = {
     "wide_resnet": Case("wide_resnet50_2", 64),
     "vgg": Case("vgg11_bn", 32),
     "mobilenet": Case("mobilenet_v2", 64),
+    "mobilenet_v3": Case("mobilenet_v3_small", 64),
+    "efficientnet": Case("efficientnet_b0", 64),
+    "efficientnet_v2": Case("efficientnet_v2_s", 64),
+    "mnasnet": Case("mnasnet0_5", 64),
     "mlp": Case("mlp", 28),
     "lenet": Case("lenet5", 32),
     "tutorial_cnn": Case("tutorial_cnn", 32),
     "simple_cnn": Case("simple_cnn", 32),
     "convnext": Case("convnext_tiny", 64),
     "vit": Case("vit_b_32", 64),  # 2 x 2 patches, with its position embeddings resized
+    "alexnet": Case("alexnet", 64),
+    "squeezenet": Case("squeezenet1_1", 64),
+    "shufflenet_v2": Case("shufflenet_v2_x0_5", 64),
+    "densenet": Case("densenet121", 64),
+    "regnet_x": Case("regnet_x_400mf", 64),
+    "regnet_y": Case("regnet_y_400mf", 64),
 }
 
 BATCH = 2

@@ -9,7 +9,7 @@ import torch
 
 import blockzoo
 from blockzoo import create_model
-from blockzoo.models._regnet import RegNet, regnet_stages
+from blockzoo.models._regnet import regnet_stages
 from blockzoo.regularization import attach_stochastic_depth
 
 
@@ -20,13 +20,18 @@ def test_regnet_stage_widths_follow_the_quantised_linear_rule() -> None:
     assert regnet_stages(16, 48, 27.89, 2.09, 8) == [(48, 1, 8), (104, 3, 8), (208, 6, 8), (440, 6, 8)]
 
 
-def test_regnet_conversion_moves_each_shortcut_after_its_branch() -> None:
-    keys = ["stem.0.weight", "b1.proj.0.weight", "b1.f.a.0.weight", "b2.f.a.0.weight", "b3.proj.0.weight",
-            "b3.f.a.0.weight", "b4.proj.0.weight", "b4.f.a.0.weight", "fc.weight"]  # fmt: skip
-    assert RegNet.torchvision_key_order(keys) == [
-        "stem.0.weight", "b1.f.a.0.weight", "b1.proj.0.weight", "b2.f.a.0.weight", "b3.f.a.0.weight",
-        "b3.proj.0.weight", "b4.f.a.0.weight", "b4.proj.0.weight", "fc.weight",
-    ]  # fmt: skip
+def test_regnet_conversion_puts_each_shortcut_before_its_branch_as_torchvision_does() -> None:
+    model = create_model("regnet_x_400mf", device="meta")
+    order = model.torchvision_key_order()
+    assert sorted(order) == sorted(model.state_dict())
+    shortcut = sum(k.startswith("features.stage1.0.shortcut.") for k in order)
+    first = order.index("features.stage1.0.shortcut.conv.weight")
+    assert order[first + shortcut] == "features.stage1.0.branch.0.conv.weight"
+    torchvision = pytest.importorskip("torchvision")
+    theirs = list(torchvision.models.regnet_x_400mf().state_dict().items())
+    ours = model.state_dict()
+    # paired in this order, every shape agrees with torchvision's tensor at the same place
+    assert [tuple(ours[k].shape) for k in order] == [tuple(v.shape) for _, v in theirs]
 
 
 def test_regnet_residual_tools_and_stage_depths() -> None:

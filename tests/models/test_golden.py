@@ -65,6 +65,16 @@ TOLERANCES: dict[str, float] = {
     "mobilenet": 1e-11,
     "convnext": 1e-11,
     "vit": 1e-11,
+    "mobilenet_v3": 1e-11,
+    "efficientnet": 1e-11,
+    "efficientnet_v2": 1e-11,
+    "mnasnet": 1e-11,
+    "alexnet": 1e-11,
+    "squeezenet": 1e-11,
+    "shufflenet_v2": 1e-11,
+    "densenet": 1e-11,
+    "regnet_x": 1e-11,
+    "regnet_y": 1e-11,
 }
 
 

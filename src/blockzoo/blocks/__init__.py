@@ -7,6 +7,7 @@ from blockzoo.blocks._convnext import ConvNeXtBlock, LayerNorm2d, LayerScale
 from blockzoo.blocks._dense import DenseBlock, DenseLayer, Transition
 from blockzoo.blocks._drop import DropBlock, DropPath
 from blockzoo.blocks._fire import Fire
+from blockzoo.blocks._mbconv import FusedMBConv, MBConv
 from blockzoo.blocks._mlp import MLP, ClassifierHead
 from blockzoo.blocks._residual import BasicBlock, Bottleneck, InvertedResidual, ResidualBlock
 from blockzoo.blocks._se import SqueezeExcite
@@ -35,6 +36,8 @@ __all__ = [
     "LayerNorm2d",
     "LayerScale",
     "MultiHeadSelfAttention",
+    "FusedMBConv",
+    "MBConv",
     "PadShortcut",
     "PatchEmbed",
     "PositionEmbedding",

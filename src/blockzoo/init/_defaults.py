@@ -3,7 +3,11 @@
 A layer's initial scale should preserve the variance of the signal through the
 activation that follows it (He et al. 2015 for the ReLU family, Klambauer et
 al. 2017 for SELU, Glorot and Bengio 2010 for tanh, sigmoid and no
-activation). blockzoo's blocks register their layers in forward order
+activation). For GELU, SiLU and hard swish, which are not homogeneous, the
+same condition is solved at unit pre-activation variance: a weight of
+variance ``g**2 / fan_in`` keeps the next pre-activation's variance at 1 when
+``g**2 = 1 / E[f(z)**2]`` for ``z ~ N(0, 1)`` (He et al. 2015's derivation,
+which gives ``g**2 = 2`` for ReLU). blockzoo's blocks register their layers in forward order
 (``conv``, ``norm``, ``act``), so the activation after a weight layer is the
 next activation among its siblings, past norms and parameter-free layers such
 as dropout and pooling. The same rule reads ``nn.Sequential`` models and
@@ -25,7 +29,16 @@ _NORMS = NORM_LAYERS
 
 _RELU = Initializer("kaiming_normal", {"mode": "fan_in", "nonlinearity": "relu"})
 _LINEAR = Initializer("xavier_uniform")
-_SMOOTH_RELU = (nn.ELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Softplus)
+_SMOOTH_RELU = (nn.ELU, nn.CELU, nn.Mish, nn.Softplus)
+
+#: ``1 / E[f(z)**2]`` for ``z ~ N(0, 1)``: the squared gain that keeps unit variance through ``f`` (see above).
+#: GELU's has a closed form, ``E[z**2 * Phi(z)**2] = 1/3 + 1/(2 pi sqrt(3))`` (its tanh approximation's
+#: differs by under 0.01%); SiLU's and hard swish's come from numerical quadrature. Rounded to four decimals.
+_SECOND_MOMENT_GAINS: tuple[tuple[type[nn.Module], float], ...] = (
+    (nn.GELU, 2.3517),
+    (nn.SiLU, 2.8108),
+    (nn.Hardswish, 3.0160),
+)
 _SIGMOID = (nn.Sigmoid, nn.Hardsigmoid, nn.LogSigmoid)
 _ACTIVATIONS = (
     nn.ReLU,
@@ -38,6 +51,7 @@ _ACTIVATIONS = (
     nn.Hardtanh,
     nn.Softsign,
     *_SMOOTH_RELU,
+    *(kind for kind, _ in _SECOND_MOMENT_GAINS),
     *_SIGMOID,
 )
 
@@ -52,7 +66,14 @@ def activation_initializer(act: nn.Module | None) -> Initializer:
         "kaiming_normal(a=0.2, mode='fan_in', nonlinearity='leaky_relu')"
         >>> str(activation_initializer(nn.SELU())), str(activation_initializer(None))
         ('lecun_normal', 'xavier_uniform')
+        >>> str(activation_initializer(nn.SiLU()))
+        "variance_scaling(scale=2.8108, mode='fan_in', distribution='untruncated_normal')"
     """
+    for kind, scale in _SECOND_MOMENT_GAINS:
+        if isinstance(act, kind):
+            return Initializer(
+                "variance_scaling", {"scale": scale, "mode": "fan_in", "distribution": "untruncated_normal"}
+            )
     if isinstance(act, (nn.ReLU, nn.ReLU6, *_SMOOTH_RELU)):
         return _RELU
     if isinstance(act, nn.LeakyReLU):
@@ -80,7 +101,10 @@ def activation_table() -> list[tuple[str, str]]:
     """
     rows = [
         ("ReLU, ReLU6", nn.ReLU()),
-        ("ELU, CELU, GELU, SiLU, Mish, Hardswish, Softplus", nn.GELU()),
+        ("ELU, CELU, Mish, Softplus", nn.ELU()),
+        ("GELU", nn.GELU()),
+        ("SiLU", nn.SiLU()),
+        ("Hardswish", nn.Hardswish()),
         ("LeakyReLU(negative_slope=s)", nn.LeakyReLU(0.01)),
         ("PReLU (slope s at construction)", nn.PReLU()),
         ("RReLU(lower, upper), s = (lower + upper) / 2", nn.RReLU()),

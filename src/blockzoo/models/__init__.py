@@ -10,6 +10,9 @@ from blockzoo.models import (  # register the families
     _alexnet_squeezenet,
     _convnext,
     _densenet,
+    _efficientnet,
+    _mnasnet,
+    _mobilenet_v3,
     _regnet,
     _resnet,
     _shufflenet,
@@ -22,7 +25,20 @@ from blockzoo.models._registry import ModelInfo, create_model, list_models, mode
 from blockzoo.models._torchvision import load_torchvision_weights, torchvision_to_blockzoo
 from blockzoo.models._weights import load_weights, save_weights
 
-del _alexnet_squeezenet, _convnext, _densenet, _regnet, _resnet, _shufflenet, _simple, _vgg_mobilenet, _vit
+del (
+    _alexnet_squeezenet,
+    _convnext,
+    _densenet,
+    _efficientnet,
+    _mnasnet,
+    _mobilenet_v3,
+    _regnet,
+    _resnet,
+    _shufflenet,
+    _simple,
+    _vgg_mobilenet,
+    _vit,
+)
 
 __all__ = [
     "ModelInfo",
