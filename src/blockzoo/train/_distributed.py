@@ -77,6 +77,8 @@ class Distributed:
         self.rank = int(os.environ.get("RANK", "0")) if _group_size() is None else int(dist.get_rank())
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.created = False
+        #: where the tensors that collectives exchange live: the process's GPU with nccl, the CPU with gloo
+        self.comm_device = torch.device("cpu")
 
     @property
     def is_main(self) -> bool:
@@ -93,6 +95,7 @@ class Distributed:
         """Join the process group from torchrun's environment (nccl on CUDA, gloo otherwise), unless one exists."""
         if device.type == "cuda":
             torch.cuda.set_device(device)
+        self.comm_device = device
         if _group_size() is None:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             self.created = True
@@ -118,9 +121,9 @@ class Distributed:
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
-    def broadcast_int(self, value: int, device: torch.device) -> int:
+    def broadcast_int(self, value: int) -> int:
         """Rank 0's ``value`` in every process."""
-        box = torch.tensor([value], dtype=torch.int64, device=device)
+        box = torch.tensor([value], dtype=torch.int64, device=self.comm_device)
         dist.broadcast(box, src=0)
         return int(box.item())
 

@@ -155,7 +155,7 @@ class Run:
             seed_everything(t.seed)
         sampler_seed = t.seed if t.seed is not None else int(torch.randint(0, 2**62, ()).item())
         if d is not None:  # one order of the batches for all: rank 0's
-            sampler_seed = d.broadcast_int(sampler_seed, t.device)
+            sampler_seed = d.broadcast_int(sampler_seed)
         pin = t.device.type == "cuda"
         shares: dict[str, Any] = {"rank": d.rank, "world_size": d.world_size} if d is not None else {}
         self.train = Batches(
