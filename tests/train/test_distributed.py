@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
+from torch.utils.data import Dataset
 
 import blockzoo
 from blockzoo.errors import InputError
@@ -56,10 +59,11 @@ def check_rows(rows: list[dict[str, Any]], reference: list[dict[str, float]]) ->
             assert row[key] == pytest.approx(ref[key], rel=1e-6)
 
 
+@pytest.mark.slow  # torchrun starts two Python processes that import torch
 def test_two_ddp_processes_end_with_the_weights_of_one(one_process, tmp_path: Path) -> None:
     model, reference = one_process
     out = torchrun(str(HERE / "distributed_fit.py"), "ddp", str(tmp_path), cwd=tmp_path)
-    assert out.count("rank-done False") == 2  # fit left the process group it made, in both processes
+    assert out.count("rank-done True") == 2  # the group fit joined stays for a later fit, in both processes
     assert out.count("epoch 2/2") == 1  # rank 0 alone shows the progress
     assert "batch_size 8 in all = 2 x 4 per process" in out
     saved = torch.load(tmp_path / "weights.pt", weights_only=True)
@@ -71,6 +75,18 @@ def test_two_ddp_processes_end_with_the_weights_of_one(one_process, tmp_path: Pa
         torch.testing.assert_close(fresh.state_dict()[key], value, msg=key)
 
 
+@pytest.mark.slow  # torchrun starts two Python processes that import torch
+def test_a_two_process_run_resumed_ends_as_one_process_does(one_process, tmp_path: Path) -> None:
+    model, reference = one_process
+    out = torchrun(str(HERE / "distributed_fit.py"), "resume", str(tmp_path), cwd=tmp_path)
+    assert out.count("stopped: crash") == 2  # both processes failed in epoch 2; the second fit resumed them
+    saved = torch.load(tmp_path / "weights.pt", weights_only=True)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(saved[key], value, msg=key)
+    check_rows(json.loads((tmp_path / "rows.json").read_text()), reference)
+
+
+@pytest.mark.slow  # torchrun starts two Python processes that import torch
 def test_fsdp2_matches_one_process_and_its_weights_load_unsharded(one_process, tmp_path: Path) -> None:
     fsdp = pytest.importorskip("torch.distributed.fsdp")
     if not hasattr(fsdp, "fully_shard"):
@@ -85,6 +101,7 @@ def test_fsdp2_matches_one_process_and_its_weights_load_unsharded(one_process, t
         torch.testing.assert_close(fresh.state_dict()[key], value, msg=key)
 
 
+@pytest.mark.slow  # torchrun starts two Python processes that import torch
 def test_the_command_line_under_torchrun_writes_each_file_once_from_rank_0(tmp_path: Path) -> None:
     out = torchrun(
         "-m", "distributed_cli", "train", "simple_cnn", "--epochs", "1", "--out", "run",
@@ -100,6 +117,52 @@ def test_the_command_line_under_torchrun_writes_each_file_once_from_rank_0(tmp_p
     blockzoo.load_weights(
         blockzoo.create_model("simple_cnn", **config["run"]["model_options"]), tmp_path / "run" / "last.safetensors"
     )
+
+
+# ------------------------------------------------------------------ the shares
+
+
+class Indices(Dataset[int]):
+    """A Dataset (not tensors), so that its batches go through a DataLoader; each sample is its index."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+def epoch_of(
+    source: Any, *, world: int, rank: int, batch: int, fill: bool, epoch: int = 1
+) -> tuple[list[list[int]], set[int]]:
+    from blockzoo.train._batches import Batches
+
+    batches = Batches(source, batch_size=batch, shuffle=True, seed=3, rank=rank, world_size=world, fill=fill)
+    drawn = [(b[0] if isinstance(b, (tuple, list)) else b).tolist() for b in batches.epoch(epoch)]
+    assert len(drawn) == batches.num_batches()
+    return drawn, set(batches.fillers)
+
+
+@given(st.integers(1, 40), st.integers(1, 4), st.integers(1, 4), st.booleans(), st.booleans())
+def test_the_processes_shares_make_up_the_batches_of_one_process(
+    n: int, world: int, per: int, fill: bool, as_dataset: bool
+) -> None:
+    batch = world * per
+    source: Any = Indices(n) if as_dataset else (torch.arange(n), torch.zeros(n))
+    one, _ = epoch_of(source, world=1, rank=0, batch=batch, fill=fill)
+    shares = [epoch_of(source, world=world, rank=r, batch=batch, fill=fill) for r in range(world)]
+    assert len({len(drawn) for drawn, _ in shares}) == 1  # every process runs as many batches
+    for position, whole in enumerate(one):
+        if world > 1 and not fill and len(whole) < world:  # training leaves out a batch too small to share
+            assert position == len(one) - 1
+            assert len(shares[0][0]) == position
+            continue
+        counted = [drawn[position] for drawn, fillers in shares if position not in fillers]
+        assert [i for share in counted for i in share] == whole  # in order, each sample once
+        assert max(map(len, counted)) - min(map(len, counted)) <= 1
 
 
 # ------------------------------------------------------------ sync batch norm

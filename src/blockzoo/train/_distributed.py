@@ -9,6 +9,7 @@ metrics' sums over the processes.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from collections.abc import Callable, Iterator
@@ -66,8 +67,8 @@ class Distributed:
     """The distributed set-up of one run: this process's rank, the number of processes and how the model is spread.
 
     Built (and checked) when the :class:`~blockzoo.train.Trainer` is; the
-    process group is joined by :meth:`start` and left by :meth:`end` only if
-    :meth:`start` created it.
+    process group is joined by :meth:`start` when none exists, and that group
+    is left when the process exits (:meth:`end` and the exit handler).
     """
 
     def __init__(self, world_size: int, *, strategy: str, sync_batchnorm: bool) -> None:
@@ -99,12 +100,16 @@ class Distributed:
         if _group_size() is None:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             self.created = True
+            # The group stays for the next fit in this process: under torchrun a default group made again after
+            # destroy_process_group finds its peers' old addresses in torchrun's store, and its first collective
+            # waits for ever. It is left when the process exits.
+            atexit.register(_leave_group)
         self.rank = int(dist.get_rank())
 
     def end(self) -> None:
-        """Leave the process group if :meth:`start` created it."""
-        if self.created and dist.is_initialized():
-            dist.destroy_process_group()
+        """Leave the process group now if :meth:`start` created it (the command line, as it ends)."""
+        if self.created:
+            _leave_group()
         self.created = False
 
     def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
@@ -158,6 +163,11 @@ class Distributed:
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         return {k: v for k, v in get_model_state_dict(module, options=options).items() if isinstance(v, Tensor)}
+
+
+def _leave_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def resolve_distributed(

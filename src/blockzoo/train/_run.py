@@ -437,11 +437,7 @@ class Run:
                 if d is not None:
                     d.barrier()
             finally:
-                try:
-                    self.finish()
-                finally:
-                    if d is not None:
-                        d.end()
+                self.finish()  # a group that fit joined stays for the next fit, and is left at exit
         return t.history
 
     def one_epoch(self, epoch: int) -> None:
