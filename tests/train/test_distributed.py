@@ -278,3 +278,16 @@ def test_a_distributed_run_of_one_process_matches_a_plain_one(group_of_one: None
     fit(joined, data(), epochs=1, batch_size=4, progress=False, seed=0, distributed=True)
     for key, value in plain.state_dict().items():
         torch.testing.assert_close(joined.state_dict()[key], value, msg=key)
+
+
+def test_the_command_line_refuses_distributed_flags_in_one_process(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blockzoo.cli import main
+
+    for name in TORCHRUN_ENV:
+        monkeypatch.delenv(name, raising=False)
+    status = main(["train", "simple_cnn", "--epochs", "1", "--strategy", "fsdp", "--out", str(tmp_path / "run")])
+    assert status == 2
+    assert "apply to a distributed run" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "state.pt").exists()
