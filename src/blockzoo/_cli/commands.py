@@ -30,6 +30,7 @@ from blockzoo.train import Callback, History, Trainer
 
 if TYPE_CHECKING:
     from blockzoo.data import DataBundle
+    from blockzoo.train._distributed import Distributed
 
 __all__ = ["evaluate_command", "train_command"]
 
@@ -59,6 +60,7 @@ def _fit_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
 def train_command(args: argparse.Namespace) -> int:
     """Train a model as the options say; resume a stopped run with ``--resume``."""
     given = {"model": args.model} | {opt.dest: getattr(args, opt.dest) for opt in TRAIN_OPTIONS}
+    stopped: dict[str, Any] | None = None
     if args.resume is None:
         options = resolve_options(given, read_config(args.config) if args.config is not None else {})
     else:
@@ -72,11 +74,26 @@ def train_command(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(options, indent=2))
         return 0
+    from blockzoo.train._distributed import process_group
+
+    # under torchrun the processes agree on the seed and the folder before any of them writes; fit uses the group
+    with process_group(options["device"]) as group:
+        return _train_in_group(args, options, stopped, group)
+
+
+def _train_in_group(
+    args: argparse.Namespace, options: dict[str, Any], stopped: dict[str, Any] | None, group: Distributed | None
+) -> int:
+    """The rest of :func:`train_command`, in each process of a torchrun group (``group``) or in the only one."""
+    main = group is None or group.is_main
     note = None if options["seed"] is None else f"seed {options['seed']}"
     if args.resume is None:
         _refuse_a_run_folder(options["out"])
+        if group is not None:
+            group.barrier()  # every process has looked at the folder before rank 0 writes config.json there
         if options["seed"] is None:  # drawn and recorded, so that --resume rebuilds the same run
-            options["seed"] = secrets.randbelow(_SEEDS)
+            seed = secrets.randbelow(_SEEDS)
+            options["seed"] = seed if group is None else group.broadcast_int(seed)  # rank 0's, in every process
             note = f"seed {options['seed']} (pass --seed to choose)"
     name = options["model"]
     if options["seed"] is not None:  # None: a run recorded before seeds were drawn
@@ -87,11 +104,12 @@ def train_command(args: argparse.Namespace) -> int:
         model_options = model_options_for(name, bundle.info)
         model = build_model(name, model_options, pretrained=options["pretrained"], init_weights=options["init_weights"])
     else:  # as the run was built; the weights come back from its state
-        data_options, model_options = stopped["data_options"], stopped["model_options"]
+        recorded = stopped if stopped is not None else read_run(args.resume)  # read above, always
+        data_options, model_options = recorded["data_options"], recorded["model_options"]
         bundle = load_bundle(options, data_options)
         model = build_model(name, model_options)
     run = {"options": options, "data_options": data_options, "model_options": model_options}
-    return _fit(model, bundle, options, run, resume=args.resume, note=note)
+    return _fit(model, bundle, options, run, resume=args.resume, note=note if main else None, main=main)
 
 
 #: The files that mark a folder as a run's: a fresh run there would mix its files with the earlier run's.
@@ -145,6 +163,7 @@ def _fit(
     *,
     resume: str | None,
     note: str | None,
+    main: bool = True,
 ) -> int:
     from blockzoo.errors import NonFiniteLossError
     from blockzoo.train import fit
@@ -173,6 +192,8 @@ def _fit(
         tail = f"; continue with: blockzoo train --resume {options['out']}" if resumable else ""
         print(f"blockzoo: interrupted{tail}", file=sys.stderr)
         return 130
+    if not main:  # rank 0 reports for every process
+        return 0
     print(_best_line(history))
     wrote = sorted(name for name, stamp in _stamps(out).items() if before.get(name) != stamp)
     print(f"wrote {options['out']}: {', '.join(wrote)}")

@@ -119,6 +119,8 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("channels_last", BoolCheck(), "channels-last memory layout", "hardware", False, kind="switch"),
     Option("compile", BoolCheck(), "torch.compile the model", "hardware", False, kind="switch"),
     Option("workers", IntCheck(0), "DataLoader worker processes", "hardware", 0, "N"),
+    Option("strategy", ChoiceCheck(("ddp", "fsdp")), "under torchrun: a model replica per process (ddp) or sharded by FSDP2 (fsdp)", "hardware", "ddp", "{ddp,fsdp}"),
+    Option("sync_batchnorm", BoolCheck(), "under torchrun on GPUs: batch norm statistics over the global batch (SyncBatchNorm)", "hardware", False, kind="switch"),
     Option("out", PathCheck(), "output folder (default: runs/NAME-DATA)", "output", None, "DIR"),
 )  # fmt: skip
 

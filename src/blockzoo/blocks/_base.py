@@ -95,6 +95,12 @@ class Block(nn.Module):
         if name in self._stage_names:
             self._refresh_stages()
 
+    def add_module(self, name: str, module: nn.Module | None) -> None:
+        """Register a child; replacing a stage this way (as ``SyncBatchNorm.convert_sync_batchnorm`` does) is followed too."""
+        super().add_module(name, module)
+        if name in self._stage_names:
+            self._refresh_stages()
+
     def __delattr__(self, name: str) -> None:
         super().__delattr__(name)
         if name in self._stage_names:

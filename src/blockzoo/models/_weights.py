@@ -20,7 +20,7 @@ from torch import nn
 from blockzoo._version import __version__
 from blockzoo.errors import CheckpointError, UnsafeCheckpointError
 
-__all__ = ["load_weights", "save_weights"]
+__all__ = ["load_weights", "save_weights", "weights_metadata"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -47,16 +47,20 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     """
     from safetensors.torch import save_model
 
-    metadata = {
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(out), metadata=weights_metadata(model))
+    return out
+
+
+def weights_metadata(model: nn.Module) -> dict[str, str]:
+    """What :func:`save_weights` records beside the tensors: the model's name and configuration, blockzoo's version."""
+    return {
         "model": str(getattr(model, "model_name", type(model).__name__)),
         "config": json.dumps(getattr(model, "model_config", {}), default=str, sort_keys=True),
         "blockzoo_version": __version__,
         "format": "pt",
     }
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(out), metadata=metadata)
-    return out
 
 
 def _cache_dir() -> Path:

@@ -84,7 +84,16 @@ class Batches:
         seed: int,
         num_workers: int = 0,
         pin_memory: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        fill: bool = False,
     ) -> None:
+        self.rank, self.world_size = rank, world_size
+        #: validation: a process whose share of the last batch is empty runs one sample it does not count (FSDP2
+        #: needs every process in each forward); training: such a last batch is left out
+        self.fill = fill
+        #: the positions of this epoch's batches that are such fillers
+        self.fillers: set[int] = set()
         self.loader: DataLoader[Any] | None = data if isinstance(data, DataLoader) else None
         self.tensors: tuple[Tensor, ...] | None = None
         self.dataset: Dataset[Any] | None = None
@@ -101,7 +110,16 @@ class Batches:
         else:
             self.tensors = tuple(data)
         self.sampler = EpochSampler(len(self), shuffle=shuffle, seed=seed)
-        if self.dataset is not None:
+        if self.dataset is not None and world_size > 1:
+            self.loader = DataLoader(
+                self.dataset,
+                batch_sampler=_ShareSampler(self),
+                num_workers=num_workers,
+                pin_memory=pin_memory,
+                generator=self.generator,
+                worker_init_fn=seed_worker if num_workers else None,
+            )
+        elif self.dataset is not None:
             self.loader = DataLoader(
                 self.dataset,
                 batch_size=batch_size,
@@ -122,10 +140,37 @@ class Batches:
         raise TypeError("the data set has no len(); fit needs to know the size of an epoch")
 
     def num_batches(self) -> int:
-        """Batches in one full epoch."""
+        """Batches in one full epoch (of this process, which runs a share of each global batch)."""
         if self.loader is not None and self.dataset is None:
             return len(self.loader)
-        return -(-len(self) // self.batch_size)
+        total = len(self)
+        if self.world_size > 1 and not self.fill and 0 < total % self.batch_size < self.world_size:
+            return total // self.batch_size  # a last batch too small to share is left out
+        return -(-total // self.batch_size)
+
+    def global_size(self, index: int) -> int:
+        """Samples in batch ``index`` over all the processes (``batch_size``, or fewer in the last one)."""
+        return min(self.batch_size, len(self) - index * self.batch_size)
+
+    def shares(self, order: Tensor) -> Iterator[Tensor]:
+        """This process's indices of each batch of ``order``: ``batch_size`` samples split over the processes.
+
+        The batches are the ones that one process draws; the processes split
+        each into contiguous parts whose sizes differ by at most one.
+        """
+        self.fillers.clear()
+        for position, indices in enumerate(torch.split(order, self.batch_size)):
+            if self.world_size == 1:
+                yield indices
+                continue
+            if len(indices) < self.world_size and not self.fill:
+                return  # training leaves out a last batch too small to give every process a sample
+            share = torch.tensor_split(indices, self.world_size)[self.rank]
+            if len(share):
+                yield share
+            elif self.fill:
+                self.fillers.add(position)
+                yield indices[:1]
 
     @property
     def replays(self) -> bool:
@@ -161,7 +206,7 @@ class Batches:
     def _tensor_batches(self, tensors: tuple[Tensor, ...], order: Tensor) -> Iterator[tuple[Tensor, ...]]:
         if not len(order):  # torch.split of nothing gives one empty piece, not none
             return
-        for index in torch.split(order, self.batch_size):
+        for index in self.shares(order):
             yield tuple(t[index] for t in tensors)
 
     def generators(self) -> list[torch.Generator]:
@@ -195,6 +240,22 @@ class Batches:
             self.sampler.seed = int(state["seed"])
         for generator, saved in zip(generators, state["generators"], strict=True):
             generator.set_state(saved)
+
+
+class _ShareSampler(Sampler[list[int]]):
+    """The batches of a ``Dataset`` for this process: its share of each batch of the epoch's order."""
+
+    def __init__(self, batches: Batches) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        sampler = self.batches.sampler
+        if sampler is None:  # pragma: no cover - a Dataset always has one
+            return
+        yield from (share.tolist() for share in self.batches.shares(sampler.order()))
+
+    def __len__(self) -> int:
+        return self.batches.num_batches()
 
 
 def _seed_python_and_numpy(seed: int) -> None:

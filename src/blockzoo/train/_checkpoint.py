@@ -24,6 +24,7 @@ __all__ = [
     "restore_rng",
     "save_state",
     "unwrap",
+    "write_full_state",
     "write_json",
     "write_weights",
 ]
@@ -99,6 +100,23 @@ def write_weights(model: nn.Module, path: Path) -> Path:
     """``save_weights`` of the unwrapped model, atomically."""
     module = unwrap(model)
     return replace_file(path, lambda tmp: save_weights(module, tmp))
+
+
+def write_full_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> Path:
+    """``state`` (a full state_dict gathered from FSDP2's shards) as ``save_weights`` writes ``model``'s, atomically."""
+    from safetensors.torch import save_file
+
+    from blockzoo.models._weights import weights_metadata
+
+    seen: set[int] = set()
+    tensors = {}
+    for key, value in state.items():
+        value = value.detach().contiguous()
+        if value.data_ptr() in seen:  # safetensors refuses tensors that share memory
+            value = value.clone()
+        seen.add(value.data_ptr())
+        tensors[key] = value
+    return replace_file(path, lambda tmp: save_file(tensors, str(tmp), metadata=weights_metadata(model)))
 
 
 def write_json(data: Any, path: Path) -> Path:

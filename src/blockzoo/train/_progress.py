@@ -49,6 +49,11 @@ class Progress:
         self.epochs = epochs
         self._bar: Any = None
 
+    def mute(self) -> None:
+        """Show nothing from now on (every process of a distributed run but rank 0)."""
+        self.close()
+        self.mode = "off"
+
     def start_epoch(self, epoch: int, batches: int, *, done: int = 0) -> None:
         """Open the bar of ``epoch`` (from 1), ``done`` of its ``batches`` already run."""
         if self.mode == "bar":

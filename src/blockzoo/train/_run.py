@@ -15,7 +15,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from blockzoo._names import check_globs_match
 from blockzoo._version import __version__
@@ -31,8 +31,16 @@ from blockzoo.train._checkpoint import (
     restore_rng,
     save_state,
     unwrap,
+    write_full_state,
     write_json,
     write_weights,
+)
+from blockzoo.train._distributed import (
+    check_distributed_run,
+    check_world_size,
+    convert_sync_batchnorm,
+    describe_split,
+    metric_reducer,
 )
 from blockzoo.train._history import History
 from blockzoo.train._metrics import MetricState
@@ -138,10 +146,18 @@ class Run:
 
     def setup(self) -> None:
         t = self.t
+        d = t.distributed
+        if d is not None:
+            d.start(t.device)
+            if not d.is_main:
+                t.progress.mute()
         if t.seed is not None:
             seed_everything(t.seed)
         sampler_seed = t.seed if t.seed is not None else int(torch.randint(0, 2**62, ()).item())
+        if d is not None:  # one order of the batches for all: rank 0's
+            sampler_seed = d.broadcast_int(sampler_seed)
         pin = t.device.type == "cuda"
+        shares: dict[str, Any] = {"rank": d.rank, "world_size": d.world_size} if d is not None else {}
         self.train = Batches(
             t.train_data,
             batch_size=t.batch_size,
@@ -149,12 +165,23 @@ class Run:
             seed=sampler_seed,
             num_workers=t.num_workers,
             pin_memory=pin,
+            **shares,
         )
         self.val = None
         if t.val_data is not None:
             self.val = Batches(
-                t.val_data, batch_size=t.batch_size, shuffle=False, seed=0, num_workers=t.num_workers, pin_memory=pin
+                t.val_data,
+                batch_size=t.batch_size,
+                shuffle=False,
+                seed=0,
+                num_workers=t.num_workers,
+                pin_memory=pin,
+                fill=True,
+                **shares,
             )
+        if d is not None:
+            check_distributed_run(t, self.train, self.val)
+            t.progress.message(describe_split(d, self.train))
         self._preflight()
         if t.resume is not None:
             self.resumed = self._read_resume()
@@ -164,6 +191,13 @@ class Run:
         module.to(t.device)
         if t.channels_last:
             module.to(memory_format=torch.channels_last)
+        wrapped = module
+        if d is not None:
+            if d.sync_batchnorm:
+                module = t.module = convert_sync_batchnorm(module)
+            wrapped = d.wrap(module, t.device)
+            t._shares = self.train if self.train.sampler is not None else None
+            t._reduce = metric_reducer(d, list(t.metrics), t.device)
         t._trainable = [p for p in module.parameters() if p.requires_grad]
         self.steps_per_epoch = -(-self.train.num_batches() // t.accumulate)
         t._build_optimizer(self.steps_per_epoch)
@@ -174,7 +208,10 @@ class Run:
 
             average = get_ema_multi_avg_fn(t.ema_decay)  # type: ignore[no-untyped-call]
             t.ema = AveragedModel(module, multi_avg_fn=average, use_buffers=True)
-        t.model = torch.compile(module) if t.compile else module  # type: ignore[assignment]
+        t.model = torch.compile(wrapped) if t.compile else wrapped  # type: ignore[assignment]
+        # validation runs the module itself: DDP's forward may broadcast buffers, and the processes' shares
+        # of the validation set may differ by a batch (FSDP2's module is sharded in place, and is itself)
+        self.eval_model = t.module if d is not None else t.model
         if self.resumed is not None:
             self._load_resume(self.resumed)
         elif t.files is not None:
@@ -233,6 +270,7 @@ class Run:
         t = self.t
         files = RunFiles(ready(t.resume, "resume"))
         state = load_state(files.state)
+        check_world_size(state.get("world_size", 1), t.distributed, t.resume)
         before, now = state["options"], t.options()
         changed = sorted(k for k in set(before) | set(now) if k not in _FREE_ON_RESUME and before.get(k) != now.get(k))
         if changed:
@@ -295,12 +333,16 @@ class Run:
         self.partial = state.get("metrics")
         self.epoch_start = state["epoch_start"]
         self.elapsed = float(position["elapsed"])
-        restore_rng(state["rng"])
+        d = t.distributed
+        restore_rng(state["rng_ranks"][d.rank] if d is not None and "rng_ranks" in state else state["rng"])
 
-    def _state(self, epoch: int, batch: int, metrics: MetricState | None, elapsed: float) -> dict[str, Any]:
+    def _state(
+        self, epoch: int, batch: int, metrics: MetricState | None, elapsed: float, rng_ranks: list[Any] | None
+    ) -> dict[str, Any]:
         t = self.t
         state: dict[str, Any] = {
             "options": t.options(),
+            "world_size": 1 if t.distributed is None else t.distributed.world_size,
             "position": {
                 "epoch": epoch,
                 "batch": batch,
@@ -333,24 +375,55 @@ class Run:
             state["ema"] = t.ema.state_dict()
         if metrics is not None:
             state["metrics"] = metrics.state_dict()
+        if rng_ranks is not None:  # each process draws from its own generators: each gets its own back
+            state["rng_ranks"] = rng_ranks
         return state
 
     def checkpoint(self, epoch: int, batch: int, metrics: MetricState | None, elapsed: float) -> None:
-        """Write the last weights, the EMA's, the history and the training state (each file atomically)."""
-        files = self.t.files
-        if files is None or not is_main_process():
+        """Write the last weights, the EMA's, the history and the training state (each file atomically).
+
+        In a distributed run every process calls it: rank 0 writes (with every
+        process's RNG states, or FSDP2's gathered weights), and the others wait
+        until the files are complete.
+        """
+        t = self.t
+        files, d = t.files, t.distributed
+        if files is None:
             return
-        write_weights(self.t.module, files.last)
-        if self.t.ema is not None:
-            write_weights(self.t.ema.module, files.ema)
-        replace_file(files.history, self.t.history.to_json)
-        save_state(self._state(epoch, batch, metrics, elapsed), files.state)
+        if d is not None and d.strategy == "fsdp":  # no state.pt: resuming a sharded run is refused (see docs)
+            self._write_weights(t.module, files.last)
+            if d.is_main:
+                replace_file(files.history, t.history.to_json)
+            d.barrier()
+            return
+        rng_ranks = d.gather_objects(capture_rng(t.device)) if d is not None else None
+        if is_main_process():
+            write_weights(t.module, files.last)
+            if t.ema is not None:
+                write_weights(t.ema.module, files.ema)
+            replace_file(files.history, t.history.to_json)
+            save_state(self._state(epoch, batch, metrics, elapsed, rng_ranks), files.state)
+        if d is not None:
+            d.barrier()
+
+    def _write_weights(self, module: nn.Module, path: Path) -> None:
+        """Rank 0 writes ``module``'s weights; FSDP2's shards are gathered first, by every process."""
+        d = self.t.distributed
+        if d is not None and d.strategy == "fsdp":
+            state = d.full_state_dict(unwrap(module))
+            if d.is_main:
+                write_full_state(unwrap(module), state, path)
+        elif is_main_process():
+            write_weights(module, path)
 
     # ------------------------------------------------------------------- epochs
 
     def execute(self) -> History:
         t = self.t
-        with interrupt_guard.installed(), _deterministic(t.deterministic):
+        d = t.distributed
+        # one process cannot stop alone at a step: under torchrun Ctrl-C ends every process (resume from an epoch)
+        guard = interrupt_guard.installed() if d is None else contextlib.nullcontext()
+        with guard, _deterministic(t.deterministic):
             try:
                 self.setup()
                 for cb in t.callbacks:
@@ -361,8 +434,10 @@ class Run:
                     if t.stop_reason is not None:
                         t.progress.message(t.stop_reason)
                         break
+                if d is not None:
+                    d.barrier()
             finally:
-                self.finish()
+                self.finish()  # a group that fit joined stays for the next fit, and is left at exit
         return t.history
 
     def one_epoch(self, epoch: int) -> None:
@@ -432,18 +507,29 @@ class Run:
     def _row(self, epoch: int, metrics: MetricState, train_seconds: float, started: float) -> dict[str, float]:
         t = self.t
         row: dict[str, float] = {"epoch": epoch + 1}
+        if t._reduce is not None:
+            t._reduce(metrics)
         row.update({f"train_{k}": v for k, v in metrics.compute().items()})
         if self.val is not None:
-            row.update({f"val_{k}": v for k, v in t.evaluate_batches(t.model, self.val.epoch(epoch)).items()})
+            row.update({f"val_{k}": v for k, v in self._validate(self.eval_model, epoch).items()})
             if t.ema is not None:
-                ema_logs = t.evaluate_batches(t.ema.module, self.val.epoch(epoch))
-                row.update({f"ema_val_{k}": v for k, v in ema_logs.items()})
+                row.update({f"ema_val_{k}": v for k, v in self._validate(t.ema.module, epoch).items()})
         row["lr"] = t.last_lr  # the lr of the epoch's last step (of the first param group)
         if t.device.type == "cuda":
             torch.cuda.synchronize(t.device)
         row["seconds"] = time.perf_counter() - started
         row["samples_per_second"] = metrics.count / train_seconds if train_seconds > 0 else float("nan")
         return row
+
+    def _validate(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        t, val = self.t, ready(self.val, "the validation batches")
+        reduce = t._reduce
+        if val.sampler is None:  # a user's DataLoader: every process measures all of it, so nothing is added up
+            t._reduce = None
+        try:
+            return t.evaluate_batches(model, val.epoch(epoch), fillers=val.fillers)
+        finally:
+            t._reduce = reduce
 
     def _keep_best(self, row: dict[str, float]) -> None:
         t = self.t
@@ -452,8 +538,8 @@ class Run:
             return
         self.best_value = value
         source = t.ema.module if t.ema is not None and t.monitor.startswith("ema_") else t.module
-        if t.files is not None and is_main_process():
-            write_weights(source, t.files.best)
+        if t.files is not None:
+            self._write_weights(source, t.files.best)
         if t.restore_best:
             self.best_state = {k: v.detach().clone() for k, v in unwrap(source).state_dict().items()}
 

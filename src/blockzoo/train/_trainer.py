@@ -16,6 +16,7 @@ from blockzoo.errors import NonFiniteLossError
 from blockzoo.regularization import bind_optimizer, bound_optimizer, list_regularizers, regularization_loss
 from blockzoo.train._batches import call_model, check_data, split_parts, to_device
 from blockzoo.train._callbacks import Callback
+from blockzoo.train._distributed import resolve_distributed
 from blockzoo.train._history import History
 from blockzoo.train._metrics import LossLike, MetricsLike, MetricState, resolve_loss, resolve_metrics
 from blockzoo.train._progress import Progress
@@ -127,6 +128,9 @@ class Trainer:
         out_dir: str | Path | None = None,
         resume: str | Path | None = None,
         config: Mapping[str, Any] | None = None,
+        distributed: bool | None = None,
+        strategy: str = "ddp",
+        sync_batchnorm: bool = False,
     ) -> None:
         check_module("model", model)
         train_data, val_data = split_parts(train_data, val_data)
@@ -156,6 +160,15 @@ class Trainer:
         self.freeze = freeze
         self.grad_clip = check_number("grad_clip", grad_clip, low=0, low_open=True, allow_none=True)
         self.device = resolve_device(device)
+        self.distributed = resolve_distributed(
+            distributed,
+            strategy=strategy,
+            sync_batchnorm=sync_batchnorm,
+            batch_size=self.batch_size,
+            device=self.device,
+        )
+        if self.distributed is not None:
+            self.device = self.distributed.device(self.device)
         self.amp = None if amp is None else check_choice("amp", amp, ("bf16", "fp16"))
         self.channels_last = check_bool("channels_last", channels_last)
         self.compile = check_bool("compile", compile)
@@ -190,6 +203,10 @@ class Trainer:
         self.stop_reason: str | None = None
         self._trainable: list[nn.Parameter] = []
         self._penalties = False
+        #: the training batches when each process trains on a share of each batch (set by the run)
+        self._shares: Any = None
+        #: adds a MetricState's sums over the processes before it is read (set by a distributed run)
+        self._reduce: Callable[[MetricState], None] | None = None
         self._binding: Any = None
         self._autocast_factory: Callable[[], Any] = autocast(None, self.device)
 
@@ -249,6 +266,12 @@ class Trainer:
             "num_workers": self.num_workers,
             "seed": self.seed,
             "device": str(self.device),
+            # absent from one-process runs (and so from the runs recorded before they existed)
+            **(
+                {"strategy": self.distributed.strategy, "sync_batchnorm": self.distributed.sync_batchnorm}
+                if self.distributed is not None
+                else {}
+            ),
         }
 
     # -------------------------------------------------------------- the steps
@@ -355,7 +378,8 @@ class Trainer:
             group_end = min(group_start + self.accumulate, total)
             group_size = group_end - group_start
             result = self._run_step(self._train_step_fn, self.train_step, batch)
-            loss = result.loss + regularization_loss(self.module) if self._penalties else result.loss
+            loss = result.loss * self._share_weight(index, batch, result) if self._shares else result.loss
+            loss = loss + regularization_loss(self.module) if self._penalties else loss
             if check_each:
                 self._check_finite(loss, index, total)  # before backward: no step takes a NaN
             else:
@@ -377,6 +401,17 @@ class Trainer:
                 if self._interrupted():
                     raise _Stop
                 break
+
+    def _share_weight(self, index: int, batch: Any, result: StepOutput) -> float:
+        """What this process's mean loss is multiplied by so that DDP's mean of the gradients is the batch's.
+
+        Each process has ``n`` of the batch's ``size`` samples; the processes
+        average their gradients, so ``world * n / size`` weighs each mean by its
+        samples (1 for every batch but a short last one).
+        """
+        world: int = self._shares.world_size
+        size: int = self._shares.global_size(index)
+        return world * self._batch_len(batch, result) / size
 
     def _batch_len(self, batch: Any, result: StepOutput) -> int:
         for t in (result.target, result.output):
@@ -412,8 +447,14 @@ class Trainer:
             history=self.history,
         )
 
-    def evaluate_batches(self, model: nn.Module, batches: Iterator[Any]) -> dict[str, float]:
-        """The loss and metrics of ``model`` over ``batches`` (eval mode, no grad); used for validation."""
+    def evaluate_batches(
+        self, model: nn.Module, batches: Iterator[Any], *, fillers: set[int] | None = None
+    ) -> dict[str, float]:
+        """The loss and metrics of ``model`` over ``batches`` (eval mode, no grad); used for validation.
+
+        The batches at the positions in ``fillers`` run but are not counted
+        (a process whose share of a batch is empty still joins FSDP2's gathers).
+        """
         state = MetricState(self.metrics)
         running = self.model
         was_training = model.training
@@ -421,13 +462,16 @@ class Trainer:
         self.model = model
         try:
             with torch.no_grad():
-                for batch in batches:
+                for position, batch in enumerate(batches):
                     batch = self.move_batch(batch)
                     result = self._run_step(self._eval_step_fn, self.eval_step, batch)
-                    state.update(result.loss, result.output, result.target, self._batch_len(batch, result))
+                    if fillers is None or position not in fillers:
+                        state.update(result.loss, result.output, result.target, self._batch_len(batch, result))
         finally:
             self.model = running
             model.train(was_training)
+        if self._reduce is not None:
+            self._reduce(state)
         return state.compute()
 
     def _interrupted(self) -> bool:
@@ -472,6 +516,9 @@ def fit(
     out_dir: str | Path | None = None,
     resume: str | Path | None = None,
     config: Mapping[str, Any] | None = None,
+    distributed: bool | None = None,
+    strategy: str = "ddp",
+    sync_batchnorm: bool = False,
 ) -> History:
     """Train ``model`` on ``train_data`` and return its :class:`~blockzoo.train.History`.
 
@@ -533,6 +580,17 @@ def fit(
         resume: The ``out_dir`` of an interrupted run with the same options: it
             continues from the batch where that run stopped and ends as it would have.
         config: Extra JSON-able facts for ``config.json`` (the command line records its options there).
+        distributed: Train in the processes that ``torchrun`` started, joined by
+            ``torch.distributed`` (gloo on CPU, nccl on CUDA): ``None`` does so when
+            torchrun set ``WORLD_SIZE`` above 1, ``True`` demands it, ``False``
+            never. ``batch_size`` is then the global batch, split evenly over the
+            processes; the metrics are summed over them; rank 0 alone prints and
+            writes files. See the "Distributed training" page.
+        strategy: ``"ddp"`` (``DistributedDataParallel``, a replica per process)
+            or ``"fsdp"`` (FSDP2's ``fully_shard``: parameters, gradients and
+            optimizer state sharded over the processes).
+        sync_batchnorm: Turn every batch norm into ``SyncBatchNorm`` (statistics
+            over the global batch); CUDA only, as torch's SyncBatchNorm is.
 
     Returns:
         The :class:`~blockzoo.train.History`.
@@ -541,7 +599,8 @@ def fit(
         InputError: the model does not fit the data (channels, input size, classes), before any step.
         NonFiniteLossError: the loss became NaN or infinite (the message names the epoch and batch).
         KeyboardInterrupt: Ctrl-C, after saving the state at the current step in ``out_dir``.
-        ValueError, TypeError: a bad option, named with what was received.
+        ValueError, TypeError: a bad option, named with what was received (a
+            batch that does not split over the processes is an ``InputError``).
 
     Example:
         >>> import torch
@@ -589,4 +648,7 @@ def fit(
         out_dir=out_dir,
         resume=resume,
         config=config,
+        distributed=distributed,
+        strategy=strategy,
+        sync_batchnorm=sync_batchnorm,
     ).fit()
