@@ -165,7 +165,7 @@ class ModelSummary:
 
     @property
     def macs(self) -> int | None:
-        """Multiply-accumulates: half the FLOPs (what papers often call FLOPs)."""
+        """Multiply-accumulates, half the FLOPs (what papers often call FLOPs)."""
         return None if self.flops is None else self.flops // 2
 
     def __str__(self) -> str:

@@ -36,7 +36,7 @@ def _check_dim(dim: int | Sequence[int] | None) -> tuple[int, ...] | None:
 class Constraint:
     """Base class: ``constraint(weight)`` returns the projected weight (a new tensor).
 
-    Subclass it and implement :meth:`__call__`; :meth:`satisfied` tells
+    Subclass it and implement ``__call__``; :meth:`satisfied` tells
     whether a weight already holds the property (the tests use it).
     """
 

@@ -144,7 +144,7 @@ def attachments(model: nn.Module) -> Iterator[Attachment]:
 
 
 class RegularizationHandle:
-    """What an ``attach_*`` call returns: :meth:`remove` restores the exact previous behaviour.
+    """What an ``attach_*`` call returns: :meth:`~RegularizationHandle.remove` restores the exact previous behaviour.
 
     ``remove()`` is idempotent; the handle is also a context manager that
     removes on exit. It acts on the model it came from: a copy of the model
