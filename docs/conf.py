@@ -77,4 +77,3 @@ templates_path = ["_templates"]
 exclude_patterns = ["_build", "generated/tables"]
 copybutton_prompt_text = r">>> |\.\.\. |\$ "
 copybutton_prompt_is_regexp = True
-
