@@ -58,13 +58,9 @@ def _public_names() -> Iterator[tuple[str, str, object]]:
 
 
 def _home(modname: str, obj: object) -> int:
-    """How well ``modname`` fits as ``obj``'s canonical module (lower is better)."""
-    if inspect.ismodule(obj):
-        return 0 if obj.__name__ == f"{modname}" else 2
+    """0 when ``modname`` or one of its private modules defines ``obj``, else 1."""
     defined_in = getattr(obj, "__module__", None) or ""
-    if defined_in == modname or defined_in.startswith(modname + "._"):
-        return 0
-    return 1
+    return 0 if defined_in == modname or defined_in.startswith(modname + "._") else 1
 
 
 def canonical_names() -> dict[str, str]:
