@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import blockzoo
+
+# docs/_ext holds this site's own extension (generated tables, re-export links).
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 project = "blockzoo"
 author = "The blockzoo developers"
@@ -20,6 +25,7 @@ extensions = [
     "sphinx.ext.doctest",
     "sphinx.ext.viewcode",
     "sphinx_copybutton",
+    "blockzoo_docs",
 ]
 
 autosummary_generate = True
@@ -35,78 +41,39 @@ napoleon_use_rtype = False
 intersphinx_mapping = {
     "python": ("https://docs.python.org/3", None),
     "torch": ("https://docs.pytorch.org/docs/stable", None),
+    "matplotlib": ("https://matplotlib.org/stable", None),
 }
 if os.environ.get("BLOCKZOO_DOCS_OFFLINE"):
     # Machines without network access (CI here) cannot fetch the inventories;
     # cross-references to Python and PyTorch then render as plain text.
     intersphinx_mapping = {}
 
+# --- cross references: every one must resolve (blockzoo_docs resolves re-exported names) ---
+nitpicky = True
+nitpick_ignore_regex = [
+    # Private helpers that public signatures mention; they have no page by design.
+    ("py:class", r"blockzoo\.(\w+\.)*_\w+(\.\w+)*"),
+    # hypothesis publishes no inventory that we configure; blockzoo.testing returns its strategies.
+    ("py:.*", r"hypothesis(\..*)?"),
+    # Private type aliases (blockzoo._types.DeviceLike, blockzoo._names.GlobsLike); signatures show their names.
+    ("py:class", r"(DeviceLike|GlobsLike)"),
+    # Names that annotations write short (``Tensor``, ``nn.Module``) or import only for type
+    # checking (``Figure``, ``ExportedProgram``): autodoc renders them as written, not as a path.
+    ("py:class", r"(Tensor|Path|Figure|ExportedProgram|nn\.\w+)"),
+]
+if os.environ.get("BLOCKZOO_DOCS_OFFLINE"):
+    nitpick_ignore_regex += [
+        # Without the Python and PyTorch inventories (offline, see above) these
+        # names have no target; online, intersphinx resolves them.
+        ("py:.*", r"(torch|torchvision|matplotlib|collections|typing|os|pathlib|functools|types|enum)(\..*)?"),
+        ("py:class", r"(int|float|str|bool|bytes|object|type|list|tuple|dict|set|frozenset|slice|None|Ellipsis)"),
+        ("py:(exc|class)", r"(Value|Type|Runtime|Key|Index|Assertion|NotImplemented|FileNotFound|OS)Error"),
+    ]
+
 html_theme = "furo"
 html_title = f"blockzoo {release}"
 templates_path = ["_templates"]
-exclude_patterns = ["_build"]
+# The generated tables are included into pages, not pages of their own.
+exclude_patterns = ["_build", "generated/tables"]
 copybutton_prompt_text = r">>> |\.\.\. |\$ "
 copybutton_prompt_is_regexp = True
-
-
-def _rst_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    """A reStructuredText simple table."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    rule = "  ".join("=" * w for w in widths)
-    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(), rule, *body, rule]
-
-
-def _write_optimizer_table(app: object) -> None:
-    """Generate the optimizer registry table from blockzoo.list_optimizers() at build time."""
-    from pathlib import Path
-
-    from blockzoo.optim import get_optimizer_spec, list_optimizers
-
-    rows = []
-    for name in list_optimizers():
-        spec = get_optimizer_spec(name)
-        impl = (
-            ", ".join(k for k, has in (("fused", spec.has_fused), ("foreach", spec.has_foreach)) if has) or "for-loop"
-        )
-        rows.append((f"``{name}``", f"``torch.optim.{spec.cls.__name__}``", impl, spec.description))
-    lines = _rst_table(("name", "class", "implementations", "description"), rows)
-    out = Path(__file__).parent / "generated" / "optimizer_table.rst"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-
-
-def _write_model_table(app: object) -> None:
-    """Generate the model zoo table from the registry at build time."""
-    from pathlib import Path
-
-    from blockzoo import list_models, model_info
-
-    rows = []
-    for name in list_models():
-        info = model_info(name)
-        size = "x".join(str(s) for s in info.input_size)
-        rows.append((f"``{name}``", info.family, f"{info.num_params / 1e6:.2f}M", size, info.paper))
-    lines = _rst_table(("name", "family", "parameters", "input", "paper"), rows)
-    out = Path(__file__).parent / "generated" / "model_table.rst"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-
-
-def _write_init_table(app: object) -> None:
-    """Generate the activation -> initializer table from blockzoo.init.activation_table() at build time."""
-    from pathlib import Path
-
-    from blockzoo.init import activation_table
-
-    rows = [(label, f"``{init}``") for label, init in activation_table()]
-    lines = _rst_table(("activation after the layer", "default initializer"), rows)
-    out = Path(__file__).parent / "generated" / "init_table.rst"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-
-
-def setup(app: object) -> None:
-    app.connect("builder-inited", _write_init_table)  # type: ignore[attr-defined]
-    app.connect("builder-inited", _write_optimizer_table)  # type: ignore[attr-defined]
-    app.connect("builder-inited", _write_model_table)  # type: ignore[attr-defined]

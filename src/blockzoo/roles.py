@@ -49,7 +49,7 @@ class Role(str, enum.Enum):
     SCALE = "scale"
     """Learned per-channel scales (layer scale, gates) declared by a block."""
     OTHER = "other"
-    """Anything else: PReLU slopes, a user's own parameters."""
+    """Anything else (PReLU slopes, a user's own parameters)."""
 
     def __str__(self) -> str:
         return self.value
@@ -126,8 +126,8 @@ def _role_in_context(modules: dict[str, nn.Module], prefix: str, sub: nn.Module,
     return _infer_role(sub, pname)
 
 
-#: Roles as users pass them: a :class:`Role`, a role name, several of either,
-#: or ``None`` for every role.
+#: What users pass as roles (a :class:`Role`, a role name, several of either,
+#: or ``None`` for every role).
 RolesLike = Role | str | Iterable[Role | str] | None
 
 

@@ -58,8 +58,8 @@ class Block(nn.Module):
         torch.Size([2, 4, 8, 8])
     """
 
-    #: Where the channels (features) are: 1 for channels-first maps, -1 for
-    #: feature-last inputs such as an MLP's. :func:`~blockzoo.testing.check_block`
+    #: The dimension of the channels (features), 1 for channels-first maps and
+    #: -1 for feature-last inputs such as an MLP's. :func:`~blockzoo.testing.check_block`
     #: checks that channels-first blocks keep channels_last memory.
     channel_dim: ClassVar[int] = 1
 
@@ -149,7 +149,7 @@ class ChannelsFirstBlock(Block):
     """A block whose input is a channels-first map ``[N, C, *spatial]``.
 
     Subclasses set ``in_channels`` and ``spatial_dims`` and call
-    :meth:`_check` at the top of ``forward``.
+    ``self._check(x)`` at the top of ``forward``.
 
     Example:
         >>> import blockzoo

@@ -14,7 +14,15 @@ __all__ = ["Split", "digits"]
 
 
 class Split(NamedTuple):
-    """A train / validation split of tensors."""
+    """A train / validation split of tensors.
+
+    Example:
+        >>> from blockzoo.data import digits
+        >>> split = digits()
+        >>> split.x_train.shape, split.y_val.shape
+        (torch.Size([1438, 64]), torch.Size([359]))
+        >>> x_train, y_train, x_val, y_val = split  # a named tuple unpacks in this order
+    """
 
     x_train: Tensor
     y_train: Tensor

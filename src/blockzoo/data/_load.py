@@ -67,7 +67,7 @@ def load_data(
             or their own channel count.
         download: Download a torchvision data set into ``root`` when it is not there.
         augment: The standard training augmentation of the training split;
-            ``None`` is the data set's default (:attr:`DatasetInfo.augment`).
+            ``None`` is the data set's default (the ``augment`` field of :class:`DatasetInfo`).
         val_fraction: Share of the digits held out for validation (the
             torchvision sets use their test split).
         seed: Seed of the digits' shuffle before the split.

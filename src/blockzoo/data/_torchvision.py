@@ -58,7 +58,7 @@ def resolve_augment(info: DatasetInfo, augment: bool | None, *, train: bool) -> 
     """Whether the standard training augmentation runs: ``augment``, or by default ``info.augment and train``.
 
     A data set has a standard augmentation exactly when it is on by default
-    (:attr:`DatasetInfo.augment`): random 4-pixel-padded crops and horizontal
+    (the ``augment`` field of :class:`DatasetInfo`): random 4-pixel-padded crops and horizontal
     flips for the CIFAR sets. Digits and characters have none: a flipped 2 is
     not a 2.
 
@@ -175,7 +175,7 @@ def torchvision_dataset(
             entirely; it receives a PIL image.
         augment: The standard training augmentation on or off; ``None`` means
             on for the training split of a data set whose
-            :attr:`DatasetInfo.augment` is true (the CIFAR sets). Must be
+            the ``augment`` field of :class:`DatasetInfo` is true (the CIFAR sets). Must be
             ``None`` when ``transform`` is given.
 
     Shape:

@@ -334,6 +334,12 @@ def get_initializer(name: str) -> InitializerSpec:
 
     Raises:
         UnknownNameError: nobody registered ``name``; close matches are suggested.
+
+    Example:
+        >>> from blockzoo.init import get_initializer
+        >>> spec = get_initializer("kaiming_normal_")
+        >>> spec.name, spec.random
+        ('kaiming_normal', True)
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a string. Received: name={name!r}")

@@ -31,6 +31,17 @@ class InitRow:
             ``"modified"`` (by blockzoo, changed since: trained or loaded),
             ``"torch default"`` (never initialised by blockzoo, and its values
             fit PyTorch's default initialisation), or ``"unknown"``.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo import init_report, init_weights
+        >>> layer = torch.nn.Linear(64, 32)
+        >>> _ = init_weights(layer, "kaiming_normal")
+        >>> row = init_report(layer).rows[0]
+        >>> row.name, row.shape, row.initializer, row.status
+        ('weight', (32, 64), 'kaiming_normal', 'initialized')
+        >>> round(row.expected_std, 4)  # sqrt(2 / fan_in)
+        0.1768
     """
 
     name: str

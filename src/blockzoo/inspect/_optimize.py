@@ -33,6 +33,14 @@ class InferenceReport:
             output on the example input.
         same_predictions: Whether the argmax over the last dimension agrees
             everywhere (``None`` for an output that is not a tensor).
+
+    Example:
+        >>> import torch, blockzoo
+        >>> model = blockzoo.create_model("simple_cnn").eval()
+        >>> fast = blockzoo.optimize_for_inference(model, torch.randn(2, 3, 32, 32), compile=False)
+        >>> report = fast.report
+        >>> len(report.fusion.folded), report.channels_last, report.compiled, report.compile_seconds
+        (3, True, False, None)
     """
 
     fusion: FusionReport

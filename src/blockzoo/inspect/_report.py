@@ -57,6 +57,13 @@ class SummaryRow:
             without any), which ``model.to(memory_format=torch.channels_last)``
             changes. Outputs are not reported: the meta device does not follow
             memory formats the way the CPU and CUDA kernels do.
+
+    Example:
+        >>> import torch, blockzoo
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU())
+        >>> row = blockzoo.summary(model, (2, 4)).rows[0]
+        >>> row.name, row.type, row.depth, row.output_shape, row.params, row.trainable
+        ('0', 'Linear', 1, (2, 8), 40, 40)
     """
 
     name: str
@@ -165,7 +172,7 @@ class ModelSummary:
 
     @property
     def macs(self) -> int | None:
-        """Multiply-accumulates: half the FLOPs (what papers often call FLOPs)."""
+        """Multiply-accumulates, half the FLOPs (what papers often call FLOPs)."""
         return None if self.flops is None else self.flops // 2
 
     def __str__(self) -> str:

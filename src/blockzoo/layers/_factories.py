@@ -42,7 +42,16 @@ LayerKind = Literal["act", "norm", "pool", "dropout", "conv"]
 
 
 class Placement(TypedDict):
-    """Where a block creates its tensors: the ``device=`` and ``dtype=`` it passes on."""
+    """Where a block creates its tensors: the ``device=`` and ``dtype=`` it passes on.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo.layers import Placement
+        >>> placement: Placement = {"device": "meta", "dtype": torch.float16}
+        >>> weight = torch.nn.Linear(2, 3, **placement).weight
+        >>> weight.device, weight.dtype
+        (device(type='meta'), torch.float16)
+    """
 
     device: DeviceLike
     dtype: torch.dtype | None

@@ -36,8 +36,20 @@ def _check_dim(dim: int | Sequence[int] | None) -> tuple[int, ...] | None:
 class Constraint:
     """Base class: ``constraint(weight)`` returns the projected weight (a new tensor).
 
-    Subclass it and implement :meth:`__call__`; :meth:`satisfied` tells
+    Subclass it and implement ``__call__``; :meth:`satisfied` tells
     whether a weight already holds the property (the tests use it).
+
+    Example:
+        >>> import torch
+        >>> from blockzoo.regularization import Constraint
+        >>> class Clip(Constraint):
+        ...     def __call__(self, weight):
+        ...         return weight.clamp(-1.0, 1.0)
+        >>> clip = Clip()
+        >>> clip(torch.tensor([-3.0, 0.5, 2.0]))
+        tensor([-1.0000,  0.5000,  1.0000])
+        >>> clip.satisfied(torch.tensor([0.25, -0.5])), clip.satisfied(torch.tensor([2.0]))
+        (True, False)
     """
 
     def __call__(self, weight: Tensor) -> Tensor:

@@ -55,6 +55,20 @@ class Penalty:
 
     Attributes:
         step: The training steps this penalty has served; schedules read it.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo.regularization import Penalty
+        >>> class SumOfSquares(Penalty):
+        ...     def value(self, weight):
+        ...         return weight.pow(2).sum()
+        ...     def grad(self, weight):
+        ...         return 2 * weight
+        >>> penalty = SumOfSquares()
+        >>> penalty(torch.tensor([1.0, -2.0]))
+        tensor(5.)
+        >>> penalty.grad(torch.tensor([1.0, -2.0]))
+        tensor([ 2., -4.])
     """
 
     step: int = 0

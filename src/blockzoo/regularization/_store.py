@@ -144,7 +144,7 @@ def attachments(model: nn.Module) -> Iterator[Attachment]:
 
 
 class RegularizationHandle:
-    """What an ``attach_*`` call returns: :meth:`remove` restores the exact previous behaviour.
+    """What an ``attach_*`` call returns: :meth:`~RegularizationHandle.remove` restores the exact previous behaviour.
 
     ``remove()`` is idempotent; the handle is also a context manager that
     removes on exit. It acts on the model it came from: a copy of the model
@@ -153,6 +153,17 @@ class RegularizationHandle:
     Attributes:
         kind: What was attached (``"penalty"``, ``"constraint"``, ...).
         targets: The qualified names of the parameters (or modules) it acts on.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo.regularization import L2, attach_penalty, list_regularizers
+        >>> model = torch.nn.Linear(4, 2)
+        >>> handle = attach_penalty(model, L2(1e-4))
+        >>> handle, handle.targets
+        (RegularizationHandle(penalty, 1 targets), ['weight'])
+        >>> handle.remove()
+        >>> handle.removed, len(list_regularizers(model))
+        (True, 0)
     """
 
     def __init__(self, model: nn.Module, attachment: Attachment) -> None:
@@ -274,7 +285,17 @@ def regularization_loss(model: nn.Module) -> Tensor:
 
 @dataclass(frozen=True)
 class RegularizerRow:
-    """One attachment in :func:`list_regularizers`; ``handle.remove()`` detaches it."""
+    """One attachment in :func:`list_regularizers`; ``handle.remove()`` detaches it.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo.regularization import L1, attach_penalty, list_regularizers
+        >>> model = torch.nn.Linear(4, 2)
+        >>> _ = attach_penalty(model, L1(1e-3), mode="grad")
+        >>> row = list_regularizers(model)[0]
+        >>> row.kind, row.what, row.mode, row.targets
+        ('penalty', 'L1(factor=0.001)', 'grad', ('weight',))
+    """
 
     kind: str
     what: str
@@ -284,7 +305,20 @@ class RegularizerRow:
 
 
 class RegularizerTable(list[RegularizerRow]):
-    """The rows of :func:`list_regularizers`; ``print`` it for a table."""
+    """The rows of :func:`list_regularizers`; ``print`` it for a table.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo.regularization import MaxNorm, attach_constraint, list_regularizers
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+        >>> _ = attach_constraint(model, MaxNorm(2.0), mode="parametrize")
+        >>> table = list_regularizers(model)
+        >>> len(table), table[0].kind
+        (1, 'constraint')
+        >>> print(table)
+        kind        what                  mode         where
+        constraint  MaxNorm(max_value=2)  parametrize  0.weight, 1.weight
+    """
 
     def __str__(self) -> str:
         cells = [("kind", "what", "mode", "where")] + [

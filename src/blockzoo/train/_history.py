@@ -103,7 +103,7 @@ class History:
         return improves(value, than, mode=self.mode, min_delta=min_delta)
 
     def best(self) -> dict[str, float]:
-        """The row of the best epoch by :attr:`monitor` (the first, on ties).
+        """The row of the best epoch by ``monitor`` (the first, on ties).
 
         Raises:
             KeyError: no row records the monitored metric.

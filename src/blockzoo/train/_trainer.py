@@ -63,9 +63,10 @@ class _Stop(Exception):
 
 
 class Trainer:
-    """The loop behind :func:`fit`, for subclassing: override :meth:`train_step`, :meth:`eval_step` or :meth:`move_batch`.
+    """The loop behind :func:`fit`, for subclassing: override a step or how batches move.
 
-    It takes :func:`fit`'s arguments; :meth:`fit` runs them and returns the
+    The methods to override are :meth:`~Trainer.train_step`,
+    :meth:`~Trainer.eval_step` and :meth:`~Trainer.move_batch`. It takes :func:`fit`'s arguments; :meth:`fit` runs them and returns the
     :class:`~blockzoo.train.History`. During the run, ``trainer.model`` is the
     module that runs (compiled when ``compile=True``), ``trainer.module`` the
     model itself (whose weights are saved), and ``trainer.optimizer``,
