@@ -39,7 +39,10 @@ def test_stochastic_depth_and_zero_init_cover_convnext_and_vit() -> None:
     handle = attach_stochastic_depth(vit, 0.3)
     assert len(handle.targets) == 2 * 12  # each block's attention half and MLP half
     assert handle.targets[:2] == ["features.blocks.0.attention", "features.blocks.0.feedforward"]
-    for model, ends in ((convnext, "layer_scale.gamma"), (vit, ("attn.proj.weight", "attn.proj.bias", "mlp.out.weight", "mlp.out.bias"))):
+    for model, ends in (
+        (convnext, "layer_scale.gamma"),
+        (vit, ("attn.proj.weight", "attn.proj.bias", "mlp.out.weight", "mlp.out.bias")),
+    ):
         blockzoo.zero_init_last_(model)
         zeroed = [r.name for r in init_report(model).rows if r.initializer == "zeros (zero_init_last_)"]
         assert zeroed
