@@ -276,6 +276,7 @@ def position_embedding(draw: st.DrawFn) -> Case:
     return factory, (draw(st.integers(1, 3)), seen * seen + prefix, dim)
 
 
+@st.composite
 def fire(draw: st.DrawFn) -> Case:
     nd = draw(st.integers(1, 3))
     c_in, squeeze, e1, e3 = (draw(st.integers(1, 6)) for _ in range(4))
