@@ -175,3 +175,22 @@ def test_position_embedding_checks_its_arguments_and_input() -> None:
         PositionEmbedding(6, 8, num_prefix_tokens=1)
     with pytest.raises(InputError, match=r"the 7 tokens minus 1 prefix tokens must form a square grid"):
         PositionEmbedding(5, 8, num_prefix_tokens=1)(torch.randn(1, 7, 8))
+
+
+def test_embeddings_record_their_initializer() -> None:
+    # The initializers the ViT paper and torchvision use: a zero class token, N(0, 0.02) positions.
+    model = nn.Sequential(ClassToken(8), PositionEmbedding(5, 8, num_prefix_tokens=1))
+    rows = {row.name: row for row in blockzoo.init.init_report(model).rows}
+    assert (rows["0.token"].initializer, rows["0.token"].expected_std) == ("zeros", 0.0)
+    assert (rows["1.weight"].initializer, rows["1.weight"].expected_std) == ("normal(std=0.02)", 0.02)
+    assert {rows[n].status for n in rows} == {"initialized"}
+    with torch.no_grad():
+        model[1].weight.add_(1.0)
+    assert blockzoo.init.init_report(model).rows[1].status == "modified"
+
+
+def test_transformer_block_records_every_initializer() -> None:
+    rows = blockzoo.init.init_report(TransformerBlock(8, 2, layer_scale_init=0.1)).rows
+    assert [row.name for row in rows if row.initializer in ("?", "-")] == []
+    scales = [row for row in rows if row.name.endswith("layer_scale.gamma")]
+    assert [(row.initializer, row.status) for row in scales] == [("constant(val=0.1)", "initialized")] * 2

@@ -135,3 +135,13 @@ def test_convnext_block_checks_its_input_and_arguments() -> None:
         ConvNeXtBlock(8, mlp_ratio=0.01)
     with pytest.raises(ValueError, match=r"drop_path_rate must be .*Received: drop_path_rate=1\.5"):
         ConvNeXtBlock(8, drop_path_rate=1.5)
+
+
+def test_layer_scale_records_its_initializer_and_zero_init_last_updates_it() -> None:
+    block = ConvNeXtBlock(8, layer_scale_init=1e-6)
+    rows = {row.name: row for row in blockzoo.init.init_report(block).rows}
+    assert [name for name, row in rows.items() if row.initializer in ("?", "-")] == []
+    assert rows["branch.layer_scale.gamma"].initializer == "constant(val=1e-06)"
+    blockzoo.zero_init_last_(block)
+    rows = {row.name: row for row in blockzoo.init.init_report(block).rows}
+    assert rows["branch.layer_scale.gamma"].initializer == "zeros (zero_init_last_)"

@@ -136,6 +136,7 @@ class LayerScale(Block):
 
     def reset_parameters(self) -> None:
         nn.init.constant_(self.gamma, self.init_value)
+        set_record(self, "gamma", f"constant(val={self.init_value!r})", 0.0)
 
     def _fits(self, shape: Sequence[int]) -> bool:
         if self.spatial_dims == 0:

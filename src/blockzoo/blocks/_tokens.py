@@ -14,6 +14,7 @@ from blockzoo._types import DeviceLike
 from blockzoo.blocks._attention import _TokenBlock, _tokens_error
 from blockzoo.blocks._base import ChannelsFirstBlock
 from blockzoo.errors import InputError
+from blockzoo.init._records import set_record
 from blockzoo.roles import Role
 
 __all__ = ["ClassToken", "PatchEmbed", "PositionEmbedding"]
@@ -123,6 +124,7 @@ class ClassToken(_TokenBlock):
 
     def reset_parameters(self) -> None:
         nn.init.zeros_(self.token)
+        set_record(self, "token", "zeros", 0.0)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
@@ -195,6 +197,7 @@ class PositionEmbedding(_TokenBlock):
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.weight, std=0.02)  # torchvision's and the paper's
+        set_record(self, "weight", "normal(std=0.02)", 0.02)
 
     def _grid(self, length: int) -> int | None:
         """The side of the grid of a sequence of ``length`` tokens, or ``None`` when it is not square."""
