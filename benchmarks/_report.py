@@ -16,6 +16,7 @@ import os
 import platform
 import socket
 import statistics
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -84,6 +85,12 @@ class Record:
         if not self.missed:
             return "met"
         return "explained" if self.explained else "missed"
+
+    def line(self) -> str:
+        """One line for a terminal: the case, both figures, the ratio, the A/A noise, the target and the verdict."""
+        noise = "" if self.noise is None else f"  A/A {self.noise:.3f}x"
+        figures = f"{format_figure(self.ours, self.unit)} / {format_figure(self.reference, self.unit)}"
+        return f"{self.case:<58} {figures:>22} {self.ratio:7.3f}x{noise}  {self.target or '':<8} {self.verdict}"
 
     def explain(self) -> Record:
         """This record with the reason from :data:`EXPLAINED` attached when it misses its target."""
@@ -268,6 +275,12 @@ class Report:
             lines += ["", "## Seconds per case", ""]
             lines += [f"- {name}: {s:.1f} s" for name, s in self.seconds.items()]
         return "\n".join(lines) + "\n"
+
+
+def print_rows(rows: Iterable[Record | Skip]) -> None:
+    """Print records and skipped rows, one line each."""
+    for row in rows:
+        print(f"   {row.line()}" if isinstance(row, Record) else f"   skipped {row.case}: {row.reason}", flush=True)
 
 
 def format_figure(value: float, unit: str) -> str:

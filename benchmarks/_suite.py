@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._report import RESULTS, Record, Report, Skip, check, latest_report, machine_report
+from benchmarks._report import RESULTS, Record, Report, Skip, check, latest_report, machine_report, print_rows
 
 #: The bench modules, in the order the suite runs them.
 MODULES = (
@@ -79,12 +79,9 @@ def run(cases: Sequence[Case], report: Report) -> Report:
             traceback.print_exc()
             report.skipped.append(Skip(case.name, f"failed: {type(error).__name__}: {error}"))
         else:
-            records = [r for r in rows if isinstance(r, Record)]
-            report.records += records
+            report.records += [r for r in rows if isinstance(r, Record)]
             report.skipped += [r for r in rows if isinstance(r, Skip)]
-            for r in records:
-                noise = "" if r.noise is None else f"  A/A {r.noise:.3f}x"
-                print(f"   {r.case:<58} {r.ratio:7.3f}x{noise}  {r.target or '':<8} {r.verdict}", flush=True)
+            print_rows(rows)
         report.seconds[case.name] = time.perf_counter() - start
     return report
 

@@ -24,13 +24,15 @@ import torch
 from torch import nn
 
 import blockzoo
-from benchmarks._report import Record, Skip
+from benchmarks._report import Record, Skip, print_rows
 from benchmarks._suite import Case, Settings
 from benchmarks._timing import alternate
 
 SHAPES = {"small": (1, 16, 8, 8), "realistic": (32, 64, 56, 56)}
 #: The residual blocks' realistic shape: batch 8 keeps a forward+backward under a second on two cores.
 RESIDUAL = {"realistic": (8, 64, 56, 56)}
+#: The blocks with compiled rows: each row compiles both sides, seconds apiece, so one block of each kind.
+COMPILED = ("ConvNormAct", "MLP", "BasicBlock", "InvertedResidual")
 
 
 class TorchConvBnReLU(nn.Module):
@@ -251,7 +253,14 @@ def target(reference: str, shape: str) -> str:
 
 
 def measure(
-    block: Block, *, shape: str, backward: bool, rounds: int, min_run_time: float, compiled: bool = False
+    block: Block,
+    *,
+    shape: str,
+    backward: bool,
+    rounds: int,
+    min_run_time: float,
+    compiled: bool = False,
+    warmup: int = 3,
 ) -> list[Record | Skip]:
     """The rows of one block at one shape and pass: blockzoo against each reference, with the A/A noise floor."""
     dims = block.shapes.get(shape, SHAPES[shape])
@@ -271,7 +280,7 @@ def measure(
         torch._dynamo.reset()  # each row compiles from scratch, and no cache limit carries over between rows
         models = {k: torch.compile(m) for k, m in models.items()}  # type: ignore[misc]
     fns = {k: _step(m, x, backward) for k, m in models.items()}
-    times = alternate(fns, rounds=rounds, min_run_time=min_run_time)
+    times = alternate(fns, rounds=rounds, min_run_time=min_run_time, warmup=warmup)
     mode = "fwd+bwd" if backward else "fwd"
     kind = "compiled vs " if compiled else "vs "
     return [
@@ -287,7 +296,6 @@ def measure(
 
 
 def cases(settings: Settings) -> list[Case]:
-    rounds, min_run_time = (1, 0.01) if settings.quick else (7, 0.1)
     shapes = ["small"] if settings.quick else list(SHAPES)
     out = []
     for block in blocks():
@@ -295,14 +303,23 @@ def cases(settings: Settings) -> list[Case]:
         def eager(block: Block = block) -> list[Record | Skip]:
             rows: list[Record | Skip] = []
             for shape in shapes:
+                # realistic calls take tenths of a second each: fewer rounds fill the same time
+                rounds, min_run_time = (1, 0.01) if settings.quick else ((7, 0.1) if shape == "small" else (5, 0.1))
                 for backward in (False, True):
-                    rows += measure(block, shape=shape, backward=backward, rounds=rounds, min_run_time=min_run_time)
+                    rows += measure(
+                        block,
+                        shape=shape,
+                        backward=backward,
+                        rounds=rounds,
+                        min_run_time=min_run_time,
+                        warmup=1 if settings.quick else 3,
+                    )
             return rows
 
         out.append(Case(f"blocks/{block.name}", eager))
-    if not settings.quick:  # compiling costs seconds per row: the full run only, small shape
+    if not settings.quick:  # compiling costs seconds per row: the full run only, small shape, some blocks
         for block in blocks():
-            if "torch" not in block.refs:
+            if block.name not in COMPILED:
                 continue
 
             def compiled(block: Block = block) -> list[Record | Skip]:
@@ -325,12 +342,13 @@ if __name__ == "__main__":
     for b in blocks():
         for shape in args.shapes:
             for bwd in (False, True):
-                for row in measure(
-                    b,
-                    shape=shape,
-                    backward=bwd,
-                    rounds=args.rounds,
-                    min_run_time=args.min_run_time,
-                    compiled=args.compile,
-                ):
-                    print(row)
+                print_rows(
+                    measure(
+                        b,
+                        shape=shape,
+                        backward=bwd,
+                        rounds=args.rounds,
+                        min_run_time=args.min_run_time,
+                        compiled=args.compile,
+                    )
+                )

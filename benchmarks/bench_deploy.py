@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 import blockzoo
-from benchmarks._report import Record, Skip
+from benchmarks._report import Record, Skip, print_rows
 from benchmarks._suite import Case, Settings
 from benchmarks._timing import alternate
 
@@ -94,10 +94,12 @@ def steps(name: str, x: torch.Tensor, *, compile: bool) -> tuple[dict[str, Calla
     return fns, note
 
 
-def measure(name: str, x: torch.Tensor, *, rounds: int, min_run_time: float, compile: bool) -> list[Record | Skip]:
+def measure(
+    name: str, x: torch.Tensor, *, rounds: int, min_run_time: float, compile: bool, warmup: int = 3
+) -> list[Record | Skip]:
     """Each step's speed-up over the eager model, and blockzoo's fold against torch's."""
     fns, note = steps(name, x, compile=compile)
-    times = alternate(fns, rounds=rounds, min_run_time=min_run_time)
+    times = alternate(fns, rounds=rounds, min_run_time=min_run_time, warmup=warmup)
     base = times["eager"]
     noise = min(base) / min(times["A/A"])
     shape = "x".join(map(str, x.shape))
@@ -132,7 +134,10 @@ def cases(settings: Settings, *, side: int = 224) -> list[Case]:
 
         def run(name: str = name, s: int = s) -> list[Record | Skip]:
             x = torch.randn(batch, 3, s, s)
-            return measure(name, x, rounds=rounds, min_run_time=min_run_time, compile=not settings.quick)
+            quick = settings.quick
+            return measure(
+                name, x, rounds=rounds, min_run_time=min_run_time, compile=not quick, warmup=0 if quick else 3
+            )
 
         out.append(Case(f"deploy/{name}", run))
     return out
@@ -144,5 +149,4 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="tiny sizes, no optimize_for_inference")
     args = parser.parse_args()
     for case in cases(Settings(quick=args.quick), side=args.side):
-        for row in case.run():
-            print(row)
+        print_rows(case.run())

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import blockzoo
-from benchmarks._report import Record, Skip
+from benchmarks._report import Record, Skip, print_rows
 from benchmarks._suite import Case as SuiteCase
 from benchmarks._suite import Settings
 from benchmarks._timing import take_turns
@@ -423,5 +423,4 @@ if __name__ == "__main__":
     args = parser.parse_args()
     default = (*CPU_CASES, "resnet18_fast") if args.device.startswith("cuda") else CPU_CASES
     for case_name in args.cases or default:
-        for row in measure(case_name, rounds=args.rounds, epochs=args.epochs, samples=args.samples, device=args.device):
-            print(row)
+        print_rows(measure(case_name, rounds=args.rounds, epochs=args.epochs, samples=args.samples, device=args.device))

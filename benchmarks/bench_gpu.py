@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import blockzoo
-from benchmarks._report import Record, Skip
+from benchmarks._report import Record, Skip, print_rows
 from benchmarks._suite import Case, Settings, Skipped
 from benchmarks._timing import take_turns
 
@@ -120,5 +120,4 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--no-compile", action="store_true")
     args = parser.parse_args()
-    for row in measure(batch=args.batch, rounds=args.rounds, steps=args.steps, compile=not args.no_compile):
-        print(row)
+    print_rows(measure(batch=args.batch, rounds=args.rounds, steps=args.steps, compile=not args.no_compile))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 
-from benchmarks._report import Record, Skip
+from benchmarks._report import Record, Skip, print_rows
 from benchmarks._suite import Case, Settings
 from benchmarks._timing import process_seconds, take_turns
 
@@ -42,5 +42,4 @@ def cases(settings: Settings) -> list[Case]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=8)
-    for row in measure(parser.parse_args().runs):
-        print(row)
+    print_rows(measure(parser.parse_args().runs))

@@ -16,7 +16,7 @@ import torchvision
 from torch import nn
 
 import blockzoo
-from benchmarks._report import Record, Skip
+from benchmarks._report import Record, Skip, print_rows
 from benchmarks._suite import Case, Settings
 from benchmarks._timing import alternate
 
@@ -31,10 +31,10 @@ def torchvision_loop(model: nn.Module) -> None:
             nn.init.constant_(m.bias, 0)
 
 
-def measure(*, rounds: int, min_run_time: float) -> list[Record | Skip]:
-    """``init_weights`` in each form against torchvision's init loop on resnet50."""
-    theirs = torchvision.models.resnet50()
-    ours = blockzoo.create_model("resnet50")
+def measure(*, rounds: int, min_run_time: float, model: str = "resnet50", warmup: int = 3) -> list[Record | Skip]:
+    """``init_weights`` in each form against torchvision's init loop on resnet50 (or another resnet)."""
+    theirs = getattr(torchvision.models, model)()
+    ours = blockzoo.create_model(model)
     fns = {
         "torchvision loop": lambda: torchvision_loop(theirs),
         "torchvision model": lambda: blockzoo.init_weights(theirs),
@@ -44,7 +44,7 @@ def measure(*, rounds: int, min_run_time: float) -> list[Record | Skip]:
             ours, blockzoo.init.initializer("kaiming_normal", mode="fan_out", nonlinearity="relu")
         ),
     }
-    times = alternate(fns, rounds=rounds, min_run_time=min_run_time)
+    times = alternate(fns, rounds=rounds, min_run_time=min_run_time, warmup=warmup)
     base = times.pop("torchvision loop")
     return [
         Record.from_samples(f"init/init_weights ({name})/vs torchvision loop", samples, base, target="<= 1.5")
@@ -53,8 +53,9 @@ def measure(*, rounds: int, min_run_time: float) -> list[Record | Skip]:
 
 
 def cases(settings: Settings) -> list[Case]:
-    rounds, min_run_time = (1, 0.01) if settings.quick else (5, 0.5)
-    return [Case("init", lambda: measure(rounds=rounds, min_run_time=min_run_time))]
+    if settings.quick:
+        return [Case("init", lambda: measure(rounds=1, min_run_time=0.01, model="resnet18", warmup=0))]
+    return [Case("init", lambda: measure(rounds=5, min_run_time=0.5))]
 
 
 if __name__ == "__main__":
@@ -62,5 +63,4 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--min-run-time", type=float, default=0.5)
     args = parser.parse_args()
-    for row in measure(rounds=args.rounds, min_run_time=args.min_run_time):
-        print(row)
+    print_rows(measure(rounds=args.rounds, min_run_time=args.min_run_time))

@@ -26,7 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 import blockzoo
-from benchmarks._report import Record, Skip
+from benchmarks._report import Record, Skip, print_rows
 from benchmarks._suite import Case, Settings
 from benchmarks._timing import interleave
 
@@ -110,7 +110,7 @@ def peak_bytes(model: nn.Module, x: torch.Tensor) -> int:
     return mode.peak
 
 
-def measure(name: str, *, batch: int, side: int, calls: int) -> list[Record | Skip]:
+def measure(name: str, *, batch: int, side: int, calls: int, warmup: int = 2) -> list[Record | Skip]:
     """Forward and train step in both memory formats, and the forward's peak memory, of one model."""
     ours, theirs = _pair(name)
     twin = blockzoo.create_model(name)
@@ -122,7 +122,7 @@ def measure(name: str, *, batch: int, side: int, calls: int) -> list[Record | Sk
         xm = x.contiguous(memory_format=fmt)
         models = {k: m.to(memory_format=fmt) for k, m in (("ours", ours), ("theirs", theirs), ("twin", twin))}
         for label, make in (("forward", _forward), ("train step", _train_step)):
-            times = interleave({k: make(m, xm) for k, m in models.items()}, calls=calls)
+            times = interleave({k: make(m, xm) for k, m in models.items()}, calls=calls, warmup=warmup)
             rows.append(
                 Record.from_samples(
                     f"models/{name}/{label}/{memory}/vs torchvision",
@@ -150,8 +150,11 @@ def measure(name: str, *, batch: int, side: int, calls: int) -> list[Record | Sk
 
 
 def cases(settings: Settings) -> list[Case]:
-    batch, side, calls = (2, 32, 1) if settings.quick else (8, 112, 8)
-    return [Case(f"models/{name}", lambda n=name: measure(n, batch=batch, side=side, calls=calls)) for name in NAMES]
+    batch, side, calls, warmup = (2, 32, 1, 0) if settings.quick else (8, 112, 8, 2)
+    return [
+        Case(f"models/{name}", lambda n=name: measure(n, batch=batch, side=side, calls=calls, warmup=warmup))
+        for name in NAMES
+    ]
 
 
 if __name__ == "__main__":
@@ -161,5 +164,4 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=8)
     args = parser.parse_args()
     for model_name in NAMES:
-        for row in measure(model_name, batch=args.batch, side=args.side, calls=args.calls):
-            print(row)
+        print_rows(measure(model_name, batch=args.batch, side=args.side, calls=args.calls))

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 import blockzoo
-from benchmarks._report import Record, Skip
+from benchmarks._report import Record, Skip, print_rows
 from benchmarks._suite import Case, Settings
 from benchmarks._timing import alternate
 
@@ -95,12 +95,13 @@ def bandwidth_bound(name: str, n_params: int) -> tuple[float, str]:
     raise LookupError(f"benchmarks/_bandwidth.py offers none of the functions looked for (it has: {public})")
 
 
-def measure(name: str, *, model: str, rounds: int, min_run_time: float) -> list[Record | Skip]:
+def measure(name: str, *, model: str, rounds: int, min_run_time: float, warmup: int = 3) -> list[Record | Skip]:
     """The rows of one optimizer."""
     builders = _builders(name)
     optimizers = {label: build(_model(model)) for label, build in builders.items()}
     n_params = sum(p.numel() for g in optimizers["blockzoo"].param_groups for p in g["params"])
-    times = alternate({k: opt.step for k, opt in optimizers.items()}, rounds=rounds, min_run_time=min_run_time)
+    steps = {k: opt.step for k, opt in optimizers.items()}
+    times = alternate(steps, rounds=rounds, min_run_time=min_run_time, warmup=warmup)
     how = blockzoo.explain_param_groups(optimizers["blockzoo"]).implementation.split(" (")[0]
     note = f"{model}, {n_params:,} parameters; blockzoo chose {how}"
     targets = {"torch fused": "<= 1.0", "torch foreach": "<= 1.0", "torch default": None, "timm": "<= 1.0"}
@@ -147,9 +148,12 @@ def measure(name: str, *, model: str, rounds: int, min_run_time: float) -> list[
 
 
 def cases(settings: Settings) -> list[Case]:
-    model, rounds, min_run_time = ("resnet18", 1, 0.01) if settings.quick else ("resnet50", 5, 0.5)
+    model, rounds, min_run_time, warmup = ("resnet18", 1, 0.01, 1) if settings.quick else ("resnet50", 5, 0.5, 3)
     return [
-        Case(f"optim/{name}", lambda n=name: measure(n, model=model, rounds=rounds, min_run_time=min_run_time))
+        Case(
+            f"optim/{name}",
+            lambda n=name: measure(n, model=model, rounds=rounds, min_run_time=min_run_time, warmup=warmup),
+        )
         for name in ("adamw", "sgd")
     ]
 
@@ -160,5 +164,4 @@ if __name__ == "__main__":
     parser.add_argument("--min-run-time", type=float, default=0.5)
     args = parser.parse_args()
     for optimizer_name in ("adamw", "sgd"):
-        for row in measure(optimizer_name, model="resnet50", rounds=args.rounds, min_run_time=args.min_run_time):
-            print(row)
+        print_rows(measure(optimizer_name, model="resnet50", rounds=args.rounds, min_run_time=args.min_run_time))

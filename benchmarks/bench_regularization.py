@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 import blockzoo
-from benchmarks._report import Record, Skip
+from benchmarks._report import Record, Skip, print_rows
 from benchmarks._suite import Case, Settings
 from benchmarks._timing import interleave
 from blockzoo.regularization import L1, L2, attach_activity_penalty, attach_penalty, regularization_loss
@@ -39,7 +39,7 @@ def _step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], ob
     return run
 
 
-def measure(*, batch: int, side: int, steps: int) -> list[Record | Skip]:
+def measure(*, batch: int, side: int, steps: int, warmup: int = 2) -> list[Record | Skip]:
     """The overhead of each penalty on a resnet18 train step, and gradient mode against loss mode."""
     base = blockzoo.create_model("resnet18")
     x = torch.randn(batch, 3, side, side)
@@ -48,7 +48,7 @@ def measure(*, batch: int, side: int, steps: int) -> list[Record | Skip]:
     attach_penalty(variants["L2 grad"], L2(1e-4), mode="grad")
     attach_penalty(variants["L2 loss"], L2(1e-4), mode="loss")
     attach_activity_penalty(variants["activity L1"], L1(1e-6), include="features.stage?.?")
-    times = interleave({name: _step(model, x, y) for name, model in variants.items()}, calls=steps)
+    times = interleave({name: _step(model, x, y) for name, model in variants.items()}, calls=steps, warmup=warmup)
     note = f"resnet18 train step, batch {batch}, {side}x{side}"
     return [
         Record.from_samples(
@@ -66,8 +66,8 @@ def measure(*, batch: int, side: int, steps: int) -> list[Record | Skip]:
 
 
 def cases(settings: Settings) -> list[Case]:
-    batch, side, steps = (2, 32, 1) if settings.quick else (8, 112, 20)
-    return [Case("regularization", lambda: measure(batch=batch, side=side, steps=steps))]
+    batch, side, steps, warmup = (2, 32, 1, 0) if settings.quick else (8, 112, 20, 2)
+    return [Case("regularization", lambda: measure(batch=batch, side=side, steps=steps, warmup=warmup))]
 
 
 if __name__ == "__main__":
@@ -76,5 +76,4 @@ if __name__ == "__main__":
     parser.add_argument("--side", type=int, default=112)
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
-    for row in measure(batch=args.batch, side=args.side, steps=args.steps):
-        print(row)
+    print_rows(measure(batch=args.batch, side=args.side, steps=args.steps))
