@@ -293,7 +293,7 @@ def format_figure(value: float, unit: str) -> str:
     if unit == "B":
         return f"{value / 2**20:.1f} MiB"
     if unit == "instructions":
-        return f"{value / 1e6:.2f} M"
+        return f"{value / 1e6:.4g} M"
     return f"{value:,.4g} {unit}"
 
 

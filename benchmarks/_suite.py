@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not cases:
         print(f"no case matches {args.only}; `python -m benchmarks --list` shows them", file=sys.stderr)
         return 2
-    mode = "quick" if args.quick else "full"
+    mode = ("quick" if args.quick else "full") + (", callgrind" if args.callgrind else "")
     if args.only:
         mode += f", only {' '.join(args.only)}"
     report = run(cases, machine_report(machine=args.machine, mode=mode))
