@@ -277,8 +277,8 @@ def measure(
         models[name] = make(dims[1]).train(train)
         _copy_state(ours, models[name])
     if compiled:
-        torch._dynamo.reset()  # each row compiles from scratch, and no cache limit carries over between rows
-        models = {k: torch.compile(m) for k, m in models.items()}  # type: ignore[misc]
+        torch.compiler.reset()  # each row compiles from scratch, and no cache limit carries over between rows
+        models = {k: torch.compile(m) for k, m in models.items()}
     fns = {k: _step(m, x, backward) for k, m in models.items()}
     times = alternate(fns, rounds=rounds, min_run_time=min_run_time, warmup=warmup)
     mode = "fwd+bwd" if backward else "fwd"
