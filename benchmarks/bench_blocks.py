@@ -303,8 +303,10 @@ def cases(settings: Settings) -> list[Case]:
         def eager(block: Block = block) -> list[Record | Skip]:
             rows: list[Record | Skip] = []
             for shape in shapes:
-                # realistic calls take tenths of a second each: fewer rounds fill the same time
-                rounds, min_run_time = (1, 0.01) if settings.quick else ((7, 0.1) if shape == "small" else (5, 0.1))
+                # realistic calls take tenths of a second each: fewer rounds and warm-up calls fill the same time
+                rounds, min_run_time, warmup = (
+                    (1, 0.01, 1) if settings.quick else ((7, 0.1, 3) if shape == "small" else (5, 0.1, 1))
+                )
                 for backward in (False, True):
                     rows += measure(
                         block,
@@ -312,7 +314,7 @@ def cases(settings: Settings) -> list[Case]:
                         backward=backward,
                         rounds=rounds,
                         min_run_time=min_run_time,
-                        warmup=1 if settings.quick else 3,
+                        warmup=warmup,
                     )
             return rows
 
