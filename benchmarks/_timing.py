@@ -16,13 +16,15 @@ def median_seconds(fn: Callable[[], object], min_run_time: float) -> float:
     return benchmark.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median
 
 
-def alternate(fns: dict[str, Callable[[], object]], *, rounds: int, min_run_time: float) -> dict[str, list[float]]:
+def alternate(
+    fns: dict[str, Callable[[], object]], *, rounds: int, min_run_time: float, warmup: int = 3
+) -> dict[str, list[float]]:
     """Per-round median times of each function, measured in alternation so that they share the machine's noise.
 
     The order within a round rotates, so no function always runs first.
     """
     for fn in fns.values():  # warm up: allocator, kernels, lazy init
-        for _ in range(3):
+        for _ in range(warmup):
             fn()
     names = list(fns)
     samples: dict[str, list[float]] = {name: [] for name in fns}
@@ -32,7 +34,7 @@ def alternate(fns: dict[str, Callable[[], object]], *, rounds: int, min_run_time
     return samples
 
 
-def interleave(fns: dict[str, Callable[[], object]], *, calls: int) -> dict[str, list[float]]:
+def interleave(fns: dict[str, Callable[[], object]], *, calls: int, warmup: int = 2) -> dict[str, list[float]]:
     """Wall time of single calls, the functions taking turns call by call (rotating order).
 
     For calls long enough (tenths of a second) that one call is a fair sample:
@@ -40,8 +42,8 @@ def interleave(fns: dict[str, Callable[[], object]], *, calls: int) -> dict[str,
     them alike.
     """
     for fn in fns.values():
-        fn()
-        fn()
+        for _ in range(warmup):
+            fn()
     names = list(fns)
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(calls):

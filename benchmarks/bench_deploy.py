@@ -1,32 +1,39 @@
 """Eval forward of each deployment step against the unfused eager model, on CPU.
 
-For resnet18 (torchvision's architecture, batch 8 at 224x224 by default),
+For blockzoo's resnet18 and torchvision's (batch 8 at 224x224 by default),
 resnet56 and simple_cnn (batch 8 at 32x32): ``fuse_conv_bn``;
 ``to_channels_last``; both; and ``optimize_for_inference`` (both, then
-``torch.compile`` with inductor's freezing). The steps and the eager model
+``torch.compile`` with inductor's freezing). The plain-torch reference is
+the fold a user writes by hand: ``torch.nn.utils.fusion.fuse_conv_bn_eval``
+on every conv followed by its batch norm. The steps and the eager model
 (plus a second eager copy: the A/A column, the noise floor) take turns
-within each round; each number is a speedup, eager time over step time,
-from the fastest round and the median round. The channels_last steps get
-their input in channels_last memory, as a data pipeline would hand it over.
+within each round; each speed-up is eager time over step time, from the
+fastest rounds. The channels_last steps get their input in channels_last
+memory, as a data pipeline would hand it over.
 
 Targets (issue 14): fold >= 1.08x, fold + channels_last >= 1.35x,
-optimize_for_inference >= 1.6x. Folding cannot beat torch's own fold
-(``fuse_conv_bn_eval``), which blockzoo calls.
+optimize_for_inference >= 1.6x; and blockzoo's fold as fast as torch's
+(it calls ``fuse_conv_bn_eval``).
+Run alone: ``python -m benchmarks.bench_deploy``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import itertools
 from collections.abc import Callable
 
 import torch
-from _timing import alternate, best_ratio, median_ratio
 from torch import nn
 
 import blockzoo
+from benchmarks._report import Record, Skip, print_rows
+from benchmarks._suite import Case, Settings
+from benchmarks._timing import alternate
 
-#: model -> input side (resnet18's is the --side option)
-MODELS = {"resnet18": None, "resnet56": 32, "simple_cnn": 32}
+#: model -> input side (None: the --side option, 224 by default)
+MODELS = {"resnet18": None, "torchvision resnet18": None, "resnet56": 32, "simple_cnn": 32}
 TARGETS = {"fuse_conv_bn": ">= 1.08", "fuse + channels_last": ">= 1.35", "optimize_for_inference": ">= 1.6"}
 
 
@@ -38,22 +45,43 @@ def _eager(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
     return run
 
 
+def torch_fold(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with each ``Conv2d`` that a ``BatchNorm2d`` follows (same parent, next child) folded by torch."""
+    model = copy.deepcopy(model).eval()
+    for parent in model.modules():
+        children = list(parent.named_children())
+        for (conv_name, conv), (bn_name, bn) in itertools.pairwise(children):
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                setattr(parent, conv_name, torch.nn.utils.fusion.fuse_conv_bn_eval(conv, bn))
+                setattr(parent, bn_name, nn.Identity())
+    return model
+
+
+def _build(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    if name.startswith("torchvision "):
+        import torchvision
+
+        return getattr(torchvision.models, name.split()[1])().eval()
+    return blockzoo.create_model(name).eval()
+
+
 def steps(name: str, x: torch.Tensor, *, compile: bool) -> tuple[dict[str, Callable[[], object]], str]:
     """The callables to time for one model, and a note on the compile."""
-    torch.manual_seed(0)
-    model = blockzoo.create_model(name).eval()
-    twin = blockzoo.create_model(name).eval()
-    twin.load_state_dict(model.state_dict())
+    model = _build(name)
+    twin = copy.deepcopy(model)
     x_cl = x.contiguous(memory_format=torch.channels_last)
-    fused = blockzoo.fuse_conv_bn(model)
+    fused, folded = blockzoo.fuse_conv_bn(model), torch_fold(model)
     fns = {
         "eager": _eager(model, x),
-        "A/A (eager copy)": _eager(twin, x),
+        "A/A": _eager(twin, x),
         "fuse_conv_bn": _eager(fused, x),
+        "torch fold": _eager(folded, x),
         "to_channels_last": _eager(blockzoo.to_channels_last(model), x_cl),
         "fuse + channels_last": _eager(blockzoo.to_channels_last(fused), x_cl),
+        "torch fold + channels_last": _eager(copy.deepcopy(folded).to(memory_format=torch.channels_last), x_cl),
     }
-    note = "optimize_for_inference skipped (--no-compile)"
+    note = "optimize_for_inference not measured (quick run)"
     if compile:
         fast = blockzoo.optimize_for_inference(model, x_cl)
         report = fast.report
@@ -66,35 +94,59 @@ def steps(name: str, x: torch.Tensor, *, compile: bool) -> tuple[dict[str, Calla
     return fns, note
 
 
-def run(*, batch: int, side: int, rounds: int, min_run_time: float, compile: bool = True) -> None:
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {rounds} alternating rounds")
-    print(f"{'model':<12}{'input':<16}{'step':<24}{'fastest':>8} {'median':>7}   target")
+def measure(
+    name: str, x: torch.Tensor, *, rounds: int, min_run_time: float, compile: bool, warmup: int = 3
+) -> list[Record | Skip]:
+    """Each step's speed-up over the eager model, and blockzoo's fold against torch's."""
+    fns, note = steps(name, x, compile=compile)
+    times = alternate(fns, rounds=rounds, min_run_time=min_run_time, warmup=warmup)
+    base = times["eager"]
+    noise = min(base) / min(times["A/A"])
+    shape = "x".join(map(str, x.shape))
+    rows: list[Record | Skip] = []
+    for step in ("fuse_conv_bn", "to_channels_last", "fuse + channels_last", "optimize_for_inference"):
+        if step not in times:
+            rows.append(Skip(f"deploy/{name}/{step}/vs eager", note))
+            continue
+        rows.append(
+            Record.from_samples(
+                f"deploy/{name}/{step}/vs eager",
+                times[step],
+                base,
+                speedup=True,
+                noise=noise,
+                target=TARGETS.get(step),
+                note=f"{shape}; {note}" if step == "optimize_for_inference" else "",
+            )
+        )
+    for step, ref in (("fuse_conv_bn", "torch fold"), ("fuse + channels_last", "torch fold + channels_last")):
+        rows.append(Record.from_samples(f"deploy/{name}/{step}/vs {ref}", times[step], times[ref], target="<= 1.02"))
+    return rows
+
+
+def cases(settings: Settings, *, side: int = 224) -> list[Case]:
+    batch, rounds, min_run_time = (2, 1, 0.01) if settings.quick else (8, 5, 0.3)
+    if settings.quick:
+        side = 32
+    out = []
     for name, model_side in MODELS.items():
         s = side if model_side is None else model_side
-        x = torch.randn(batch, 3, s, s)
-        fns, note = steps(name, x, compile=compile)
-        times = alternate(fns, rounds=rounds, min_run_time=min_run_time)
-        base = times.pop("eager")
-        shape = "x".join(map(str, x.shape))
-        for step, samples in times.items():
-            fastest, median = best_ratio(base, samples), median_ratio(base, samples)
-            target = TARGETS.get(step, "~1.00" if step.startswith("A/A") else "")
-            print(f"{name:<12}{shape:<16}{step:<24}{fastest:>7.3f}x {median:>6.3f}x   {target}")
-        print(f"{'':<12}{note}")
+
+        def run(name: str = name, s: int = s) -> list[Record | Skip]:
+            x = torch.randn(batch, 3, s, s)
+            quick = settings.quick
+            return measure(
+                name, x, rounds=rounds, min_run_time=min_run_time, compile=not quick, warmup=0 if quick else 3
+            )
+
+        out.append(Case(f"deploy/{name}", run))
+    return out
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--side", type=int, default=224, help="resnet18's input side")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--min-run-time", type=float, default=0.5)
-    parser.add_argument("--no-compile", action="store_true", help="skip optimize_for_inference")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, no optimize_for_inference")
     args = parser.parse_args()
-    run(
-        batch=args.batch,
-        side=args.side,
-        rounds=args.rounds,
-        min_run_time=args.min_run_time,
-        compile=not args.no_compile,
-    )
+    for case in cases(Settings(quick=args.quick), side=args.side):
+        print_rows(case.run())

@@ -1,29 +1,45 @@
-"""``import blockzoo`` against ``import torch``, as whole processes, alternating."""
+"""``import blockzoo`` against ``import torch``, ``import torchvision`` and ``import timm``, as whole processes.
+
+Each round starts one fresh interpreter per import, in rotating order, so
+that all share the machine's noise; the ratio is the median of the per-round
+ratios. The A/A row is a second ``import blockzoo`` process in each round.
+Run alone: ``python -m benchmarks.bench_import``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import importlib.util
 
-from _timing import process_seconds
+from benchmarks._report import Record, Skip, print_rows
+from benchmarks._suite import Case, Settings
+from benchmarks._timing import process_seconds, take_turns
+
+TARGETS = {"torch": "<= 1.02", "torchvision": "<= 1.0", "timm": "<= 1.0"}
 
 
-def main(runs: int = 10) -> float:
-    torch_times, blockzoo_times = [], []
-    process_seconds("import torch")  # warm the file cache
-    for _ in range(runs):
-        torch_times.append(process_seconds("import torch"))
-        blockzoo_times.append(process_seconds("import blockzoo"))
-    ratios = [b / t for b, t in zip(blockzoo_times, torch_times, strict=True)]
-    ratio = statistics.median(ratios)
-    print(
-        f"import: torch {statistics.median(torch_times):.3f} s, blockzoo {statistics.median(blockzoo_times):.3f} s, "
-        f"median ratio {ratio:.3f}x over {runs} alternating runs (target <= 1.05x)"
-    )
-    return ratio
+def measure(runs: int, *, warmup: int = 1) -> list[Record | Skip]:
+    """The import rows from ``runs`` alternating rounds (after ``warmup`` rounds that fill the file cache)."""
+    others = [name for name in TARGETS if name == "torch" or importlib.util.find_spec(name)]
+    fns = {name: (lambda n=name: process_seconds(f"import {n}")) for name in ["blockzoo", "twin", *others]}
+    fns["twin"] = lambda: process_seconds("import blockzoo")
+    times = take_turns(fns, rounds=runs, warmup=warmup)
+    rows: list[Record | Skip] = []
+    for name in TARGETS:
+        case = f"import/blockzoo vs {name}"
+        if name not in times:
+            rows.append(Skip(case, f"{name} is not installed"))
+            continue
+        rows.append(Record.from_medians(case, times["blockzoo"], times[name], twin=times["twin"], target=TARGETS[name]))
+    return rows
+
+
+def cases(settings: Settings) -> list[Case]:
+    runs, warmup = (1, 0) if settings.quick else (8, 1)
+    return [Case("import", lambda: measure(runs, warmup=warmup))]
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=10)
-    main(parser.parse_args().runs)
+    parser.add_argument("--runs", type=int, default=8)
+    print_rows(measure(parser.parse_args().runs))

@@ -5,18 +5,20 @@ torchvision's ResNet constructor re-initialises its modules in a loop
 norm); that loop, on torchvision's resnet50, is the baseline. blockzoo's
 ``init_weights`` runs on the same torchvision model and on blockzoo's resnet50,
 with and without path-keyed seeding. Target: within 1.5x.
+Run alone: ``python -m benchmarks.bench_init``.
 """
 
 from __future__ import annotations
 
 import argparse
 
-import torch
 import torchvision
-from _timing import alternate, best_ratio
 from torch import nn
 
 import blockzoo
+from benchmarks._report import Record, Skip, print_rows
+from benchmarks._suite import Case, Settings
+from benchmarks._timing import alternate
 
 
 def torchvision_loop(model: nn.Module) -> None:
@@ -29,30 +31,36 @@ def torchvision_loop(model: nn.Module) -> None:
             nn.init.constant_(m.bias, 0)
 
 
-def run(*, rounds: int, min_run_time: float) -> None:
-    theirs = torchvision.models.resnet50()
-    ours = blockzoo.create_model("resnet50")
+def measure(*, rounds: int, min_run_time: float, model: str = "resnet50", warmup: int = 3) -> list[Record | Skip]:
+    """``init_weights`` in each form against torchvision's init loop on resnet50 (or another resnet)."""
+    theirs = getattr(torchvision.models, model)()
+    ours = blockzoo.create_model(model)
     fns = {
         "torchvision loop": lambda: torchvision_loop(theirs),
-        "init_weights (torchvision model)": lambda: blockzoo.init_weights(theirs),
-        "init_weights (blockzoo model)": lambda: blockzoo.init_weights(ours),
-        "init_weights(seed=0)": lambda: blockzoo.init_weights(ours, seed=0),
-        "init_weights(kaiming fan_out)": lambda: blockzoo.init_weights(
+        "torchvision model": lambda: blockzoo.init_weights(theirs),
+        "blockzoo model": lambda: blockzoo.init_weights(ours),
+        "seed=0": lambda: blockzoo.init_weights(ours, seed=0),
+        "kaiming fan_out": lambda: blockzoo.init_weights(
             ours, blockzoo.init.initializer("kaiming_normal", mode="fan_out", nonlinearity="relu")
         ),
     }
-    times = alternate(fns, rounds=rounds, min_run_time=min_run_time)
-    base = times["torchvision loop"]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; resnet50 ({min(base) * 1e3:.0f} ms baseline)")
-    print(f"{'what':<36}{'ratio':>7}   target")
-    for name, samples in times.items():
-        if name != "torchvision loop":
-            print(f"{name:<36}{best_ratio(samples, base):>6.3f}x   <= 1.5")
+    times = alternate(fns, rounds=rounds, min_run_time=min_run_time, warmup=warmup)
+    base = times.pop("torchvision loop")
+    return [
+        Record.from_samples(f"init/init_weights ({name})/vs torchvision loop", samples, base, target="<= 1.5")
+        for name, samples in times.items()
+    ]
+
+
+def cases(settings: Settings) -> list[Case]:
+    if settings.quick:
+        return [Case("init", lambda: measure(rounds=1, min_run_time=0.01, model="resnet18", warmup=0))]
+    return [Case("init", lambda: measure(rounds=5, min_run_time=0.5))]
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--min-run-time", type=float, default=1.0)
+    parser.add_argument("--min-run-time", type=float, default=0.5)
     args = parser.parse_args()
-    run(rounds=args.rounds, min_run_time=args.min_run_time)
+    print_rows(measure(rounds=args.rounds, min_run_time=args.min_run_time))

@@ -1,9 +1,17 @@
 """Models against torchvision's same architecture, with the same weights: forward, train step, peak memory.
 
-The three models (blockzoo's, torchvision's, and a second blockzoo copy for
-an A/A column: the noise floor) take turns call by call; the ratios are
-blockzoo's fastest call and median call over torchvision's. Peak memory is
-the peak of the bytes of live tensors during one resnet50 forward.
+resnet18, resnet50, vgg11_bn and mobilenet_v2, in contiguous and in
+channels_last memory. The three models (blockzoo's, torchvision's, and a
+second blockzoo copy for an A/A column: the noise floor) take turns call by
+call; the ratio is blockzoo's fastest call over torchvision's.
+
+Peak memory: on CPU, the peak of the bytes of live tensors during one eval
+forward, counted from the outputs of every op by a ``TorchDispatchMode`` and
+freed through weakref finalizers (CPU allocators keep no statistics torch
+exposes, ``tracemalloc`` does not see torch's allocations, and a process's
+RSS also moves with the allocator's caching). On CUDA,
+``torch.cuda.max_memory_allocated`` around the same forward.
+Run alone: ``python -m benchmarks.bench_models``.
 """
 
 from __future__ import annotations
@@ -13,18 +21,21 @@ import weakref
 from collections.abc import Callable
 
 import torch
-import torchvision
-from _timing import best_ratio, interleave, median_ratio
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 import blockzoo
+from benchmarks._report import Record, Skip, print_rows
+from benchmarks._suite import Case, Settings
+from benchmarks._timing import interleave
 
-NAMES = ("resnet18", "resnet50", "mobilenet_v2")
+NAMES = ("resnet18", "resnet50", "vgg11_bn", "mobilenet_v2")
 
 
 def _pair(name: str) -> tuple[nn.Module, nn.Module]:
+    import torchvision
+
     torch.manual_seed(0)
     theirs = getattr(torchvision.models, name)()
     ours = blockzoo.models.load_torchvision_weights(blockzoo.create_model(name), theirs.state_dict())
@@ -83,48 +94,74 @@ class _LiveBytes(TorchDispatchMode):
         return out
 
 
-def _peak_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """Peak bytes of live intermediate tensors during one forward."""
+def peak_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Peak bytes of live tensors during one forward without gradients (see the module's docstring)."""
+    if x.is_cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        with torch.no_grad():
+            model(x)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
     mode = _LiveBytes()
     with mode, torch.no_grad():
         model(x)
     return mode.peak
 
 
-def peak_memory(batch: int, side: int) -> tuple[int, int]:
-    ours, theirs = _pair("resnet50")
+def measure(name: str, *, batch: int, side: int, calls: int, warmup: int = 2) -> list[Record | Skip]:
+    """Forward and train step in both memory formats, and the forward's peak memory, of one model."""
+    ours, theirs = _pair(name)
+    twin = blockzoo.create_model(name)
+    twin.load_state_dict(ours.state_dict())
     x = torch.randn(batch, 3, side, side)
-    return _peak_bytes(ours.eval(), x), _peak_bytes(theirs.eval(), x)
-
-
-def run(*, batch: int, side: int, calls: int) -> None:
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {batch}, {side}x{side}, {calls} calls each"
-    )
-    print(f"{'model':<14}{'pass':<12}{'fastest':>8} {'median':>7} {'A/A':>7}   target")
-    for name in NAMES:
-        ours, theirs = _pair(name)
-        x = torch.randn(batch, 3, side, side)
+    rows: list[Record | Skip] = []
+    for memory in ("contiguous", "channels_last"):
+        fmt = torch.channels_last if memory == "channels_last" else torch.contiguous_format
+        xm = x.contiguous(memory_format=fmt)
+        models = {k: m.to(memory_format=fmt) for k, m in (("ours", ours), ("theirs", theirs), ("twin", twin))}
         for label, make in (("forward", _forward), ("train step", _train_step)):
-            twin = blockzoo.create_model(name)
-            twin.load_state_dict(ours.state_dict())
-            fns = {"ours": make(ours, x), "theirs": make(theirs, x), "twin": make(twin, x)}
-            times = interleave(fns, calls=calls)
-            ratio = best_ratio(times["ours"], times["theirs"])
-            median = median_ratio(times["ours"], times["theirs"])
-            noise = best_ratio(times["twin"], times["ours"])
-            print(f"{name:<14}{label:<12}{ratio:>7.3f}x {median:>6.3f}x {noise:>6.3f}x   <= 1.02")
-    ours_peak, theirs_peak = peak_memory(batch, side)
-    print(
-        f"{'resnet50':<14}{'peak memory':<12}{ours_peak / theirs_peak:>7.3f}x {'':>15}   within 2% "
-        f"({ours_peak / 2**20:.0f} MiB vs {theirs_peak / 2**20:.0f} MiB)"
+            times = interleave({k: make(m, xm) for k, m in models.items()}, calls=calls, warmup=warmup)
+            rows.append(
+                Record.from_samples(
+                    f"models/{name}/{label}/{memory}/vs torchvision",
+                    times["ours"],
+                    times["theirs"],
+                    twin=times["twin"],
+                    target="<= 1.02",
+                    note=f"batch {batch}, {side}x{side}" if label == "forward" and memory == "contiguous" else "",
+                )
+            )
+    ours, theirs = ours.to(memory_format=torch.contiguous_format), theirs.to(memory_format=torch.contiguous_format)
+    ours_peak, theirs_peak = peak_bytes(ours.eval(), x), peak_bytes(theirs.eval(), x)
+    rows.append(
+        Record(
+            f"models/{name}/peak memory/vs torchvision",
+            ours_peak,
+            theirs_peak,
+            "B",
+            ours_peak / theirs_peak,
+            (ours_peak / theirs_peak,) * 2,
+            target="<= 1.02",
+        ).explain()
     )
+    return rows
+
+
+def cases(settings: Settings) -> list[Case]:
+    batch, side, calls, warmup = (2, 32, 1, 0) if settings.quick else (8, 112, 8, 2)
+    return [
+        Case(f"models/{name}", lambda n=name: measure(n, batch=batch, side=side, calls=calls, warmup=warmup))
+        for name in NAMES
+    ]
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--side", type=int, default=160)
-    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--side", type=int, default=112)
+    parser.add_argument("--calls", type=int, default=8)
     args = parser.parse_args()
-    run(batch=args.batch, side=args.side, calls=args.calls)
+    for model_name in NAMES:
+        print_rows(measure(model_name, batch=args.batch, side=args.side, calls=args.calls))

@@ -1,0 +1,145 @@
+"""Instruction counts (``--callgrind``): the small-shape block rows and the import, where Python overhead is the question.
+
+Wall time on a shared two-core machine cannot tell 1.01x from 1.03x; the
+number of instructions a call executes can. Each block row runs
+``torch.utils.benchmark.Timer(...).collect_callgrind(number=100)``: valgrind
+starts a fresh interpreter (the ``python`` first on ``PATH``, so the running
+interpreter's directory is put first), builds the module in the setup code
+and counts only the 100 timed calls. The import rows run
+``valgrind --tool=callgrind python -c "import X"`` and read the program's
+total: the import cannot be a ``Timer`` statement, since the module is only
+imported once per process. An A/A row measures blockzoo's ConvNormAct twice:
+its ratio is 1.00 up to the counting's own noise (well under 1%).
+
+Each measurement takes about a minute under valgrind, so the mode is off
+unless ``--callgrind`` is given; ``--only callgrind/blocks/MLP`` picks rows.
+Install valgrind with ``apt-get install valgrind`` (Debian and Ubuntu); without it
+the cases say so and are skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from benchmarks._report import Record, Skip
+from benchmarks._suite import Case, Settings, Skipped
+
+ROOT = Path(__file__).resolve().parent.parent
+NUMBER = 100
+INSTALL = "valgrind is not installed (Debian/Ubuntu: apt-get install valgrind)"
+
+
+def available() -> bool:
+    """Whether valgrind and the callgrind tools that torch's Timer calls are on ``PATH``."""
+    return all(shutil.which(cmd) for cmd in ("valgrind", "callgrind_control", "callgrind_annotate"))
+
+
+@contextlib.contextmanager
+def _environment() -> Iterator[dict[str, str]]:
+    """``PATH`` with this interpreter's directory first, ``PYTHONPATH`` with the repository and ``src/``."""
+    saved = dict(os.environ)
+    bin_dir = str(Path(sys.executable).parent)
+    os.environ["PATH"] = os.pathsep.join([bin_dir, saved.get("PATH", "")])
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), str(ROOT / "src"), saved.get("PYTHONPATH")) if p)
+    os.environ["PYTHONHASHSEED"] = "0"  # the same dict layouts in every process
+    try:
+        yield dict(os.environ)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _setup(block: str, side: str, backward: bool) -> str:
+    return "\n".join(
+        [
+            "import torch",
+            "from benchmarks.bench_blocks import SHAPES, blocks",
+            f"b = {{b.name: b for b in blocks()}}[{block!r}]",
+            "torch.manual_seed(0)",
+            "x = b.to_input(torch.randn(SHAPES['small']))",
+            "m = (b.ours if " + repr(side == "ours") + " else b.refs['torch'])(SHAPES['small'][1])",
+            f"m.train({backward} or b.always_train)",
+            f"torch.set_grad_enabled({backward})",
+        ]
+    )
+
+
+def block_instructions(block: str, side: str, *, backward: bool = False) -> float:
+    """Instructions per call of one block's forward (blockzoo's ``side="ours"`` or hand-written torch's)."""
+    from torch.utils.benchmark import Timer
+
+    stmt = "m(x).sum().backward()" if backward else "m(x)"
+    with _environment():
+        stats = Timer(stmt=stmt, setup=_setup(block, side, backward)).collect_callgrind(number=NUMBER)
+    return float(stats.counts(denoise=True)) / NUMBER
+
+
+def import_instructions(module: str) -> float:
+    """Instructions of a whole interpreter that imports ``module``, start-up included."""
+    with _environment() as env, tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", f"import {module}"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        match = re.search(r"^(?:totals|summary):\s*(\d+)", out.read_text(), re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"no instruction total in the callgrind output of `import {module}`")
+    return float(match.group(1))
+
+
+def _record(case: str, ours: float, reference: float, *, target: str | None, noise: float | None = None) -> Record:
+    ratio = ours / reference
+    return Record(case, ours, reference, "instructions", ratio, (ratio, ratio), noise=noise, target=target).explain()
+
+
+def measure_block(block: str) -> list[Record | Skip]:
+    """blockzoo's block against the hand-written torch one: instructions per forward at the small shape."""
+    if not available():
+        raise Skipped(INSTALL)
+    ours, theirs = block_instructions(block, "ours"), block_instructions(block, "torch")
+    return [_record(f"callgrind/blocks/{block}/small/fwd/vs torch", ours, theirs, target="<= 1.05")]
+
+
+def measure_aa(block: str = "ConvNormAct") -> list[Record | Skip]:
+    """The same blockzoo block counted twice: the A/A ratio of the instruction counts."""
+    if not available():
+        raise Skipped(INSTALL)
+    first, second = block_instructions(block, "ours"), block_instructions(block, "ours")
+    return [_record(f"callgrind/A-A/{block}/small/fwd/vs itself", second, first, target="<= 1.01")]
+
+
+def measure_import() -> list[Record | Skip]:
+    """``import blockzoo`` against ``import torch`` in instructions, with ``import torch`` counted twice as A/A."""
+    if not available():
+        raise Skipped(INSTALL)
+    torch_first, ours, torch_second = (import_instructions(m) for m in ("torch", "blockzoo", "torch"))
+    return [
+        _record(
+            "callgrind/import/blockzoo vs torch", ours, torch_first, target="<= 1.02", noise=torch_second / torch_first
+        )
+    ]
+
+
+def cases(settings: Settings) -> list[Case]:
+    if not settings.callgrind:
+        return []
+    from benchmarks.bench_blocks import blocks
+
+    out = [Case("callgrind/import", measure_import), Case("callgrind/A-A", measure_aa)]
+    out += [
+        Case(f"callgrind/blocks/{b.name}", lambda name=b.name: measure_block(name))
+        for b in blocks()
+        if "torch" in b.refs
+    ]
+    return out

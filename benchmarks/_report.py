@@ -1,0 +1,357 @@
+"""The benchmark report: one typed record per measured case, written as Markdown and JSON, read back and checked.
+
+A :class:`Record` holds blockzoo's figure, the reference's, their ratio, the
+spread of the per-round ratios, the A/A noise floor (the same blockzoo code
+timed twice: how far from 1.00 that lands is the noise of the machine for
+that row) and the target. Its verdict follows from those alone, so a report
+read back from JSON gives the same verdicts as the run that wrote it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import json
+import os
+import platform
+import socket
+import statistics
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: Misses that are understood: fnmatch pattern on the case name -> why the target cannot be met there
+#: (with the profile or instruction counts that show it). A missed case that matches one is listed
+#: by ``--check`` as explained and does not fail it.
+EXPLAINED: dict[str, str] = {}
+
+VERDICTS = ("met", "missed", "explained", "reported")
+
+
+def parse_target(target: str) -> tuple[str, float]:
+    """``"<= 1.05"`` -> ``("<=", 1.05)``; the operator is ``<=`` or ``>=``."""
+    op, _, value = target.strip().partition(" ")
+    if op not in ("<=", ">="):
+        raise ValueError(f"a target starts with '<=' or '>=' and a space. Received: target={target!r}")
+    return op, float(value)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One line of the report: blockzoo against one reference for one case.
+
+    ``ratio`` is ``ours / reference`` for times, bytes and instruction counts
+    (lower is better) and whatever the target's direction says for speed-ups
+    and throughputs (``">= 1.08"``: higher is better). ``spread`` is the
+    lowest and highest per-round ratio; ``noise`` the A/A ratio, ``None``
+    where there is no A/A measurement.
+    """
+
+    case: str
+    ours: float
+    reference: float
+    unit: str
+    ratio: float
+    spread: tuple[float, float]
+    noise: float | None = None
+    target: str | None = None
+    explained: str | None = None
+    note: str = ""
+
+    @property
+    def missed(self) -> bool:
+        """Whether there is a target and the ratio does not meet it."""
+        if self.target is None:
+            return False
+        op, value = parse_target(self.target)
+        return self.ratio > value if op == "<=" else self.ratio < value
+
+    @property
+    def within_noise(self) -> bool:
+        """Whether a miss is smaller than this row's A/A distance from 1.00."""
+        if not self.missed or self.noise is None or self.target is None:
+            return False
+        return abs(self.ratio - parse_target(self.target)[1]) <= abs(self.noise - 1.0)
+
+    @property
+    def verdict(self) -> str:
+        """``reported`` (no target), ``met``, ``explained`` (missed, with the reason) or ``missed``."""
+        if self.target is None:
+            return "reported"
+        if not self.missed:
+            return "met"
+        return "explained" if self.explained else "missed"
+
+    def line(self) -> str:
+        """One line for a terminal: the case, both figures, the ratio, the A/A noise, the target and the verdict."""
+        noise = "" if self.noise is None else f"  A/A {self.noise:.3f}x"
+        figures = f"{format_figure(self.ours, self.unit)} / {format_figure(self.reference, self.unit)}"
+        return f"{self.case:<58} {figures:>22} {self.ratio:7.3f}x{noise}  {self.target or '':<8} {self.verdict}"
+
+    def explain(self) -> Record:
+        """This record with the reason from :data:`EXPLAINED` attached when it misses its target."""
+        if not self.missed or self.explained:
+            return self
+        for pattern, reason in EXPLAINED.items():
+            if fnmatch.fnmatchcase(self.case, pattern):
+                return _replace(self, explained=reason)
+        return self
+
+    @classmethod
+    def from_samples(
+        cls,
+        case: str,
+        ours: list[float],
+        reference: list[float],
+        *,
+        twin: list[float] | None = None,
+        noise: float | None = None,
+        target: str | None = None,
+        unit: str = "s",
+        note: str = "",
+        speedup: bool = False,
+    ) -> Record:
+        """A record from per-round samples measured side by side (``ours[i]`` next to ``reference[i]``).
+
+        The figures are the fastest rounds (interference only adds time), the
+        ratio is their quotient, and the spread the range of the per-round
+        ratios. ``twin`` is a second copy of blockzoo's side measured in the
+        same rounds (the A/A noise floor is its fastest over blockzoo's);
+        ``noise`` gives that floor directly where the A/A pair is another one.
+        With ``speedup=True`` the ratio is ``reference / ours``: how many
+        times faster blockzoo's step is than the reference.
+        """
+        rounds = [(r / o) if speedup else (o / r) for o, r in zip(ours, reference, strict=True)]
+        ratio = min(reference) / min(ours) if speedup else min(ours) / min(reference)
+        if twin is not None:
+            noise = min(twin) / min(ours)
+        return cls(
+            case=case,
+            ours=min(ours),
+            reference=min(reference),
+            unit=unit,
+            ratio=ratio,
+            spread=(min(rounds), max(rounds)),
+            noise=noise,
+            target=target,
+            note=note,
+        ).explain()
+
+    @classmethod
+    def from_medians(
+        cls,
+        case: str,
+        ours: list[float],
+        reference: list[float],
+        *,
+        twin: list[float] | None = None,
+        target: str | None = None,
+        unit: str = "s",
+        note: str = "",
+    ) -> Record:
+        """A record whose ratio is the median of the per-round ratios (for whole processes, where one run is noisy)."""
+        rounds = [o / r for o, r in zip(ours, reference, strict=True)]
+        noise = None if twin is None else statistics.median(t / o for t, o in zip(twin, ours, strict=True))
+        return cls(
+            case=case,
+            ours=statistics.median(ours),
+            reference=statistics.median(reference),
+            unit=unit,
+            ratio=statistics.median(rounds),
+            spread=(min(rounds), max(rounds)),
+            noise=noise,
+            target=target,
+            note=note,
+        ).explain()
+
+
+def _replace(record: Record, **changes: Any) -> Record:
+    return Record(**{**asdict(record), "spread": record.spread, **changes})
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A case that did not run here, and why (no GPU, no valgrind, Lightning not installed)."""
+
+    case: str
+    reason: str
+
+
+@dataclass
+class Report:
+    """The machine, the versions and every record of one run."""
+
+    machine: str
+    date: str
+    cpu: str
+    threads: int
+    versions: dict[str, str]
+    mode: str = "full"
+    gpu: str = "none"
+    records: list[Record] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def missed(self) -> list[Record]:
+        """The records that miss their target with no explanation."""
+        return [r for r in self.records if r.verdict == "missed"]
+
+    @property
+    def explained(self) -> list[Record]:
+        """The records that miss their target for an explained reason."""
+        return [r for r in self.records if r.verdict == "explained"]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict; :meth:`from_json` reads it back."""
+        data = asdict(self)
+        for record, row in zip(self.records, data["records"], strict=True):
+            row["spread"] = list(record.spread)
+            row["verdict"] = record.verdict
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Report:
+        """The report that :meth:`to_json` wrote."""
+        records = []
+        for row in data.get("records", []):
+            row = {k: v for k, v in row.items() if k != "verdict"}
+            records.append(Record(**{**row, "spread": tuple(row["spread"])}))
+        skipped = [Skip(**row) for row in data.get("skipped", [])]
+        rest = {k: v for k, v in data.items() if k not in ("records", "skipped")}
+        return cls(**rest, records=records, skipped=skipped)
+
+    def write(self, stem: Path) -> tuple[Path, Path]:
+        """Write ``stem.md`` and ``stem.json``; returns their paths."""
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        md, js = stem.parent / f"{stem.name}.md", stem.parent / f"{stem.name}.json"  # a host name may hold dots
+        md.write_text(self.markdown(), encoding="utf-8")
+        js.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
+        return md, js
+
+    def markdown(self) -> str:
+        """The report as a Markdown page: the machine at the top, then one table row per record."""
+        versions = ", ".join(f"{k} {v}" for k, v in self.versions.items())
+        lines = [
+            f"# blockzoo benchmarks: {self.machine}, {self.date}",
+            "",
+            f"- machine: {self.machine}",
+            f"- CPU: {self.cpu}",
+            f"- threads: {self.threads}",
+            f"- GPU: {self.gpu}",
+            f"- versions: {versions}",
+            f"- mode: {self.mode}; {sum(self.seconds.values()):.0f} s in all",
+            "",
+            "Ratio: blockzoo / reference, lower is better, except where the target reads `>=` (a speed-up or a",
+            "throughput). Figures are the fastest rounds; spread is the lowest and highest per-round ratio; A/A is",
+            "the same blockzoo code measured twice, the noise floor of the row.",
+            "",
+            "| case | blockzoo | reference | ratio | spread | A/A | target | verdict |",
+            "|---|---:|---:|---:|---|---:|---|---|",
+        ]
+        for r in self.records:
+            noise = "" if r.noise is None else f"{r.noise:.3f}x"
+            verdict = r.verdict + (" (within A/A noise)" if r.within_noise else "")
+            lines.append(
+                f"| {r.case} | {format_figure(r.ours, r.unit)} | {format_figure(r.reference, r.unit)} "
+                f"| {r.ratio:.3f}x | {r.spread[0]:.3f}-{r.spread[1]:.3f} | {noise} | {r.target or ''} | {verdict} |"
+            )
+        if any(r.note for r in self.records) or self.notes:
+            lines += ["", "## Notes", ""]
+            lines += [f"- {note}" for note in self.notes]
+            lines += [f"- {r.case}: {r.note}" for r in self.records if r.note]
+        if self.explained:
+            lines += ["", "## Explained misses", ""]
+            lines += [f"- {r.case}: {r.explained}" for r in self.explained]
+        if self.skipped:
+            lines += ["", "## Skipped", ""]
+            lines += [f"- {s.case}: {s.reason}" for s in self.skipped]
+        if self.seconds:
+            lines += ["", "## Seconds per case", ""]
+            lines += [f"- {name}: {s:.1f} s" for name, s in self.seconds.items()]
+        return "\n".join(lines) + "\n"
+
+
+def print_rows(rows: Iterable[Record | Skip]) -> None:
+    """Print records and skipped rows, one line each."""
+    for row in rows:
+        print(f"   {row.line()}" if isinstance(row, Record) else f"   skipped {row.case}: {row.reason}", flush=True)
+
+
+def format_figure(value: float, unit: str) -> str:
+    """A figure with a readable unit: seconds as s/ms/us, bytes as MiB, instruction counts in millions."""
+    if unit == "s":
+        for scale, name in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us")):
+            if value >= scale:
+                return f"{value / scale:.3g} {name}"
+        return f"{value * 1e9:.3g} ns"
+    if unit == "B":
+        return f"{value / 2**20:.1f} MiB"
+    if unit == "instructions":
+        return f"{value / 1e6:.4g} M"
+    return f"{value:,.4g} {unit}"
+
+
+def machine_report(*, machine: str | None, mode: str) -> Report:
+    """An empty report that names this machine: host, CPU model, threads and the versions that matter."""
+    import torch
+
+    versions = {"python": platform.python_version()}
+    for name in ("torch", "torchvision", "timm", "lightning", "blockzoo"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    return Report(
+        machine=machine or socket.gethostname(),
+        date=datetime.date.today().isoformat(),
+        cpu=f"{cpu_model()} ({os.cpu_count()} logical CPUs)",
+        threads=torch.get_num_threads(),
+        versions=versions,
+        mode=mode,
+        gpu=gpu,
+    )
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, or what platform knows elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def read_report(path: Path) -> Report:
+    """The report in a JSON file that :meth:`Report.write` wrote."""
+    return Report.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def latest_report(directory: Path = RESULTS) -> Path:
+    """The newest JSON report in ``directory``."""
+    reports = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime)
+    if not reports:
+        raise FileNotFoundError(f"no JSON report in {directory}: run `python -m benchmarks` first")
+    return reports[-1]
+
+
+def check(path: Path) -> int:
+    """Print every target missed in the report at ``path``; returns the exit status (1 if any miss is unexplained)."""
+    report = read_report(path)
+    print(f"{path}: {len(report.records)} records, {report.machine}, {report.date}, {report.mode}")
+    for r in report.explained:
+        print(f"explained  {r.case}: {r.ratio:.3f}x against {r.target}: {r.explained}")
+    for r in report.missed:
+        noise = "" if r.noise is None else f" (A/A {r.noise:.3f}x{', within noise' if r.within_noise else ''})"
+        print(f"MISSED     {r.case}: {r.ratio:.3f}x against {r.target}{noise}")
+    met = sum(r.verdict == "met" for r in report.records)
+    print(f"{met} met, {len(report.explained)} explained, {len(report.missed)} missed")
+    return 1 if report.missed else 0

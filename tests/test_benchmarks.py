@@ -1,0 +1,217 @@
+"""The benchmark suite's machinery: records, the report on disk, --check, --only and the callgrind mode's skip.
+
+Nothing here times anything: the records are synthetic.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import types
+
+import pytest
+from benchmarks import _callgrind, _report, _suite
+from benchmarks._report import Record, Report, Skip
+
+
+def _report_with(*records: Record) -> Report:
+    return Report(
+        machine="box",
+        date="2026-01-02",
+        cpu="Some CPU (2 logical CPUs)",
+        threads=2,
+        versions={"torch": "2.x", "torchvision": "0.x", "timm": "not installed"},
+        records=list(records),
+        skipped=[Skip("gpu/resnet50", "no CUDA device")],
+        notes=["a note"],
+        seconds={"blocks/MLP": 1.5},
+    )
+
+
+MET = Record("blocks/MLP/small/fwd/vs torch", 1.0e-4, 1.0e-4, "s", 1.0, (0.98, 1.03), noise=1.01, target="<= 1.05")
+MISSED = Record("import/blockzoo vs torch", 1.5, 1.4, "s", 1.5 / 1.4, (1.0, 1.2), noise=1.0, target="<= 1.02")
+SPEEDUP = Record("deploy/resnet18/fuse_conv_bn/vs eager", 0.09, 0.1, "s", 1.1, (1.05, 1.12), target=">= 1.08")
+EXPLAINED = Record(
+    "models/vgg11_bn/forward/contiguous/vs torchvision",
+    1.1,
+    1.0,
+    "s",
+    1.1,
+    (1.1, 1.1),
+    target="<= 1.02",
+    explained="the profile shows the same kernels",
+)
+REPORTED = Record("summary/resnet50/summary/vs forward", 2.0, 1.0, "s", 2.0, (2.0, 2.0))
+
+
+def test_verdicts_follow_the_target_and_its_direction() -> None:
+    assert MET.verdict == "met"
+    assert MISSED.verdict == "missed"
+    assert SPEEDUP.verdict == "met"  # higher is better: 1.1 >= 1.08
+    assert Record("x", 1, 1, "s", 1.05, (1, 1), target=">= 1.08").verdict == "missed"
+    assert EXPLAINED.verdict == "explained"
+    assert REPORTED.verdict == "reported"
+
+
+def test_a_miss_smaller_than_the_noise_floor_says_so() -> None:
+    near = Record("x", 1, 1, "s", 1.03, (1, 1), noise=1.05, target="<= 1.02")
+    far = Record("x", 1, 1, "s", 1.10, (1, 1), noise=1.05, target="<= 1.02")
+    assert near.within_noise
+    assert not far.within_noise
+    assert not MET.within_noise
+
+
+def test_from_samples_takes_the_fastest_rounds_and_the_range_of_round_ratios() -> None:
+    r = Record.from_samples("x", [2.0, 3.0], [1.0, 2.0], twin=[2.5, 4.0], target="<= 1.05")
+    assert (r.ours, r.reference, r.ratio) == (2.0, 1.0, 2.0)
+    assert r.spread == (1.5, 2.0)
+    assert r.noise == pytest.approx(1.25)
+    fast = Record.from_samples("y", [1.0, 2.0], [2.0, 2.0], speedup=True, target=">= 1.5")
+    assert fast.ratio == 2.0
+    assert fast.spread == (1.0, 2.0)
+    assert fast.verdict == "met"
+
+
+def test_from_medians_takes_the_median_of_round_ratios() -> None:
+    r = Record.from_medians("x", [1.0, 3.0, 2.0], [1.0, 1.0, 1.0], twin=[1.0, 3.0, 4.0])
+    assert r.ratio == 2.0
+    assert r.spread == (1.0, 3.0)
+    assert r.noise == 1.0  # median of 1/1, 3/3, 4/2
+
+
+def test_explained_patterns_attach_their_reason_to_misses_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(_report.EXPLAINED, "import/*", "torch's own import varies by 5%")
+    assert MISSED.explain().explained == "torch's own import varies by 5%"
+    assert MISSED.explain().verdict == "explained"
+    assert Record("import/x", 1, 1, "s", 1.0, (1, 1), target="<= 1.02").explain().explained is None
+
+
+def test_a_target_needs_an_operator() -> None:
+    with pytest.raises(ValueError, match=r"target starts with '<=' or '>='.*Received: target='1.05'"):
+        _report.parse_target("1.05")
+
+
+def test_the_report_round_trips_through_json(tmp_path) -> None:
+    report = _report_with(MET, MISSED, SPEEDUP, EXPLAINED, REPORTED)
+    md, js = report.write(tmp_path / "box-2026-01-02")
+    assert (md.name, js.name) == ("box-2026-01-02.md", "box-2026-01-02.json")
+    assert _report.read_report(js) == report
+    data = json.loads(js.read_text())
+    assert [row["verdict"] for row in data["records"]] == ["met", "missed", "met", "explained", "reported"]
+
+
+def test_the_markdown_names_the_machine_and_has_one_row_per_record(tmp_path) -> None:
+    text = _report_with(MET, MISSED).markdown()
+    for line in ("- machine: box", "- CPU: Some CPU (2 logical CPUs)", "- threads: 2", "torch 2.x, torchvision 0.x"):
+        assert line in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| case ")]
+    assert [row.split(" | ")[0] for row in rows] == [f"| {MET.case}", f"| {MISSED.case}"]
+    assert "gpu/resnet50: no CUDA device" in text
+
+
+@pytest.mark.parametrize(
+    ("records", "status"),
+    [((MET, SPEEDUP, REPORTED), 0), ((MET, EXPLAINED), 0), ((MET, MISSED, EXPLAINED), 1)],
+)
+def test_check_fails_on_unexplained_misses_only(tmp_path, capsys, records, status) -> None:
+    _, js = _report_with(*records).write(tmp_path / "r")
+    assert _suite.main(["--check", str(js)]) == status
+    out = capsys.readouterr().out
+    assert (f"MISSED     {MISSED.case}" in out) == (MISSED in records)
+    assert (f"explained  {EXPLAINED.case}" in out) == (EXPLAINED in records)
+
+
+def test_check_without_a_path_reads_the_newest_report(tmp_path, monkeypatch, capsys) -> None:
+    _report_with(MISSED).write(tmp_path / "old")
+    _, newest = _report_with(MET).write(tmp_path / "new")
+    monkeypatch.setattr(_suite, "latest_report", lambda: _report.latest_report(tmp_path))
+    assert _suite.main(["--check"]) == 0
+    assert str(newest) in capsys.readouterr().out
+
+
+def _fake_cases(ran: list[str]) -> list[_suite.Case]:
+    def case(name: str) -> _suite.Case:
+        def run() -> list[Record | Skip]:
+            ran.append(name)
+            return [Record(f"{name}/vs torch", 1, 1, "s", 1.0, (1, 1), target="<= 1.05")]
+
+        return _suite.Case(name, run)
+
+    return [case(n) for n in ("import", "blocks/MLP", "blocks/ConvBlock", "models/resnet18")]
+
+
+@pytest.mark.parametrize(
+    ("patterns", "expected"),
+    [
+        (None, ["import", "blocks/MLP", "blocks/ConvBlock", "models/resnet18"]),
+        (["MLP"], ["blocks/MLP"]),
+        (["blocks/*"], ["blocks/MLP", "blocks/ConvBlock"]),
+        (["*Block", "import"], ["import", "blocks/ConvBlock"]),
+        (["nothing"], []),
+    ],
+)
+def test_only_selects_by_substring_or_fnmatch(patterns, expected) -> None:
+    assert [c.name for c in _suite.select(_fake_cases([]), patterns)] == expected
+
+
+def test_only_runs_and_reports_the_selected_cases(tmp_path, monkeypatch) -> None:
+    ran: list[str] = []
+    monkeypatch.setattr(_suite, "collect", lambda settings: _fake_cases(ran))
+    assert _suite.main(["--only", "blocks/*", "--machine", "box", "--output", str(tmp_path / "r")]) == 0
+    assert ran == ["blocks/MLP", "blocks/ConvBlock"]
+    report = _report.read_report(tmp_path / "r.json")
+    assert [r.case for r in report.records] == ["blocks/MLP/vs torch", "blocks/ConvBlock/vs torch"]
+    assert (report.machine, report.mode) == ("box", "full, only blocks/*")
+    assert _suite.main(["--only", "nothing", "--output", str(tmp_path / "s")]) == 2
+
+
+def test_a_failing_case_is_listed_and_fails_the_run(tmp_path, monkeypatch) -> None:
+    def broken() -> list[Record | Skip]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_suite, "collect", lambda settings: [_suite.Case("broken", broken)])
+    assert _suite.main(["--output", str(tmp_path / "r")]) == 1
+    assert _report.read_report(tmp_path / "r.json").skipped == [Skip("broken", "failed: RuntimeError: boom")]
+
+
+def test_callgrind_mode_is_off_without_the_flag() -> None:
+    assert _callgrind.cases(_suite.Settings()) == []
+
+
+def test_callgrind_mode_says_valgrind_is_missing_and_skips(monkeypatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda cmd: None)
+    assert not _callgrind.available()
+    cases = [
+        _suite.Case("callgrind/import", _callgrind.measure_import),
+        _suite.Case("callgrind/A-A", _callgrind.measure_aa),
+    ]
+    report = _suite.run(cases, _report_with())
+    reasons = [s.reason for s in report.skipped if s.case.startswith("callgrind")]
+    assert reasons == [_callgrind.INSTALL, _callgrind.INSTALL]
+    assert "apt-get install valgrind" in _callgrind.INSTALL
+    with pytest.raises(_suite.Skipped, match="apt-get install valgrind"):
+        _callgrind.measure_block("MLP")
+
+
+def test_the_optimizer_bound_is_the_bytes_over_the_measured_bandwidth(monkeypatch) -> None:
+    from benchmarks import bench_optim
+
+    fake = types.ModuleType("benchmarks._bandwidth")
+    fake.read_read_write_bandwidth = lambda: 40e9  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "benchmarks._bandwidth", fake)
+    seconds, how = bench_optim.bandwidth_bound("adamw", 10**6)
+    assert seconds == pytest.approx(7 * 4 * 10**6 / 40e9)
+    assert "40.0 GB/s" in how
+    assert bench_optim.bandwidth_bound("sgd", 10**6)[0] == pytest.approx(5 * 4 * 10**6 / 40e9)
+
+
+def test_the_optimizer_bound_is_skipped_without_the_bandwidth_module(monkeypatch) -> None:
+    from benchmarks import bench_optim
+
+    monkeypatch.setitem(sys.modules, "benchmarks._bandwidth", None)  # makes the import fail
+    with pytest.raises(LookupError, match=r"benchmarks/_bandwidth.py is not available"):
+        bench_optim.bandwidth_bound("adamw", 10**6)
+    monkeypatch.setitem(sys.modules, "benchmarks._bandwidth", types.ModuleType("benchmarks._bandwidth"))
+    with pytest.raises(LookupError, match=r"offers none of the functions"):
+        bench_optim.bandwidth_bound("adamw", 10**6)
