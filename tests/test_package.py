@@ -24,6 +24,39 @@ def test_import_is_light() -> None:
     assert out.split() == ["[]", "False"]
 
 
+LAZY_SUBPACKAGES = ["data", "inspect", "models", "optim", "regularization", "train"]
+
+
+def test_subpackages_most_programs_do_not_need_load_on_first_use() -> None:
+    code = f"""
+import sys
+import blockzoo
+lazy = {LAZY_SUBPACKAGES!r}
+print(sorted(m for m in lazy if "blockzoo." + m in sys.modules))
+from blockzoo import create_optimizer, summary
+import blockzoo.models
+print(create_optimizer.__module__, summary.__module__)
+print(sorted(m for m in ("data", "train") if "blockzoo." + m in sys.modules))
+print(blockzoo.create_optimizer is create_optimizer, blockzoo.train.fit is blockzoo.train.fit)
+missing = [n for n in blockzoo.__all__ if getattr(blockzoo, n, None) is None]
+print(missing, sorted(set(blockzoo.__all__) - set(dir(blockzoo))), set(lazy) <= set(dir(blockzoo)))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    # Nothing lazy is loaded by the import itself; a from-import loads what it needs, not the rest.
+    assert lines[0] == "[]"
+    assert lines[1] == "blockzoo.optim._factory blockzoo.inspect._summary"
+    assert lines[2] == "[]"
+    assert lines[3] == "True True"
+    assert lines[4] == "[] [] True"
+
+
+def test_unknown_top_level_names_raise_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="module 'blockzoo' has no attribute 'create_modle'"):
+        _ = blockzoo.create_modle  # type: ignore[attr-defined]
+    assert not hasattr(blockzoo, "testing_not_a_module")
+
+
 def test_public_names_are_exported_and_documented() -> None:
     for name in blockzoo.__all__:
         obj = getattr(blockzoo, name)

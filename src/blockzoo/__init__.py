@@ -15,7 +15,10 @@ Example:
     torch.Size([2, 10])
 """
 
-from blockzoo import data, init, regularization, train
+import importlib
+from typing import TYPE_CHECKING
+
+from blockzoo import init
 from blockzoo._version import __version__
 from blockzoo.blocks import (
     MLP,
@@ -49,30 +52,67 @@ from blockzoo.blocks import (
 )
 from blockzoo.errors import CheckpointError, DatasetNotFoundError, InputError, UnknownNameError, UnsafeCheckpointError
 from blockzoo.init import init_report, init_weights, lsuv_, zero_init_last_
-from blockzoo.inspect import (
-    ModelSummary,
-    count_params,
-    explain_fusion,
-    export_model,
-    export_onnx,
-    flops,
-    fuse_conv_bn,
-    optimize_for_inference,
-    summary,
-    to_channels_last,
-)
 from blockzoo.layers import list_layers, register_layer, resolve_layer
-from blockzoo.models import create_model, list_models, load_weights, model_info, register_model, save_weights
-from blockzoo.optim import (
-    check_param_groups,
-    create_optimizer,
-    create_scheduler,
-    explain_param_groups,
-    list_optimizers,
-    list_schedulers,
-)
 from blockzoo.roles import Role, param_roles, select
 from blockzoo.shapes import ShapeRecord, infer_shape, trace_shapes
+
+if TYPE_CHECKING:
+    # Loaded on first use (see ``__getattr__`` below); imported here so that type checkers
+    # and IDEs see the same names as at run time.
+    from blockzoo import data, regularization, train
+    from blockzoo import inspect as inspect
+    from blockzoo import models as models
+    from blockzoo import optim as optim
+    from blockzoo.inspect import (
+        ModelSummary,
+        count_params,
+        explain_fusion,
+        export_model,
+        export_onnx,
+        flops,
+        fuse_conv_bn,
+        optimize_for_inference,
+        summary,
+        to_channels_last,
+    )
+    from blockzoo.models import create_model, list_models, load_weights, model_info, register_model, save_weights
+    from blockzoo.optim import (
+        check_param_groups,
+        create_optimizer,
+        create_scheduler,
+        explain_param_groups,
+        list_optimizers,
+        list_schedulers,
+    )
+
+# Subpackages that most programs building and training a model do not need at import
+# time load on first use (PEP 562), so that ``import blockzoo`` costs little more than
+# ``import torch``; ``blockzoo.X`` and ``from blockzoo import X`` work as before.
+_LAZY_SUBPACKAGES = frozenset({"data", "inspect", "models", "optim", "regularization", "train"})
+_LAZY_NAMES = {
+    "ModelSummary": "inspect",
+    "count_params": "inspect",
+    "explain_fusion": "inspect",
+    "export_model": "inspect",
+    "export_onnx": "inspect",
+    "flops": "inspect",
+    "fuse_conv_bn": "inspect",
+    "optimize_for_inference": "inspect",
+    "summary": "inspect",
+    "to_channels_last": "inspect",
+    "create_model": "models",
+    "list_models": "models",
+    "load_weights": "models",
+    "model_info": "models",
+    "register_model": "models",
+    "save_weights": "models",
+    "check_param_groups": "optim",
+    "create_optimizer": "optim",
+    "create_scheduler": "optim",
+    "explain_param_groups": "optim",
+    "list_optimizers": "optim",
+    "list_schedulers": "optim",
+}
 
 __all__ = [
     "MLP",
@@ -149,3 +189,21 @@ __all__ = [
     "trace_shapes",
     "zero_init_last_",
 ]
+
+
+if not TYPE_CHECKING:  # type checkers read the imports above instead
+
+    def __getattr__(name: str) -> object:
+        """Load a lazy subpackage or one of its re-exported names on first access."""
+        if name in _LAZY_SUBPACKAGES:
+            # Importing a submodule binds it in this namespace, so this runs once per name.
+            return importlib.import_module(f"blockzoo.{name}")
+        if name in _LAZY_NAMES:
+            value = getattr(importlib.import_module(f"blockzoo.{_LAZY_NAMES[name]}"), name)
+            globals()[name] = value
+            return value
+        raise AttributeError(f"module 'blockzoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY_SUBPACKAGES | set(_LAZY_NAMES))

@@ -21,6 +21,45 @@ def test_mlp_equals_hand_written_layers() -> None:
     torch.testing.assert_close(mlp(x), out(torch.relu(l0(x))))
 
 
+def _graph_nodes(out: torch.Tensor) -> set[str]:
+    seen, stack, names = set(), [out.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("norm_layer", [None, "layernorm"])
+@pytest.mark.parametrize("grad", [True, False])
+def test_mlp_on_tokens_equals_hand_written_layers_without_copying_views(grad: bool, norm_layer: str | None) -> None:
+    # On [N, T, C] a linear layer's output is a view of its 2-D product; an in-place
+    # activation on it would make autograd copy it back (CopySlices).
+    torch.manual_seed(0)
+    mlp = MLP(4, (6, 5), 3, norm_layer=norm_layer)
+    x = torch.randn(2, 7, 4, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    with torch.set_grad_enabled(grad):
+        out = mlp(x)
+        h = x_ref
+        for layer in mlp.layers:
+            h = torch.relu(layer.norm(layer.fc(h)))
+        ref = mlp.out(h)
+    assert out.shape == (2, 7, 3)
+    torch.testing.assert_close(out, ref)
+    if grad:
+        assert "CopySlices" not in _graph_nodes(out)
+        out.square().sum().backward()
+        weight_grads = [p.grad.clone() for p in mlp.parameters()]
+        mlp.zero_grad()
+        ref.square().sum().backward()
+        torch.testing.assert_close(x.grad, x_ref.grad)
+        torch.testing.assert_close(weight_grads, [p.grad for p in mlp.parameters()])
+
+
 def test_mlp_bad_arguments_and_inputs() -> None:
     with pytest.raises(
         ValueError, match=r"An MLP needs at least one layer.*Received: hidden_features=\(\), out_features=None"

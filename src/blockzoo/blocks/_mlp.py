@@ -148,13 +148,19 @@ class MLP(Block):
         self._flat_only = bool(hidden) and not isinstance(self.layers[0].norm, (nn.Identity, nn.LayerNorm))
 
     def forward(self, x: Tensor) -> Tensor:
-        if (
-            x.dim() < 2
-            or x.shape[-1] != self.in_features
-            or not x.is_floating_point()
-            or (self._flat_only and x.dim() != 2)
-        ):
+        rank = x.dim()
+        if rank < 2 or x.shape[-1] != self.in_features or not x.is_floating_point() or (self._flat_only and rank != 2):
             raise self._input_error(x.shape, x.dtype)
+        if rank == 2 or not torch.is_grad_enabled():
+            return self._forward_layers(x)
+        # A linear layer's output on a 3-D input is a view of its 2-D product, and an
+        # in-place activation on a view that autograd records makes it copy the view back
+        # slice by slice; on the 2-D product it is free. So the layers run on
+        # [N * ..., in_features] here (without autograd the reshapes would only cost time).
+        lead = x.shape[:-1]
+        return self._forward_layers(x.reshape(-1, self.in_features)).view(*lead, self.out_features)
+
+    def _forward_layers(self, x: Tensor) -> Tensor:
         for layer in self.layers:  # iterating skips nn.Sequential's own call
             x = layer(x)
         return self._run_stages(x)
