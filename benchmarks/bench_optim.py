@@ -25,13 +25,14 @@ import torch
 from torch import nn
 
 import blockzoo
+from benchmarks._bandwidth import ADAMW_BYTES_PER_PARAM, SGD_MOMENTUM_BYTES_PER_PARAM, bound_seconds, measure_bandwidth
 from benchmarks._report import Record, Skip, print_rows
 from benchmarks._suite import Case, Settings
 from benchmarks._timing import alternate
 
 #: float32 tensors each step reads or writes per parameter (AdamW: param, grad, exp_avg, exp_avg_sq read;
 #: param, exp_avg, exp_avg_sq written; SGD with momentum: param, grad, buffer read; param, buffer written).
-BYTES_PER_PARAM = {"adamw": 7 * 4, "sgd": 5 * 4}
+BYTES_PER_PARAM = {"adamw": ADAMW_BYTES_PER_PARAM, "sgd": SGD_MOMENTUM_BYTES_PER_PARAM}
 LR, WEIGHT_DECAY = 1e-3, 0.05
 
 
@@ -70,29 +71,11 @@ def _builders(name: str) -> dict[str, Callable[[nn.Module], torch.optim.Optimize
 
 
 def bandwidth_bound(name: str, n_params: int) -> tuple[float, str]:
-    """Seconds the step must take at the machine's bandwidth, and how that was measured.
-
-    Raises:
-        LookupError: ``benchmarks/_bandwidth.py`` is missing or offers none of the functions looked for.
-    """
-    try:
-        bw = importlib.import_module("benchmarks._bandwidth")
-    except ImportError as error:
-        raise LookupError(f"benchmarks/_bandwidth.py is not available ({error})") from error
+    """Seconds the step must take at the machine's read-read-write bandwidth, and how that was measured."""
+    bw = measure_bandwidth()
     nbytes = BYTES_PER_PARAM[name] * n_params
-    for fn_name in ("bound_seconds", "step_bound_seconds"):
-        if callable(fn := getattr(bw, fn_name, None)):
-            return float(fn(name, n_params)), f"benchmarks._bandwidth.{fn_name}"
-    per_param = getattr(bw, "BYTES_PER_PARAM", {}).get(name)
-    if per_param is not None:
-        nbytes = per_param * n_params
-    for fn_name in ("read_read_write_bandwidth", "rrw_bandwidth", "bandwidth", "measure_bandwidth"):
-        if callable(fn := getattr(bw, fn_name, None)):
-            value = fn()
-            rate = float(max(value.values()) if isinstance(value, dict) else value)  # bytes per second
-            return nbytes / rate, f"{nbytes / 1e6:.0f} MB at {rate / 1e9:.1f} GB/s ({fn_name})"
-    public = ", ".join(n for n in dir(bw) if not n.startswith("_"))
-    raise LookupError(f"benchmarks/_bandwidth.py offers none of the functions looked for (it has: {public})")
+    seconds = bound_seconds(n_params, BYTES_PER_PARAM[name], bw.read_read_write)
+    return seconds, f"{nbytes / 1e6:.0f} MB at {bw.read_read_write / 1e9:.1f} GB/s (read-read-write)"
 
 
 def measure(name: str, *, model: str, rounds: int, min_run_time: float, warmup: int = 3) -> list[Record | Skip]:
@@ -126,24 +109,20 @@ def measure(name: str, *, model: str, rounds: int, min_run_time: float, warmup: 
             "step measured slower than the fused one (AdamW 23.3 ms against 16.6 ms)",
         )
     )
-    try:
-        bound, how_bound = bandwidth_bound(name, n_params)
-    except LookupError as error:
-        rows.append(Skip(f"optim/{name}/vs bandwidth bound", str(error)))
-    else:
-        fastest = min(times["blockzoo"])
-        rows.append(
-            Record(
-                f"optim/{name}/vs bandwidth bound",
-                fastest,
-                bound,
-                "s",
-                fastest / bound,
-                (fastest / bound,) * 2,
-                target="<= 1.1",
-                note=how_bound,
-            ).explain()
-        )
+    bound, how_bound = bandwidth_bound(name, n_params)
+    fastest = min(times["blockzoo"])
+    rows.append(
+        Record(
+            f"optim/{name}/vs bandwidth bound",
+            fastest,
+            bound,
+            "s",
+            fastest / bound,
+            (fastest / bound,) * 2,
+            target="<= 1.1",
+            note=how_bound,
+        ).explain()
+    )
     return rows
 
 
