@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import blockzoo
+
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))  # the gallery's figure-label scraper
 
 project = "blockzoo"
 author = "The blockzoo developers"
@@ -20,6 +24,7 @@ extensions = [
     "sphinx.ext.doctest",
     "sphinx.ext.viewcode",
     "sphinx_copybutton",
+    "sphinx_gallery.gen_gallery",
 ]
 
 autosummary_generate = True
@@ -44,9 +49,51 @@ if os.environ.get("BLOCKZOO_DOCS_OFFLINE"):
 html_theme = "furo"
 html_title = f"blockzoo {release}"
 templates_path = ["_templates"]
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "course/*.ipynb", "course/*.py", "course/*.zip"]
 copybutton_prompt_text = r">>> |\.\.\. |\$ "
 copybutton_prompt_is_regexp = True
+
+
+# --- The course path: an executed gallery, in English and in Spanish (python docs/build.py) ----------------
+# examples/*.py run when the docs build and become docs/course/ (generated, not committed). The Spanish
+# edition is the same build with -D language=es, translated by Sphinx's gettext machinery: one catalog per
+# page in docs/locale/es/LC_MESSAGES/course/ (kept up to date by `python docs/build.py --update-po`). Chosen
+# over parallel pages because the code and its output then exist once: only the prose is in the catalog, and
+# a script change cannot leave a Spanish copy behind (a changed paragraph falls back to English until the
+# catalog catches up). Figure labels follow the language without any code in the scripts: the scraper
+# translates the text of each figure, before saving it, with the phrases in figures.po (see _ext/).
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "course",
+    "filename_pattern": r"/\d\d_",  # run every numbered page
+    "ignore_pattern": r"/_",
+    "within_subsection_order": "FileNameSortKey",
+    "image_scrapers": ("course_figures.translating_scraper",),
+    "run_stale_examples": True,  # each language's build draws its own figures
+    "remove_config_comments": True,
+    "show_signature": False,
+    "min_reported_time": 1,
+}
+gettext_compact = False
+locale_dirs = ["locale"]
+html_sidebars = {
+    "**": [
+        "sidebar/brand.html",
+        "sidebar/language.html",
+        "sidebar/search.html",
+        "sidebar/scroll-start.html",
+        "sidebar/navigation.html",
+        "sidebar/scroll-end.html",
+    ]
+}
+
+
+def _export_language(app: object, config: object) -> None:
+    """Tell the figure scraper the build's language (set by -D language=es, after conf.py has run)."""
+    os.environ["BLOCKZOO_DOCS_LANGUAGE"] = config.language or "en"  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------------------------------------
 
 
 def _rst_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
@@ -107,6 +154,7 @@ def _write_init_table(app: object) -> None:
 
 
 def setup(app: object) -> None:
+    app.connect("config-inited", _export_language)  # type: ignore[attr-defined]
     app.connect("builder-inited", _write_init_table)  # type: ignore[attr-defined]
     app.connect("builder-inited", _write_optimizer_table)  # type: ignore[attr-defined]
     app.connect("builder-inited", _write_model_table)  # type: ignore[attr-defined]
