@@ -89,10 +89,10 @@ _ = blockzoo.trace_shapes(model, x)
 with torch.no_grad():
     maps = model.pool(torch.relu(model.bn1(model.conv1(x[:1]))))[0]
 fig, axes = plt.subplots(2, 9, figsize=(9, 2.4))
-axes[0, 0].imshow(x[0, 0], cmap="gray_r")
+axes[0, 0].imshow(x[0, 0].numpy(), cmap="gray_r")
 axes[0, 0].set_title("input")
 for ax, fmap in zip(axes.flat[1:], maps, strict=False):
-    ax.imshow(fmap, cmap="viridis")
+    ax.imshow(fmap.numpy(), cmap="viridis")
 for ax in axes.flat:
     ax.set_axis_off()
 fig.suptitle("The first stage's feature maps, before training")

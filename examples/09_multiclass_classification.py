@@ -82,13 +82,13 @@ wrong = (predicted != data.y_val).nonzero().flatten()
 
 fig = plt.figure(figsize=(10, 4.5))
 ax = fig.add_subplot(1, 2, 1)
-ax.imshow(matrix, cmap="Blues")
+ax.imshow(matrix.numpy(), cmap="Blues")
 for true, guess in matrix.nonzero().tolist():
     ax.text(guess, true, str(matrix[true, guess].item()), ha="center", va="center", fontsize=7)
 ax.set(xlabel="predicted class", ylabel="true class", title="Confusion matrix", xticks=range(10), yticks=range(10))
 for k, i in enumerate(wrong[:8].tolist()):
     ax = fig.add_subplot(2, 8, 5 + (k // 4) * 8 + k % 4)
-    ax.imshow(data.x_val[i].reshape(8, 8), cmap="gray_r")
+    ax.imshow(data.x_val[i].reshape(8, 8).numpy(), cmap="gray_r")
     ax.set_title(f"{data.y_val[i].item()} → {predicted[i].item()}", fontsize=9)
     ax.set_axis_off()
 fig.suptitle("Validation images: true class → prediction")

@@ -45,14 +45,34 @@ def translate(text: str, language: str) -> str:
 
 
 def translating_scraper(block: Any, block_vars: Any, gallery_conf: Any, **kwargs: Any) -> str:
-    """sphinx-gallery's matplotlib scraper, after translating the open figures' texts."""
-    import matplotlib.pyplot as plt
-    from matplotlib.text import Text
-    from sphinx_gallery.scrapers import matplotlib_scraper
+    """sphinx-gallery's matplotlib scraper, after translating the figures' texts.
 
+    It also shows the figures that a library returns without pyplot (``History.plot()`` builds a bare
+    ``Figure``, which pyplot, and so sphinx-gallery's own scraper, never sees): a ``Figure`` held by one of
+    the example's variables, the first time it is seen.
+    """
+    from pathlib import PurePosixPath
+
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+    from sphinx_gallery.scrapers import figure_rst, matplotlib_scraper
+
+    pyplot_figures = [plt.figure(number) for number in plt.get_fignums()]
+    loose = [
+        value
+        for value in block_vars["example_globals"].values()
+        if isinstance(value, Figure) and value not in pyplot_figures and not getattr(value, "_course_shown", False)
+    ]
     language = os.environ.get("BLOCKZOO_DOCS_LANGUAGE", "en")
     if language != "en":
-        for number in plt.get_fignums():
-            for artist in plt.figure(number).findobj(Text):
+        for figure in [*pyplot_figures, *loose]:
+            for artist in figure.findobj(Text):
                 artist.set_text(translate(artist.get_text(), language))
-    return str(matplotlib_scraper(block, block_vars, gallery_conf, **kwargs))
+    rst = str(matplotlib_scraper(block, block_vars, gallery_conf, **kwargs))
+    for figure in loose:
+        path = PurePosixPath(next(block_vars["image_path_iterator"]))
+        figure.savefig(path)
+        figure._course_shown = True  # type: ignore[attr-defined]  # shown once, where it was made
+        rst += figure_rst([path], gallery_conf["src_dir"])
+    return rst
