@@ -1,6 +1,7 @@
 """The course path (examples/, a sphinx-gallery): its scripts run and show what their pages say, and the
 Spanish catalogs keep up with them. The docs build runs every script too (python docs/build.py)."""
 
+import ast
 import importlib.util
 import re
 import runpy
@@ -58,33 +59,83 @@ def test_the_course_pages_are_numbered_gallery_scripts_with_a_title() -> None:
         assert "\n# %%\n" in path.read_text(), path.name
 
 
+def read_po(path: Path) -> dict[str, tuple[str, bool]]:
+    """A gettext catalog as {msgid: (msgstr, fuzzy)}, without the header (the test extra has no babel)."""
+    messages: dict[str, tuple[str, bool]] = {}
+    for entry in path.read_text(encoding="utf-8").split("\n\n"):
+        fuzzy = any(line.startswith("#,") and "fuzzy" in line for line in entry.splitlines())
+        fields: dict[str, str] = {}
+        key = ""
+        for line in entry.splitlines():
+            if line.startswith(("msgid ", "msgstr ")):
+                key, _, line = line.partition(" ")
+            if line.startswith('"'):
+                fields[key] = fields.get(key, "") + ast.literal_eval(line)
+        if fields.get("msgid"):
+            messages[fields["msgid"]] = (fields.get("msgstr", ""), fuzzy)
+    return messages
+
+
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.stem)
 def test_every_course_page_has_a_complete_spanish_catalog(path: Path) -> None:
-    babel = pytest.importorskip("babel.messages.pofile")
-    with (CATALOGS / "course" / f"{path.stem}.po").open("rb") as f:
-        catalog = babel.read_po(f)
-    messages = {m.id: m for m in catalog if m.id}
+    messages = read_po(CATALOGS / "course" / f"{path.stem}.po")
     # Every paragraph of the script is in the catalog: a changed one needs `python docs/build.py --update-po`
     missing = [p for p in prose(path) if p not in messages]
     assert not missing, f"not in the Spanish catalog (run python docs/build.py --update-po): {missing}"
-    untranslated = [m.id for m in messages.values() if m.fuzzy or (not m.string and not m.id.startswith(":doc:"))]
+    untranslated = [m for m, (translation, fuzzy) in messages.items() if fuzzy or not translation]
     assert not untranslated, untranslated
+    assert len(prose(path)) >= 5  # the prose extraction found the page's text
+
+
+def course_figures() -> Any:
+    """docs/_ext/course_figures.py, the gallery's scraper."""
+    spec = importlib.util.spec_from_file_location("course_figures", ROOT / "docs" / "_ext" / "course_figures.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["course_figures"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_figure_labels_are_translated_as_whole_words() -> None:
     pytest.importorskip("babel")
-    spec = importlib.util.spec_from_file_location("course_figures", ROOT / "docs" / "_ext" / "course_figures.py")
-    assert spec is not None
-    assert spec.loader is not None
-    figures = importlib.util.module_from_spec(spec)
-    sys.modules["course_figures"] = figures
-    spec.loader.exec_module(figures)
+    figures = course_figures()
     assert figures.translate("adam (val acc 97.8%)", "es") == "adam (exact. val. 97.8%)"
     assert figures.translate("training loss (NLL)", "es") == "pérdida de entrenamiento (NLL)"
     assert figures.translate("train", "es") == "entrenamiento"
     assert figures.translate("trained", "es") == "trained"  # whole words only
     assert figures.translate("lr=0.1", "es") == "lr=0.1"
     assert figures.translate("training loss", "en") == "training loss"  # no catalog: unchanged
+
+
+def test_the_scraper_shows_each_figure_once_in_the_language_of_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("babel")
+    pytest.importorskip("sphinx_gallery")
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    scraper = course_figures().translating_scraper
+    monkeypatch.setenv("BLOCKZOO_DOCS_LANGUAGE", "es")
+    conf = {"image_srcset": [], "matplotlib_animations": (False, None), "compress_images": (), "src_dir": str(tmp_path)}
+    paths = iter(tmp_path / f"image_{i}.png" for i in range(10))
+    fig, ax = plt.subplots()
+    ax.set_xlabel("epoch")
+    bare = Figure()  # as History.plot() returns: no pyplot
+    bare.subplots().set_ylabel("training loss")
+    block_vars = {"image_path_iterator": paths, "example_globals": {"fig": fig, "bare": bare}}
+    first = scraper(None, block_vars, conf)
+    assert first.count(".. image-sg::") == 2
+    assert (tmp_path / "image_0.png").exists()
+    assert (tmp_path / "image_1.png").exists()
+    assert ax.get_xlabel() == "época"
+    assert bare.axes[0].get_ylabel() == "pérdida de entrenamiento"
+    assert scraper(None, block_vars, conf) == ""  # the next block: nothing new to show
+    plt.close("all")
 
 
 @pytest.mark.slow

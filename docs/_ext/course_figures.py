@@ -69,10 +69,12 @@ def translating_scraper(block: Any, block_vars: Any, gallery_conf: Any, **kwargs
         for figure in [*pyplot_figures, *loose]:
             for artist in figure.findobj(Text):
                 artist.set_text(translate(artist.get_text(), language))
+    for figure in pyplot_figures:
+        figure._course_shown = True  # type: ignore[attr-defined]  # still held by a variable once pyplot closes it
     rst = str(matplotlib_scraper(block, block_vars, gallery_conf, **kwargs))
     for figure in loose:
         path = PurePosixPath(next(block_vars["image_path_iterator"]))
         figure.savefig(path)
-        figure._course_shown = True  # type: ignore[attr-defined]  # shown once, where it was made
+        figure._course_shown = True  # type: ignore[attr-defined]
         rst += figure_rst([path], gallery_conf["src_dir"])
     return rst
