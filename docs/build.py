@@ -42,6 +42,14 @@ def build(language: str) -> None:
     out = LANGUAGES[language]
     doctrees = OUT / f"doctrees-{language}"
     shutil.rmtree(doctrees, ignore_errors=True)
+    other_sites = set(LANGUAGES.values())
+    for path in out.glob("*"):  # no page or image of an earlier build survives, but the other language's site
+        if path in other_sites:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     sphinx(
         "-W", "--keep-going", "-q", "-b", "html", "-d", str(doctrees), "-D", f"language={language}", str(DOCS), str(out)
     )
