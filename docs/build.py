@@ -59,6 +59,7 @@ def update_po() -> None:
     """Extract the course path's messages and merge them into the Spanish catalogs."""
     pot = OUT / "gettext"
     shutil.rmtree(pot, ignore_errors=True)
+    shutil.rmtree(DOCS / "course", ignore_errors=True)  # the gallery's pages, regenerated unrun: no timings
     sphinx("-q", "-b", "gettext", "-D", "plot_gallery=0", str(DOCS), str(pot))
     for catalog in pot.rglob("*.pot"):  # only the course path is translated
         if catalog.parent != pot / "course" or catalog.stem == "sg_execution_times":
