@@ -8,7 +8,7 @@ from pathlib import Path
 
 import blockzoo
 
-# docs/_ext holds this site's own extension (generated tables, re-export links).
+# docs/_ext holds this site's own extensions (generated tables, re-export links, the gallery's figure scraper).
 sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 project = "blockzoo"
@@ -26,6 +26,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "sphinx_copybutton",
     "blockzoo_docs",
+    "sphinx_gallery.gen_gallery",
 ]
 
 autosummary_generate = True
@@ -74,6 +75,52 @@ html_theme = "furo"
 html_title = f"blockzoo {release}"
 templates_path = ["_templates"]
 # The generated tables are included into pages, not pages of their own.
-exclude_patterns = ["_build", "generated/tables"]
+exclude_patterns = ["_build", "generated/tables", "course/*.ipynb", "course/*.py", "course/*.zip"]
 copybutton_prompt_text = r">>> |\.\.\. |\$ "
 copybutton_prompt_is_regexp = True
+
+
+# --- The course path: an executed gallery, in English and in Spanish (python docs/build.py) ----------------
+# examples/*.py run when the docs build and become docs/course/ (generated, not committed). The Spanish
+# edition is the same build with -D language=es, translated by Sphinx's gettext machinery: one catalog per
+# page in docs/locale/es/LC_MESSAGES/course/ (kept up to date by `python docs/build.py --update-po`). Chosen
+# over parallel pages because the code and its output then exist once: only the prose is in the catalog, and
+# a script change cannot leave a Spanish copy behind (a changed paragraph falls back to English until the
+# catalog catches up). Figure labels follow the language without any code in the scripts: the scraper
+# translates the text of each figure, before saving it, with the phrases in figures.po (see _ext/).
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "course",
+    "filename_pattern": r"/\d\d_",  # run every numbered page
+    "ignore_pattern": r"/_",
+    "within_subsection_order": "FileNameSortKey",
+    "image_scrapers": ("course_figures.translating_scraper",),
+    "run_stale_examples": True,  # each language's build draws its own figures
+    "remove_config_comments": True,
+    "show_signature": False,
+    "min_reported_time": 1,
+}
+gettext_compact = False
+locale_dirs = ["locale"]
+html_sidebars = {
+    "**": [
+        "sidebar/brand.html",
+        "sidebar/language.html",
+        "sidebar/search.html",
+        "sidebar/scroll-start.html",
+        "sidebar/navigation.html",
+        "sidebar/scroll-end.html",
+    ]
+}
+
+
+def _export_language(app: object, config: object) -> None:
+    """Tell the figure scraper the build's language (set by -D language=es, after conf.py has run)."""
+    os.environ["BLOCKZOO_DOCS_LANGUAGE"] = config.language or "en"  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------------------------------------
+
+
+def setup(app: object) -> None:
+    app.connect("config-inited", _export_language)  # type: ignore[attr-defined]
