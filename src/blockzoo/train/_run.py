@@ -156,6 +156,8 @@ class Run:
         sampler_seed = t.seed if t.seed is not None else int(torch.randint(0, 2**62, ()).item())
         if d is not None:  # one order of the batches for all: rank 0's
             sampler_seed = d.broadcast_int(sampler_seed)
+            # and each process its own random numbers (dropout masks, augmentations), from the shared seed
+            seed_everything(sampler_seed + d.rank)
         pin = t.device.type == "cuda"
         shares: dict[str, Any] = {"rank": d.rank, "world_size": d.world_size} if d is not None else {}
         self.train = Batches(
@@ -320,7 +322,6 @@ class Run:
         for attachment, entry in zip(steps, state["attachments"], strict=True):
             attachment.step = int(entry["step"])
         t.history = History.from_state_dict(state["history"])
-        self.train.load_state_dict(state["batches"])
         self.best_value = state["best_value"]
         if t.restore_best and files.best.is_file():
             best = load_weights(copy.deepcopy(unwrap(t.module)), files.best)
@@ -331,13 +332,15 @@ class Run:
         t.last_lr = float(position["last_lr"])
         t.stop_reason = state["stop_reason"]
         self.partial = state.get("metrics")
-        self.epoch_start = state["epoch_start"]
         self.elapsed = float(position["elapsed"])
         d = t.distributed
-        restore_rng(state["rng_ranks"][d.rank] if d is not None and "rng_ranks" in state else state["rng"])
+        own = state["ranks"][d.rank] if d is not None and "ranks" in state else state  # this process's draws
+        self.train.load_state_dict(own["batches"])
+        self.epoch_start = own["epoch_start"]
+        restore_rng(own["rng"])
 
     def _state(
-        self, epoch: int, batch: int, metrics: MetricState | None, elapsed: float, rng_ranks: list[Any] | None
+        self, epoch: int, batch: int, metrics: MetricState | None, elapsed: float, ranks: list[Any] | None
     ) -> dict[str, Any]:
         t = self.t
         state: dict[str, Any] = {
@@ -375,8 +378,8 @@ class Run:
             state["ema"] = t.ema.state_dict()
         if metrics is not None:
             state["metrics"] = metrics.state_dict()
-        if rng_ranks is not None:  # each process draws from its own generators: each gets its own back
-            state["rng_ranks"] = rng_ranks
+        if ranks is not None:  # each process draws from its own generators: each gets its own back
+            state["ranks"] = ranks
         return state
 
     def checkpoint(self, epoch: int, batch: int, metrics: MetricState | None, elapsed: float) -> None:
@@ -396,15 +399,19 @@ class Run:
                 replace_file(files.history, t.history.to_json)
             d.barrier()
             return
-        rng_ranks = d.gather_objects(capture_rng(t.device)) if d is not None else None
+        ranks = d.gather_objects(self._own_random_state()) if d is not None else None
         if is_main_process():
             write_weights(t.module, files.last)
             if t.ema is not None:
                 write_weights(t.ema.module, files.ema)
             replace_file(files.history, t.history.to_json)
-            save_state(self._state(epoch, batch, metrics, elapsed, rng_ranks), files.state)
+            save_state(self._state(epoch, batch, metrics, elapsed, ranks), files.state)
         if d is not None:
             d.barrier()
+
+    def _own_random_state(self) -> dict[str, Any]:
+        """What this process draws from: its RNGs, its batches' generators, and both as its epoch began."""
+        return {"rng": capture_rng(self.t.device), "batches": self.train.state_dict(), "epoch_start": self.epoch_start}
 
     def _write_weights(self, module: nn.Module, path: Path) -> None:
         """Rank 0 writes ``module``'s weights; FSDP2's shards are gathered first, by every process."""
@@ -434,10 +441,12 @@ class Run:
                     if t.stop_reason is not None:
                         t.progress.message(t.stop_reason)
                         break
-                if d is not None:
-                    d.barrier()
+                if d is not None:  # every process ends with rank 0's batch norm statistics, the ones saved
+                    d.broadcast_tensors(t.module)
             finally:
                 self.finish()  # a group that fit joined stays for the next fit, and is left at exit
+            if d is not None:
+                d.barrier()  # the files that finish writes (history.json, curves.png) are complete for every process
         return t.history
 
     def one_epoch(self, epoch: int) -> None:
@@ -475,6 +484,8 @@ class Run:
         self._keep_best(row)
         for cb in t.callbacks:
             cb.on_epoch_end(t, t.epoch, row)
+        if t.distributed is not None:  # whether to stop is rank 0's decision (EarlyStopping, trainer.stop())
+            t.stop_reason = t.distributed.broadcast_object(t.stop_reason)
         t.progress.end_epoch(row)
         self.checkpoint(epoch + 1, 0, None, 0.0)
         if interrupt_guard.requested:
@@ -519,6 +530,8 @@ class Run:
             torch.cuda.synchronize(t.device)
         row["seconds"] = time.perf_counter() - started
         row["samples_per_second"] = metrics.count / train_seconds if train_seconds > 0 else float("nan")
+        if t.distributed is not None:  # rank 0's row everywhere: the schedulers, callbacks and best epoch agree
+            row = t.distributed.broadcast_object(row)
         return row
 
     def _validate(self, model: nn.Module, epoch: int) -> dict[str, float]:
@@ -526,6 +539,8 @@ class Run:
         reduce = t._reduce
         if val.sampler is None:  # a user's DataLoader: every process measures all of it, so nothing is added up
             t._reduce = None
+        if t.distributed is not None:  # batch norm's running statistics differ by process; DDP's forward is not run
+            t.distributed.broadcast_tensors(model)
         try:
             return t.evaluate_batches(model, val.epoch(epoch), fillers=val.fillers)
         finally:
@@ -534,7 +549,10 @@ class Run:
     def _keep_best(self, row: dict[str, float]) -> None:
         t = self.t
         value = row.get(t.monitor, float("nan"))
-        if not t.history.is_better(value, self.best_value):
+        better = t.history.is_better(value, self.best_value)
+        if t.distributed is not None:  # rank 0 decides, so that every process keeps the same epoch
+            better = bool(t.distributed.broadcast_int(int(better)))
+        if not better:
             return
         self.best_value = value
         source = t.ema.module if t.ema is not None and t.monitor.startswith("ema_") else t.module
