@@ -277,7 +277,9 @@ def test_fsdp_refuses_a_model_with_regularizers(group_of_one: None) -> None:
     model = worker.make_model()
     attach_penalty(model, L2(0.5))
     attach_penalty(model, L1(0.1), include="2.*")
-    with pytest.raises(InputError, match=r"regularizers attached.*Received: strategy='fsdp' with 2 attached \(penalty\)"):
+    with pytest.raises(
+        InputError, match=r"regularizers attached.*Received: strategy='fsdp' with 2 attached \(penalty\)"
+    ):
         fit(model, data(), epochs=1, distributed=True, strategy="fsdp", progress=False)
 
 
@@ -294,7 +296,8 @@ def test_a_dataloader_keeps_its_batch_size_whatever_fit_s(torchrun_env: None) ->
 
     loader = DataLoader(TensorDataset(*data()), batch_size=4)
     trainer = Trainer(worker.make_model(), loader, epochs=1, batch_size=7, device="cpu", progress=False)
-    assert trainer.distributed is not None and trainer.distributed.world_size == 2
+    assert trainer.distributed is not None
+    assert trainer.distributed.world_size == 2
 
 
 def test_a_gpu_index_other_than_the_local_rank_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -305,11 +308,15 @@ def test_a_gpu_index_other_than_the_local_rank_is_refused(monkeypatch: pytest.Mo
     assert d.device(torch.device("cuda")) == torch.device("cuda", 1)
     assert d.device(torch.device("cuda", 1)) == torch.device("cuda", 1)
     assert d.device(torch.device("cpu")) == torch.device("cpu")
-    with pytest.raises(InputError, match=r"GPU of its LOCAL_RANK.*Received: device='cuda:0' in the process of LOCAL_RANK=1"):
+    with pytest.raises(
+        InputError, match=r"GPU of its LOCAL_RANK.*Received: device='cuda:0' in the process of LOCAL_RANK=1"
+    ):
         d.device(torch.device("cuda", 0))
 
 
-def test_torchrun_variables_that_are_not_numbers_are_refused(torchrun_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torchrun_variables_that_are_not_numbers_are_refused(
+    torchrun_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(InputError, match=r"WORLD_SIZE must be a whole number.*Received: WORLD_SIZE='two'"):
         fit(worker.make_model(), data(), epochs=1, progress=False)

@@ -170,7 +170,7 @@ class Distributed:
         """Rank 0's ``value`` (anything picklable) in every process."""
         box = [value]
         dist.broadcast_object_list(box, src=0, device=self.comm_device)
-        return box[0]  # type: ignore[no-any-return]
+        return box[0]
 
     def broadcast_int(self, value: int) -> int:
         """Rank 0's ``value`` in every process."""
