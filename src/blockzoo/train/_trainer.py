@@ -17,11 +17,14 @@ from blockzoo.errors import NonFiniteLossError
 from blockzoo.regularization import bind_optimizer, bound_optimizer, list_regularizers, regularization_loss
 from blockzoo.train._batches import call_model, check_data, split_parts, to_device
 from blockzoo.train._callbacks import Callback
+from blockzoo.train._checkpoint import is_main_process, ready
 from blockzoo.train._distributed import resolve_distributed
+from blockzoo.train._guards import interrupt_guard
 from blockzoo.train._history import History
 from blockzoo.train._metrics import LossLike, MetricsLike, MetricState, resolve_loss, resolve_metrics
 from blockzoo.train._progress import Progress
-from blockzoo.train._run import Run, RunFiles, interrupt_guard, is_main_process, ready
+from blockzoo.train._resume import RunFiles
+from blockzoo.train._run import Run
 from blockzoo.train._setup import (
     Schedule,
     autocast,
