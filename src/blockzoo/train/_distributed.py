@@ -328,7 +328,8 @@ def check_distributed_run(t: Trainer, train: Batches, val: Batches | None) -> No
 
     Raises:
         InputError: a user's training ``DataLoader`` without a ``DistributedSampler``,
-            a validation one with it, or an FSDP2 run with ``ema``, ``restore_best`` or ``resume``.
+            a validation one with it, a model already wrapped by DDP or FSDP2, or an FSDP2
+            run with attached regularizers, ``ema``, ``restore_best`` or ``resume``.
     """
     from torch.utils.data import DistributedSampler
 
