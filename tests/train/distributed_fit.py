@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -16,14 +17,25 @@ from torch import nn
 
 from blockzoo.train import Callback, StepOutput, Trainer, fit
 
-#: Samples: 29 for training (the last batch of 8 has 5, shared 3 + 2) and 13 for validation (odd).
-TRAIN, VAL, BATCH = 29, 13, 8
+#: Samples: 29 for training (the last batch of 8 has 5, shared 3 + 2) and 17 for validation (odd; the last
+#: batch has 1 sample, so rank 1 runs a filler it does not count).
+TRAIN, VAL, BATCH = 29, 17, 8
 
 
-def make_model() -> nn.Module:
+def make_model(seed: int = 0) -> nn.Module:
     """A model without batch norm: each process's share of a batch then changes nothing but the gradient's sum."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+
+
+def make_bn_model(seed: int = 0) -> nn.Module:
+    """A model with batch norm, whose running statistics each process updates from its own share."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 3))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
 
 
 def make_data() -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
@@ -43,7 +55,9 @@ class CrashInEpoch2(Callback):
 def run(
     strategy: str, out: Path, *, callbacks: tuple[Callback, ...] = (), resume: Path | None = None
 ) -> tuple[nn.Module, list[dict[str, float]]]:
-    model = make_model()
+    # each process builds its model from its own seed, as a script that seeds nothing would: fit starts them
+    # all from rank 0's weights, which are those of one process (seed 0)
+    model = make_model(seed=100 * rank())
     train, val = make_data()
     history = fit(
         model,
@@ -64,6 +78,48 @@ def run(
     return model, history.rows
 
 
+class StopInRank1(Callback):
+    """Asks to stop after epoch 1 in rank 1 only; rank 0's decision (go on) is the one taken."""
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, float]) -> None:
+        if rank() == 1:
+            trainer.stop("rank 1 alone")
+
+
+class DrawAfterFirstStep(Callback):
+    """Records a number drawn from torch's RNG after the first step: each process has its own stream."""
+
+    def __init__(self) -> None:
+        self.drawn: float | None = None
+
+    def on_batch_end(self, trainer: Trainer, index: int, result: StepOutput) -> None:
+        if self.drawn is None:
+            self.drawn = float(torch.rand(()))
+
+
+def other_runs(out: Path) -> None:
+    """Batch norm, a validation loader that differs by process, and the processes' RNGs; each rank writes what it saw.
+
+    The batch norm run validates on the shared tensors; the other reads a DataLoader whose targets differ by
+    process, so only rank 0's figures, and its decisions (the best epoch, stopping), keep the processes together.
+    """
+    from torch.utils.data import DataLoader, TensorDataset
+
+    train, val = make_data()
+    bn = make_bn_model(seed=rank())
+    options: dict[str, Any] = {"batch_size": BATCH, "optimizer": "sgd", "lr": 0.5, "seed": 0, "device": "cpu"}
+    bn_rows = fit(bn, train, val_data=val, epochs=2, progress=False, out_dir=out / "bn", **options).rows
+    own_val = DataLoader(TensorDataset(val[0], (val[1] + rank()) % 3), batch_size=4)
+    model, draw = nn.Sequential(nn.Linear(6, 16), nn.Dropout(0.5), nn.Linear(16, 3)), DrawAfterFirstStep()
+    history = fit(
+        model, train, val_data=own_val, epochs=2, progress=False, restore_best=True,
+        callbacks=[StopInRank1(), draw], **options,
+    )  # fmt: skip
+    seen = {"bn_rows": bn_rows, "bn_state": {k: v.tolist() for k, v in bn.state_dict().items()}}
+    seen |= {"rows": history.rows, "drawn": draw.drawn, "weights": [p.tolist() for p in model.parameters()]}
+    (out / f"rank{rank()}.json").write_text(json.dumps(seen))
+
+
 def main() -> None:
     torch.set_num_threads(1)
     mode, out = sys.argv[1], Path(sys.argv[2])
@@ -76,6 +132,8 @@ def main() -> None:
         model, rows = run(strategy, out, resume=out / "run")
     else:
         model, rows = run(strategy, out)
+        if mode == "ddp":
+            other_runs(out)
     # the group fit joined stays for a later fit in this process (it is left at exit)
     print(f"rank-done {dist.is_initialized()}", flush=True)
     if os.environ["RANK"] != "0":

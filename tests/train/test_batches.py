@@ -128,7 +128,7 @@ def test_resume_after_a_stop_at_the_end_of_an_epoch(tmp_path: Any, kind: str) ->
     # Ctrl-C after an epoch's last batch saves position (epoch, batch=all of them); the resumed run
     # used to train on an empty batch there and stop with a NaN loss.
     from blockzoo.train import Callback, fit
-    from blockzoo.train._run import interrupt_guard
+    from blockzoo.train._guards import interrupt_guard
 
     x, y = tensors(30)  # batches of 8, 8, 8 and 6
     x = x / x.max()

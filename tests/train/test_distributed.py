@@ -73,6 +73,24 @@ def test_two_ddp_processes_end_with_the_weights_of_one(one_process, tmp_path: Pa
     fresh = blockzoo.load_weights(worker.make_model(), tmp_path / "run" / "last.safetensors")
     for key, value in model.state_dict().items():
         torch.testing.assert_close(fresh.state_dict()[key], value, msg=key)
+    check_other_runs(tmp_path)
+
+
+def check_other_runs(out: Path) -> None:
+    """What the two processes saw in ``distributed_fit.other_runs``."""
+    seen = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    # batch norm: the reported validation is that of the saved weights, and both processes end with them
+    bn = blockzoo.load_weights(worker.make_bn_model(), out / "bn" / "last.safetensors")
+    measured = blockzoo.train.evaluate(bn, worker.make_data()[1])
+    assert seen[0]["bn_rows"][-1]["val_accuracy"] == measured.accuracy
+    assert seen[0]["bn_rows"][-1]["val_loss"] == pytest.approx(measured.loss, rel=1e-6)
+    assert seen[0]["bn_state"] == seen[1]["bn_state"]
+    # a validation loader that differs by process: rank 0's figures and decisions (go on, best epoch) everywhere
+    assert seen[0]["rows"] == seen[1]["rows"]
+    assert len(seen[0]["rows"]) == 2  # rank 1 alone asked to stop after epoch 1
+    assert seen[0]["weights"] == seen[1]["weights"]  # restore_best put back the same epoch's weights
+    # each process its own random numbers (dropout masks), from one seed
+    assert seen[0]["drawn"] != seen[1]["drawn"]
 
 
 @pytest.mark.slow  # torchrun starts two Python processes that import torch
@@ -108,6 +126,8 @@ def test_the_command_line_under_torchrun_writes_each_file_once_from_rank_0(tmp_p
         cwd=tmp_path, env={"LOG_DIR": str(tmp_path)},
     )  # fmt: skip
     assert out.count("best: epoch 1 of 1") == 1
+    loads = {r: json.loads((tmp_path / f"loads{r}.json").read_text()) for r in (0, 1)}
+    assert loads[0]["end"] <= loads[1]["start"]  # rank 0 fetched the data (and weights) before the others looked
     assert (tmp_path / "rank1.txt").read_text() == ""  # rank 1 wrote nothing
     written = set((tmp_path / "rank0.txt").read_text().split())
     assert written == set(os.listdir(tmp_path / "run"))  # rank 0 wrote every file there, and nothing else is
@@ -240,12 +260,81 @@ def group_of_one(tmp_path: Path):
         dist.destroy_process_group()
 
 
-def test_fsdp_refuses_what_it_does_not_keep(group_of_one: None) -> None:
+def test_fsdp_refuses_what_it_does_not_keep(group_of_one: None, tmp_path: Path) -> None:
+    fsdp = {"epochs": 1, "distributed": True, "strategy": "fsdp", "progress": False}
     with pytest.raises(InputError, match=r"strategy='fsdp' does not keep.*Received: strategy='fsdp' with ema"):
-        fit(worker.make_model(), data(), epochs=1, distributed=True, strategy="fsdp", ema=0.9, progress=False)
+        fit(worker.make_model(), data(), ema=0.9, **fsdp)
+    with pytest.raises(InputError, match=r"does not keep.*Received: strategy='fsdp' with restore_best, resume"):
+        fit(worker.make_model(), data(), restore_best=True, resume=tmp_path, **fsdp)
     import torch.distributed as dist
 
     assert dist.is_initialized()  # the caller's group is still there
+
+
+def test_fsdp_refuses_a_model_with_regularizers(group_of_one: None) -> None:
+    from blockzoo.regularization import L1, L2, attach_penalty
+
+    model = worker.make_model()
+    attach_penalty(model, L2(0.5))
+    attach_penalty(model, L1(0.1), include="2.*")
+    with pytest.raises(
+        InputError, match=r"regularizers attached.*Received: strategy='fsdp' with 2 attached \(penalty\)"
+    ):
+        fit(model, data(), epochs=1, distributed=True, strategy="fsdp", progress=False)
+
+
+def test_a_model_already_wrapped_for_ddp_is_refused(group_of_one: None) -> None:
+    wrapped = nn.parallel.DistributedDataParallel(worker.make_model())
+    with pytest.raises(InputError, match=r"pass the model inside the wrapper.*Received: model=DistributedDataParallel"):
+        fit(wrapped, data(), epochs=1, distributed=True, progress=False)
+
+
+def test_a_dataloader_keeps_its_batch_size_whatever_fit_s(torchrun_env: None) -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from blockzoo.train import Trainer
+
+    loader = DataLoader(TensorDataset(*data()), batch_size=4)
+    trainer = Trainer(worker.make_model(), loader, epochs=1, batch_size=7, device="cpu", progress=False)
+    assert trainer.distributed is not None
+    assert trainer.distributed.world_size == 2
+
+
+def test_a_gpu_index_other_than_the_local_rank_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from blockzoo.train._distributed import Distributed
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    d = Distributed(2, strategy="ddp", sync_batchnorm=False)
+    assert d.device(torch.device("cuda")) == torch.device("cuda", 1)
+    assert d.device(torch.device("cuda", 1)) == torch.device("cuda", 1)
+    assert d.device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(
+        InputError, match=r"GPU of its LOCAL_RANK.*Received: device='cuda:0' in the process of LOCAL_RANK=1"
+    ):
+        d.device(torch.device("cuda", 0))
+
+
+def test_torchrun_variables_that_are_not_numbers_are_refused(
+    torchrun_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(InputError, match=r"WORLD_SIZE must be a whole number.*Received: WORLD_SIZE='two'"):
+        fit(worker.make_model(), data(), epochs=1, progress=False)
+
+
+def test_nccl_is_joined_bound_to_the_process_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.distributed as dist
+
+    from blockzoo.train import _distributed
+
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(dist, "init_process_group", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setattr(dist, "get_rank", lambda: 0)
+    monkeypatch.setattr(_distributed, "_group_size", lambda: None)
+    monkeypatch.setattr(_distributed.atexit, "register", lambda fn: None)
+    _distributed.Distributed(2, strategy="ddp", sync_batchnorm=False).start(torch.device("cuda", 0))
+    assert calls == [(("nccl",), {"device_id": torch.device("cuda", 0)})]  # no barrier warns of an unknown GPU
 
 
 def test_user_loaders_that_would_repeat_or_overlap_samples_are_refused(group_of_one: None) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import secrets
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -98,18 +99,30 @@ def _train_in_group(
     name = options["model"]
     if options["seed"] is not None:  # None: a run recorded before seeds were drawn
         torch.manual_seed(options["seed"])  # the initial weights too, not only what fit seeds
-    if args.resume is None:
-        data_options = plan_for(name, options["data"])
-        bundle = load_bundle(options, data_options)
-        model_options = model_options_for(name, bundle.info)
-        model = build_model(name, model_options, pretrained=options["pretrained"], init_weights=options["init_weights"])
-    else:  # as the run was built; the weights come back from its state
-        recorded = stopped if stopped is not None else read_run(args.resume)  # read above, always
-        data_options, model_options = recorded["data_options"], recorded["model_options"]
-        bundle = load_bundle(options, data_options)
-        model = build_model(name, model_options)
+    with _rank_0_first(group):  # the data and the weights are downloaded once, into the folder all share
+        if args.resume is None:
+            data_options = plan_for(name, options["data"])
+            bundle = load_bundle(options, data_options)
+            model_options = model_options_for(name, bundle.info)
+            pretrained, init = options["pretrained"], options["init_weights"]
+            model = build_model(name, model_options, pretrained=pretrained, init_weights=init)
+        else:  # as the run was built; the weights come back from its state
+            recorded = stopped if stopped is not None else read_run(args.resume)  # read above, always
+            data_options, model_options = recorded["data_options"], recorded["model_options"]
+            bundle = load_bundle(options, data_options)
+            model = build_model(name, model_options)
     run = {"options": options, "data_options": data_options, "model_options": model_options}
     return _fit(model, bundle, options, run, resume=args.resume, note=note if main else None, main=main)
+
+
+@contextlib.contextmanager
+def _rank_0_first(group: Distributed | None) -> Iterator[None]:
+    """Run the block in rank 0 first, then in the other processes, which find what it downloaded in place."""
+    if group is not None and not group.is_main:
+        group.barrier()
+    yield
+    if group is not None and group.is_main:  # not after a failure: torchrun then stops the waiting processes
+        group.barrier()
 
 
 #: The files that mark a folder as a run's: a fresh run there would mix its files with the earlier run's.

@@ -98,7 +98,8 @@ class Batches:
         self.tensors: tuple[Tensor, ...] | None = None
         self.dataset: Dataset[Any] | None = None
         self.sampler: EpochSampler | None = None
-        self.generator = torch.Generator().manual_seed(seed)
+        #: worker seeds: each process's own (seed + rank), as its random numbers are; the order shares ``seed``
+        self.generator = torch.Generator().manual_seed(seed + rank)
         if self.loader is not None:
             self.batch_size = self.loader.batch_size or 1
             return

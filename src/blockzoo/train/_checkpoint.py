@@ -6,7 +6,7 @@ import json
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -19,7 +19,9 @@ __all__ = [
     "HISTORY",
     "STATE",
     "capture_rng",
+    "is_main_process",
     "load_state",
+    "ready",
     "replace_file",
     "restore_rng",
     "save_state",
@@ -142,3 +144,20 @@ def load_state(path: Path) -> dict[str, Any]:
     except Exception as err:
         raise CheckpointError(f"resume: cannot read the training state {path}: {err}") from err
     return state
+
+
+T = TypeVar("T")
+
+
+def is_main_process() -> bool:
+    """Whether this process writes the run's files: the only one, or rank 0 of a torch.distributed group."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def ready(value: T | None, what: str) -> T:
+    """``value``, which set-up has made by now (a RuntimeError names it otherwise)."""
+    if value is None:
+        raise RuntimeError(f"{what} is used before the run set it up")
+    return value

@@ -14,7 +14,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -42,6 +42,8 @@ __all__ = [
     "torchrun_world_size",
 ]
 
+T = TypeVar("T")
+
 #: What torchrun sets in each process it starts; ``init_process_group`` reads them.
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -53,7 +55,19 @@ def torchrun_world_size() -> int | None:
     """The ``WORLD_SIZE`` that torchrun set, when every variable it sets is there; ``None`` otherwise."""
     if not all(os.environ.get(name) for name in TORCHRUN_VARIABLES):
         return None
-    return int(os.environ["WORLD_SIZE"])
+    return _env_int("WORLD_SIZE")
+
+
+def _env_int(name: str, default: str | None = None) -> int:
+    """The whole number in the environment variable ``name`` (torchrun's), or an InputError that shows it."""
+    text = os.environ.get(name, default)
+    try:
+        return int(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputError(
+            f"{name} must be a whole number, as torchrun sets it in each process it starts; unset it to train "
+            f"in one process. Received: {name}={text!r}"
+        ) from None
 
 
 def _group_size() -> int | None:
@@ -75,8 +89,8 @@ class Distributed:
         self.world_size = world_size
         self.strategy = strategy
         self.sync_batchnorm = sync_batchnorm
-        self.rank = int(os.environ.get("RANK", "0")) if _group_size() is None else int(dist.get_rank())
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.rank = _env_int("RANK", "0") if _group_size() is None else int(dist.get_rank())
+        self.local_rank = _env_int("LOCAL_RANK", "0")
         self.created = False
         #: where the tensors that collectives exchange live: the process's GPU with nccl, the CPU with gloo
         self.comm_device = torch.device("cpu")
@@ -87,9 +101,23 @@ class Distributed:
         return self.rank == 0
 
     def device(self, device: torch.device) -> torch.device:
-        """``device`` with this process's GPU (``LOCAL_RANK``) when it is a CUDA device without an index."""
-        if device.type == "cuda" and device.index is None:  # mypy reads torch.device.index as int
-            return torch.device("cuda", self.local_rank)  # type: ignore[unreachable]
+        """``device`` with this process's GPU (``LOCAL_RANK``) when it is a CUDA device without an index.
+
+        Raises:
+            InputError: a CUDA device whose index is not this process's ``LOCAL_RANK``
+                (every process would train on that one GPU).
+        """
+        if device.type != "cuda":
+            return device
+        index: int | None = device.index
+        if index is None:
+            return torch.device("cuda", self.local_rank)
+        if index != self.local_rank:
+            raise InputError(
+                "device: under torchrun each process trains on the GPU of its LOCAL_RANK; a fixed index would put "
+                "every process on one GPU. Pass device='cuda' or 'auto'. "
+                f"Received: device={str(device)!r} in the process of LOCAL_RANK={self.local_rank}"
+            )
         return device
 
     def start(self, device: torch.device) -> None:
@@ -98,7 +126,10 @@ class Distributed:
             torch.cuda.set_device(device)
         self.comm_device = device
         if _group_size() is None:
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            if device.type == "cuda":  # bound to its GPU: nccl's barriers then know which device to use
+                dist.init_process_group("nccl", device_id=device)
+            else:
+                dist.init_process_group("gloo")
             self.created = True
             # The group stays for the next fit in this process: under torchrun a default group made again after
             # destroy_process_group finds its peers' old addresses in torchrun's store, and its first collective
@@ -117,6 +148,8 @@ class Distributed:
         if self.strategy == "fsdp":
             from torch.distributed.fsdp import fully_shard
 
+            # fully_shard keeps each process's own values (DDP broadcasts rank 0's itself): start from rank 0's
+            self.broadcast_tensors(module, parameters=True)
             # one unit per child that holds parameters, then the root: each gathers its weights only while it runs
             for child in module.children():
                 if any(True for _ in child.parameters()):
@@ -125,6 +158,19 @@ class Distributed:
             return module
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+    def broadcast_tensors(self, module: nn.Module, *, parameters: bool = False) -> None:
+        """Put rank 0's buffers (batch norm's running statistics), and its parameters if asked, in every process."""
+        tensors = [*module.parameters(), *module.buffers()] if parameters else list(module.buffers())
+        with torch.no_grad():
+            for tensor in tensors:
+                dist.broadcast(tensor.data, src=0)
+
+    def broadcast_object(self, value: T) -> T:
+        """Rank 0's ``value`` (anything picklable) in every process."""
+        box = [value]
+        dist.broadcast_object_list(box, src=0, device=self.comm_device)
+        return box[0]
 
     def broadcast_int(self, value: int) -> int:
         """Rank 0's ``value`` in every process."""
@@ -171,13 +217,14 @@ def _leave_group() -> None:
 
 
 def resolve_distributed(
-    distributed: bool | None, *, strategy: str, sync_batchnorm: bool, batch_size: int, device: torch.device
+    distributed: bool | None, *, strategy: str, sync_batchnorm: bool, batch_size: int | None, device: torch.device
 ) -> Distributed | None:
     """The :class:`Distributed` set-up for ``fit``'s options, or ``None`` for one process.
 
     ``None`` turns it on when torchrun set ``WORLD_SIZE`` above 1 (or a process
     group of several processes exists); ``True`` demands torchrun's
-    environment or a process group; ``False`` never.
+    environment or a process group; ``False`` never. ``batch_size`` is ``None``
+    for a user's ``DataLoader``, which keeps its own (per process).
 
     Raises:
         InputError: ``distributed=True`` outside torchrun, a batch that does not
@@ -203,7 +250,7 @@ def resolve_distributed(
                 f"process. Received: {chosen}"
             )
         return None
-    if batch_size % world:
+    if batch_size is not None and batch_size % world:
         raise InputError(
             f"batch_size is the global batch, split evenly over the {world} processes; {batch_size} does not divide "
             f"by {world}: pass a multiple of {world} (for example {world * max(1, round(batch_size / world))}). "
@@ -281,7 +328,8 @@ def check_distributed_run(t: Trainer, train: Batches, val: Batches | None) -> No
 
     Raises:
         InputError: a user's training ``DataLoader`` without a ``DistributedSampler``,
-            a validation one with it, or an FSDP2 run with ``ema``, ``restore_best`` or ``resume``.
+            a validation one with it, a model already wrapped by DDP or FSDP2, or an FSDP2
+            run with attached regularizers, ``ema``, ``restore_best`` or ``resume``.
     """
     from torch.utils.data import DistributedSampler
 
@@ -297,7 +345,17 @@ def check_distributed_run(t: Trainer, train: Batches, val: Batches | None) -> No
             "twice; pass tensors or a Dataset (fit shares them out without repeats), or a DataLoader that every "
             "process reads whole. Received: a DataLoader with DistributedSampler"
         )
+    _refuse_a_wrapped_model(t.module)
     if (d := t.distributed) and d.strategy == "fsdp":
+        from blockzoo.regularization import list_regularizers
+
+        if attached := list_regularizers(t.module):
+            kinds = sorted({row.kind for row in attached})
+            raise InputError(
+                "strategy='fsdp' replaces the model's parameters with shards, and the regularizers attached to it "
+                "hold the parameters it had, so they would silently stop acting; use strategy='ddp', or remove "
+                f"them. Received: strategy='fsdp' with {len(attached)} attached ({', '.join(kinds)})"
+            )
         refused = [
             name
             for name, used in (
@@ -313,6 +371,19 @@ def check_distributed_run(t: Trainer, train: Batches, val: Batches | None) -> No
                 "(it writes the weights and the history); use strategy='ddp' for those. "
                 f"Received: strategy='fsdp' with {', '.join(refused)}"
             )
+
+
+def _refuse_a_wrapped_model(module: nn.Module) -> None:
+    """Refuse a model that DDP or FSDP2 already wraps: fit wraps it (a second wrapper would reduce twice)."""
+    import torch.distributed.fsdp as fsdp
+
+    wrappers = (nn.parallel.DistributedDataParallel, getattr(fsdp, "FSDPModule", nn.parallel.DistributedDataParallel))
+    if isinstance(module, wrappers):
+        raise InputError(
+            "model: under torchrun fit wraps the model in DistributedDataParallel or shards it with fully_shard "
+            "itself; pass the model inside the wrapper (model.module for DDP) or before fully_shard. "
+            f"Received: model={type(module).__name__}"
+        )
 
 
 def check_world_size(saved: int, d: Distributed | None, resume: Path | None) -> None:

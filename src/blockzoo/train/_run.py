@@ -1,134 +1,44 @@
-"""One run of :class:`~blockzoo.train.Trainer`: set-up, the epochs, checkpoints, resume, Ctrl-C and the end."""
+"""One run of :class:`~blockzoo.train.Trainer`: set-up, the epochs and the end (checkpoints and resume: ``_resume``)."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sized
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from blockzoo._names import check_globs_match
 from blockzoo._version import __version__
-from blockzoo.errors import CheckpointError
-from blockzoo.models import load_weights
 from blockzoo.regularization import list_regularizers
-from blockzoo.regularization._store import attachments  # their schedules' positions, which resume restores
 from blockzoo.train._batches import Batches, seed_everything
 from blockzoo.train._checkpoint import (
     capture_rng,
-    load_state,
+    is_main_process,
+    ready,
     replace_file,
     restore_rng,
-    save_state,
     unwrap,
-    write_full_state,
     write_json,
-    write_weights,
 )
-from blockzoo.train._distributed import (
-    check_distributed_run,
-    check_world_size,
-    convert_sync_batchnorm,
-    describe_split,
-    metric_reducer,
-)
+from blockzoo.train._distributed import check_distributed_run, convert_sync_batchnorm, describe_split, metric_reducer
+from blockzoo.train._guards import deterministic, interrupt_guard
 from blockzoo.train._history import History
 from blockzoo.train._metrics import MetricState
 from blockzoo.train._preflight import check_model_fits
+from blockzoo.train._resume import Checkpoints
 
 if TYPE_CHECKING:
     from blockzoo.train._trainer import Trainer
 
-__all__ = ["Run", "RunFiles", "interrupt_guard"]
-
-#: Options that may differ when resuming: they do not change what the run computes.
-_FREE_ON_RESUME = {"device"}
+__all__ = ["Run"]
 
 
-class RunFiles:
-    """The files of a run in its ``out_dir``."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.config = root / "config.json"
-        self.history = root / "history.json"
-        self.state = root / "state.pt"
-        self.last = root / "last.safetensors"
-        self.best = root / "best.safetensors"
-        self.ema = root / "ema.safetensors"
-        self.curves = root / "curves.png"
-
-    def has_checkpoint(self) -> bool:
-        """Whether a training state has been written."""
-        return self.state.is_file()
-
-
-class _InterruptGuard:
-    """Turns the first Ctrl-C during training into a request to stop at the next step boundary.
-
-    Stopping in the middle of ``optimizer.step()`` would leave the weights half
-    updated, so the handler only sets a flag that the loop reads after each
-    step. A second Ctrl-C interrupts at once, as usual.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        self.requested = False
-        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-            yield
-            return
-        previous = signal.getsignal(signal.SIGINT)
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            self.requested = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            print("\nCtrl-C: stopping after this step (press it again to stop at once)", file=sys.stderr, flush=True)
-
-        signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-            self.requested = False
-
-
-interrupt_guard = _InterruptGuard()
-
-
-@contextlib.contextmanager
-def _deterministic(enabled: bool) -> Iterator[None]:
-    """``torch.use_deterministic_algorithms`` for the run only."""
-    if not enabled:
-        yield
-        return
-    before = torch.are_deterministic_algorithms_enabled()
-    workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-    # cuBLAS needs a fixed workspace for deterministic matmuls (torch's reproducibility notes); it reads this
-    # when it makes its handle, so it takes effect unless CUDA already ran a matmul in this process
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before)
-        if workspace is None:
-            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
-
-
-class Run:
+class Run(Checkpoints):
     """Drives a :class:`Trainer` through its epochs."""
 
     def __init__(self, trainer: Trainer) -> None:
@@ -156,6 +66,8 @@ class Run:
         sampler_seed = t.seed if t.seed is not None else int(torch.randint(0, 2**62, ()).item())
         if d is not None:  # one order of the batches for all: rank 0's
             sampler_seed = d.broadcast_int(sampler_seed)
+            # and each process its own random numbers (dropout masks, augmentations), from the shared seed
+            seed_everything(sampler_seed + d.rank)
         pin = t.device.type == "cuda"
         shares: dict[str, Any] = {"rank": d.rank, "world_size": d.world_size} if d is not None else {}
         self.train = Batches(
@@ -264,158 +176,6 @@ class Run:
             "run": self.t.user_config,
         }
 
-    # ------------------------------------------------------------------- resume
-
-    def _read_resume(self) -> dict[str, Any]:
-        t = self.t
-        files = RunFiles(ready(t.resume, "resume"))
-        state = load_state(files.state)
-        check_world_size(state.get("world_size", 1), t.distributed, t.resume)
-        before, now = state["options"], t.options()
-        changed = sorted(k for k in set(before) | set(now) if k not in _FREE_ON_RESUME and before.get(k) != now.get(k))
-        if changed:
-            shown = ", ".join(f"{k}={before.get(k)!r} (now {now.get(k)!r})" for k in changed[:4])
-            raise ValueError(
-                f"resume: the run in {t.resume} was started with other options, so it could not end as it would "
-                f"have; pass the same ones (they are in {files.config}). Received: {shown}"
-            )
-        if t.files is None:
-            t.files = files
-        elif t.files.root.resolve() != files.root.resolve():
-            raise ValueError(f"resume: out_dir must be the run's folder or None. Received: out_dir={t.files.root}")
-        return state
-
-    def _load_resume(self, state: dict[str, Any]) -> None:
-        t = self.t
-        files = ready(t.files, "the run's folder")
-        optimizer = ready(t.optimizer, "the optimizer")
-        try:
-            load_weights(unwrap(t.module), files.last)
-        except CheckpointError as err:
-            raise CheckpointError(f"resume: the last weights in {files.root} do not fit the model: {err}") from err
-        optimizer.load_state_dict(state["optimizer"])
-        if t.schedule is not None:
-            t.schedule.scheduler.load_state_dict(state["scheduler"])
-        if t.scaler is not None and "scaler" in state:
-            t.scaler.load_state_dict(state["scaler"])
-        if t.ema is not None:
-            t.ema.load_state_dict(state["ema"])
-        stateful = [cb for cb in t.callbacks if cb.state_dict()]  # the ones with something to resume
-        kinds = [type(cb).__qualname__ for cb in stateful]
-        saved = [entry["kind"] for entry in state["callbacks"]]
-        if kinds != saved:
-            raise ValueError(
-                f"resume: the run in {files.root} kept the state of the callbacks {saved}; pass the same ones, in "
-                f"the same order (callbacks without state may change). Received: callbacks with state {kinds}"
-            )
-        for cb, entry in zip(stateful, state["callbacks"], strict=True):
-            cb.load_state_dict(entry["state"])
-        steps = [a for a in attachments(unwrap(t.module)) if a.kind != "optimizer"]
-        if [a.kind for a in steps] != [entry["kind"] for entry in state["attachments"]]:
-            raise ValueError(
-                f"resume: the run in {files.root} had the attachments {[e['kind'] for e in state['attachments']]} "
-                "(their schedules resume where they were); attach the same ones before resuming. "
-                f"Received: a model with {[a.kind for a in steps]}"
-            )
-        for attachment, entry in zip(steps, state["attachments"], strict=True):
-            attachment.step = int(entry["step"])
-        t.history = History.from_state_dict(state["history"])
-        self.train.load_state_dict(state["batches"])
-        self.best_value = state["best_value"]
-        if t.restore_best and files.best.is_file():
-            best = load_weights(copy.deepcopy(unwrap(t.module)), files.best)
-            self.best_state = {k: v.detach() for k, v in best.state_dict().items()}
-        position = state["position"]
-        self.start_epoch, self.skip = int(position["epoch"]), int(position["batch"])
-        t.global_step = int(position["global_step"])
-        t.last_lr = float(position["last_lr"])
-        t.stop_reason = state["stop_reason"]
-        self.partial = state.get("metrics")
-        self.epoch_start = state["epoch_start"]
-        self.elapsed = float(position["elapsed"])
-        d = t.distributed
-        restore_rng(state["rng_ranks"][d.rank] if d is not None and "rng_ranks" in state else state["rng"])
-
-    def _state(
-        self, epoch: int, batch: int, metrics: MetricState | None, elapsed: float, rng_ranks: list[Any] | None
-    ) -> dict[str, Any]:
-        t = self.t
-        state: dict[str, Any] = {
-            "options": t.options(),
-            "world_size": 1 if t.distributed is None else t.distributed.world_size,
-            "position": {
-                "epoch": epoch,
-                "batch": batch,
-                "global_step": t.global_step,
-                "elapsed": elapsed,
-                "last_lr": t.last_lr,
-            },
-            "stop_reason": t.stop_reason,
-            "optimizer": ready(t.optimizer, "the optimizer").state_dict(),
-            "callbacks": [
-                {"kind": type(cb).__qualname__, "state": cb_state}
-                for cb in t.callbacks
-                if (cb_state := cb.state_dict())
-            ],
-            "history": t.history.state_dict(),
-            # where each attachment's schedule is: it lives on the model, but not in its state_dict
-            "attachments": [
-                {"kind": a.kind, "step": a.step} for a in attachments(unwrap(t.module)) if a.kind != "optimizer"
-            ],
-            "batches": self.train.state_dict(),
-            "best_value": self.best_value,
-            "rng": capture_rng(t.device),
-            "epoch_start": self.epoch_start,
-        }
-        if t.schedule is not None:
-            state["scheduler"] = t.schedule.scheduler.state_dict()
-        if t.scaler is not None:
-            state["scaler"] = t.scaler.state_dict()
-        if t.ema is not None:
-            state["ema"] = t.ema.state_dict()
-        if metrics is not None:
-            state["metrics"] = metrics.state_dict()
-        if rng_ranks is not None:  # each process draws from its own generators: each gets its own back
-            state["rng_ranks"] = rng_ranks
-        return state
-
-    def checkpoint(self, epoch: int, batch: int, metrics: MetricState | None, elapsed: float) -> None:
-        """Write the last weights, the EMA's, the history and the training state (each file atomically).
-
-        In a distributed run every process calls it: rank 0 writes (with every
-        process's RNG states, or FSDP2's gathered weights), and the others wait
-        until the files are complete.
-        """
-        t = self.t
-        files, d = t.files, t.distributed
-        if files is None:
-            return
-        if d is not None and d.strategy == "fsdp":  # no state.pt: resuming a sharded run is refused (see docs)
-            self._write_weights(t.module, files.last)
-            if d.is_main:
-                replace_file(files.history, t.history.to_json)
-            d.barrier()
-            return
-        rng_ranks = d.gather_objects(capture_rng(t.device)) if d is not None else None
-        if is_main_process():
-            write_weights(t.module, files.last)
-            if t.ema is not None:
-                write_weights(t.ema.module, files.ema)
-            replace_file(files.history, t.history.to_json)
-            save_state(self._state(epoch, batch, metrics, elapsed, rng_ranks), files.state)
-        if d is not None:
-            d.barrier()
-
-    def _write_weights(self, module: nn.Module, path: Path) -> None:
-        """Rank 0 writes ``module``'s weights; FSDP2's shards are gathered first, by every process."""
-        d = self.t.distributed
-        if d is not None and d.strategy == "fsdp":
-            state = d.full_state_dict(unwrap(module))
-            if d.is_main:
-                write_full_state(unwrap(module), state, path)
-        elif is_main_process():
-            write_weights(module, path)
-
     # ------------------------------------------------------------------- epochs
 
     def execute(self) -> History:
@@ -423,7 +183,7 @@ class Run:
         d = t.distributed
         # one process cannot stop alone at a step: under torchrun Ctrl-C ends every process (resume from an epoch)
         guard = interrupt_guard.installed() if d is None else contextlib.nullcontext()
-        with guard, _deterministic(t.deterministic):
+        with guard, deterministic(t.deterministic):
             try:
                 self.setup()
                 for cb in t.callbacks:
@@ -434,10 +194,12 @@ class Run:
                     if t.stop_reason is not None:
                         t.progress.message(t.stop_reason)
                         break
-                if d is not None:
-                    d.barrier()
+                if d is not None:  # every process ends with rank 0's batch norm statistics, the ones saved
+                    d.broadcast_tensors(t.module)
             finally:
                 self.finish()  # a group that fit joined stays for the next fit, and is left at exit
+            if d is not None:
+                d.barrier()  # the files that finish writes (history.json, curves.png) are complete for every process
         return t.history
 
     def one_epoch(self, epoch: int) -> None:
@@ -475,6 +237,8 @@ class Run:
         self._keep_best(row)
         for cb in t.callbacks:
             cb.on_epoch_end(t, t.epoch, row)
+        if t.distributed is not None:  # whether to stop is rank 0's decision (EarlyStopping, trainer.stop())
+            t.stop_reason = t.distributed.broadcast_object(t.stop_reason)
         t.progress.end_epoch(row)
         self.checkpoint(epoch + 1, 0, None, 0.0)
         if interrupt_guard.requested:
@@ -519,6 +283,8 @@ class Run:
             torch.cuda.synchronize(t.device)
         row["seconds"] = time.perf_counter() - started
         row["samples_per_second"] = metrics.count / train_seconds if train_seconds > 0 else float("nan")
+        if t.distributed is not None:  # rank 0's row everywhere: the schedulers, callbacks and best epoch agree
+            row = t.distributed.broadcast_object(row)
         return row
 
     def _validate(self, model: nn.Module, epoch: int) -> dict[str, float]:
@@ -526,6 +292,8 @@ class Run:
         reduce = t._reduce
         if val.sampler is None:  # a user's DataLoader: every process measures all of it, so nothing is added up
             t._reduce = None
+        if t.distributed is not None:  # batch norm's running statistics differ by process; DDP's forward is not run
+            t.distributed.broadcast_tensors(model)
         try:
             return t.evaluate_batches(model, val.epoch(epoch), fillers=val.fillers)
         finally:
@@ -534,7 +302,10 @@ class Run:
     def _keep_best(self, row: dict[str, float]) -> None:
         t = self.t
         value = row.get(t.monitor, float("nan"))
-        if not t.history.is_better(value, self.best_value):
+        better = t.history.is_better(value, self.best_value)
+        if t.distributed is not None:  # rank 0 decides, so that every process keeps the same epoch
+            better = bool(t.distributed.broadcast_int(int(better)))
+        if not better:
             return
         self.best_value = value
         source = t.ema.module if t.ema is not None and t.monitor.startswith("ema_") else t.module
@@ -561,23 +332,6 @@ class Run:
             if binding is not None:
                 binding.remove()
                 t._binding = None
-
-
-T = TypeVar("T")
-
-
-def is_main_process() -> bool:
-    """Whether this process writes the run's files: the only one, or rank 0 of a torch.distributed group."""
-    import torch.distributed as dist
-
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
-def ready(value: T | None, what: str) -> T:
-    """``value``, which set-up has made by now (a RuntimeError names it otherwise)."""
-    if value is None:
-        raise RuntimeError(f"{what} is used before the run set it up")
-    return value
 
 
 def _plot(history: History, path: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from blockzoo._checks import check_bool, check_choice, check_int, check_module, check_number
 from blockzoo._names import GlobsLike, did_you_mean
@@ -16,11 +17,14 @@ from blockzoo.errors import NonFiniteLossError
 from blockzoo.regularization import bind_optimizer, bound_optimizer, list_regularizers, regularization_loss
 from blockzoo.train._batches import call_model, check_data, split_parts, to_device
 from blockzoo.train._callbacks import Callback
+from blockzoo.train._checkpoint import is_main_process, ready
 from blockzoo.train._distributed import resolve_distributed
+from blockzoo.train._guards import interrupt_guard
 from blockzoo.train._history import History
 from blockzoo.train._metrics import LossLike, MetricsLike, MetricState, resolve_loss, resolve_metrics
 from blockzoo.train._progress import Progress
-from blockzoo.train._run import Run, RunFiles, interrupt_guard, is_main_process, ready
+from blockzoo.train._resume import RunFiles
+from blockzoo.train._run import Run
 from blockzoo.train._setup import (
     Schedule,
     autocast,
@@ -165,7 +169,8 @@ class Trainer:
             distributed,
             strategy=strategy,
             sync_batchnorm=sync_batchnorm,
-            batch_size=self.batch_size,
+            # a DataLoader keeps its own batch size, per process: fit's does not have to split
+            batch_size=None if isinstance(self.train_data, DataLoader) else self.batch_size,
             device=self.device,
         )
         if self.distributed is not None:
@@ -379,7 +384,7 @@ class Trainer:
             group_end = min(group_start + self.accumulate, total)
             group_size = group_end - group_start
             result = self._run_step(self._train_step_fn, self.train_step, batch)
-            loss = result.loss * self._share_weight(index, batch, result) if self._shares else result.loss
+            loss = result.loss * self._share_weight(index, batch, result) if self._shares is not None else result.loss
             loss = loss + regularization_loss(self.module) if self._penalties else loss
             if check_each:
                 self._check_finite(loss, index, total)  # before backward: no step takes a NaN
@@ -532,7 +537,8 @@ def fit(
     schedules follow its steps.
 
     Args:
-        model: Any ``nn.Module`` (a compiled or DDP-wrapped one too: weights are saved from the module inside).
+        model: Any ``nn.Module`` (a compiled one too: weights are saved from the module inside); under
+            torchrun the unwrapped model, which ``fit`` wraps (an FSDP2 run shards it in place).
         train_data: An ``(inputs, targets)`` pair of tensors, a ``Dataset``, a
             ``DataLoader``, or a :func:`~blockzoo.data.digits` split (whose
             validation part is the ``val_data`` when none is given).
