@@ -135,3 +135,17 @@ def test_convnext_block_checks_its_input_and_arguments() -> None:
         ConvNeXtBlock(8, mlp_ratio=0.01)
     with pytest.raises(ValueError, match=r"drop_path_rate must be .*Received: drop_path_rate=1\.5"):
         ConvNeXtBlock(8, drop_path_rate=1.5)
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5, 7])
+def test_convnext_block_keeps_the_map_size_for_every_odd_kernel(kernel_size: int) -> None:
+    block = ConvNeXtBlock(4, kernel_size)
+    x = torch.randn(1, 4, 6, 5)
+    assert block(x).shape == block.output_shape(x.shape) == x.shape
+
+
+@pytest.mark.parametrize("kernel_size", [2, 4])
+def test_convnext_block_refuses_an_even_kernel(kernel_size: int) -> None:
+    # an even window with padding kernel_size // 2 would grow the map by one, breaking the shape contract
+    with pytest.raises(ValueError, match=rf"kernel_size must be odd.*Received: kernel_size={kernel_size}"):
+        ConvNeXtBlock(4, kernel_size)

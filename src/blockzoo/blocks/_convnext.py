@@ -219,7 +219,7 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
 
     Args:
         channels: Channels of the input and output.
-        kernel_size: Depthwise window.
+        kernel_size: Depthwise window; odd, so that the map keeps its size.
         mlp_ratio: Hidden width of the MLP over ``channels``.
         layer_scale_init: Starting value of the layer scale, or ``None`` for none.
         norm_layer: A norm over the last dimension (it sees ``[N, H, W, C]``):
@@ -260,7 +260,11 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
         dtype: torch.dtype | None = None,
     ) -> None:
         check_positive_int("channels", channels)
-        check_positive_int("kernel_size", kernel_size)
+        if check_positive_int("kernel_size", kernel_size) % 2 == 0:
+            raise ValueError(
+                "kernel_size must be odd, so that the depthwise conv keeps the map's size. "
+                f"Received: kernel_size={kernel_size!r}"
+            )
         hidden = round(channels * check_number("mlp_ratio", mlp_ratio, low=0, low_open=True))
         if hidden < 1:
             raise ValueError(
