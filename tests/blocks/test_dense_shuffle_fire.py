@@ -28,6 +28,18 @@ def test_channel_shuffle_moves_channel_g_k_plus_i_to_i_groups_plus_g(groups: int
     assert torch.equal(channel_shuffle(out, per_group), x)  # shuffling back with the other factor undoes it
 
 
+def test_channel_shuffle_checks_its_groups() -> None:
+    x = torch.randn(1, 6, 2, 2)
+    with pytest.raises(
+        ValueError, match=r"groups must divide the channels of x \(6, of shape \[1, 6, 2, 2\]\)\. Received: groups=4"
+    ):
+        channel_shuffle(x, 4)
+    with pytest.raises(ValueError, match=r"groups must be .*Received: groups=0"):
+        channel_shuffle(x, 0)
+    with pytest.raises(ValueError, match=r"groups must be a positive int\. Received: groups=2\.0"):
+        channel_shuffle(x, 2.0)  # type: ignore[arg-type]
+
+
 def test_channel_shuffle_keeps_channels_last() -> None:
     x = torch.randn(2, 6, 3, 3).contiguous(memory_format=torch.channels_last)
     assert channel_shuffle(x, 2).is_contiguous(memory_format=torch.channels_last)
