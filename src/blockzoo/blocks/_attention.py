@@ -12,12 +12,13 @@ from torch import Tensor, nn
 from blockzoo._checks import check_number, check_positive_int, check_probability
 from blockzoo._types import DeviceLike
 from blockzoo.blocks._base import Block
-from blockzoo.blocks._convnext import LAYER_NORM_EPS6, LayerScale, zero_last_layer_
+from blockzoo.blocks._convnext import LAYER_NORM_EPS6, LayerScale
 from blockzoo.blocks._layout import layout_error
 from blockzoo.blocks._mlp import MLP
 from blockzoo.blocks._residual import ResidualBlock
 from blockzoo.errors import InputError
 from blockzoo.layers import LayerSpec, Placement, build_layer
+from blockzoo.roles import Role
 
 __all__ = ["MultiHeadSelfAttention", "TransformerBlock"]
 
@@ -132,11 +133,8 @@ class _PreNormResidual(ResidualBlock):
     """``x + drop_path(branch(x))`` on tokens, where the branch is norm -> layer -> layer scale."""
 
     _add_in_place = True  # the branch ends in a linear layer or a layer scale: always a new tensor
-
-    def zero_init_last_(self) -> _PreNormResidual:
-        """Zero the layer scale (or, without one, the last linear layer), so the block starts as the identity."""
-        zero_last_layer_(self.branch)
-        return self
+    #: zero_init_last_ zeroes the layer scale or, without one, the last linear layer (not the norm before them).
+    zero_init_roles = (Role.SCALE, Role.WEIGHT)
 
 
 class TransformerBlock(_TokenBlock):

@@ -15,11 +15,10 @@ from blockzoo.blocks._layout import layout_error
 from blockzoo.blocks._mlp import MLP
 from blockzoo.blocks._residual import ResidualBlock
 from blockzoo.errors import InputError
-from blockzoo.init._records import set_record
 from blockzoo.layers import ChannelLayerNorm, LayerSpec, build_layer
-from blockzoo.roles import Role, param_roles
+from blockzoo.roles import Role
 
-__all__ = ["ConvNeXtBlock", "LayerNorm2d", "LayerScale", "zero_last_layer_"]
+__all__ = ["ConvNeXtBlock", "LayerNorm2d", "LayerScale"]
 
 #: The layer norm of ConvNeXt and the vision transformers: torch's, with eps 1e-6.
 LAYER_NORM_EPS6 = functools.partial(nn.LayerNorm, eps=1e-6)
@@ -170,28 +169,6 @@ class LayerScale(Block):
         return f"{self.channels}, init_value={self.init_value:g}{dims}"
 
 
-@torch.no_grad()
-def zero_last_layer_(branch: nn.Module) -> None:
-    """Zero what ends a residual branch so that it outputs zeros: its last layer scale, else its last kernel and bias.
-
-    For branches that end in a layer scale or a linear layer (ConvNeXt, pre-norm
-    transformer blocks), where zeroing a norm (the rule of
-    :meth:`ResidualBlock.zero_init_last_`) would not silence the branch.
-    """
-    roles = param_roles(branch)
-    for wanted, zeroed in ((Role.SCALE, ("gamma",)), (Role.WEIGHT, ("weight", "bias"))):
-        last = [n for n, r in roles.items() if r is wanted]
-        if last:
-            owner = branch.get_submodule(last[-1].rpartition(".")[0])
-            for attr in zeroed:
-                tensor = getattr(owner, attr, None)
-                if isinstance(tensor, nn.Parameter):
-                    nn.init.zeros_(tensor)
-                    set_record(owner, attr, "zeros (zero_init_last_)", 0.0)
-            return
-    raise ValueError(f"{type(branch).__name__} has no layer scale, conv or linear layer to zero")
-
-
 class _ConvNeXtBranch(nn.Module):
     """ConvNeXt's residual branch: depthwise conv, then norm and MLP on each position, then layer scale."""
 
@@ -288,6 +265,8 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
 
     #: The branch always returns a new tensor (never the block's input): add the input into it in place.
     _add_in_place = True
+    #: The branch ends in its layer scale (or, without one, the MLP's output layer), after its norm.
+    zero_init_roles = (Role.SCALE, Role.WEIGHT)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
@@ -295,8 +274,3 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
         return torch.Size(self._check_shape(input_shape))
-
-    def zero_init_last_(self) -> ConvNeXtBlock:
-        """Zero the layer scale (or, without one, the MLP's output layer): the block starts as the identity."""
-        zero_last_layer_(self.branch)
-        return self

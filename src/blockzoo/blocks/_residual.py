@@ -138,32 +138,42 @@ class ResidualBlock(Block):
             )
         return out
 
+    #: The roles whose last parameter :meth:`zero_init_last_` zeroes: the first of them the branch has. By
+    #: default a norm's scale, else a kernel and its bias. A branch that ends after its last norm (ConvNeXt's,
+    #: a pre-norm transformer half's) lists ``Role.SCALE`` (a layer scale) and ``Role.WEIGHT`` instead.
+    zero_init_roles: tuple[Role, ...] = (Role.NORM, Role.WEIGHT)
+
     @torch.no_grad()
     def zero_init_last_(self) -> ResidualBlock:
-        """Zero the branch's last norm scale (or, without a norm, its last kernel), so the block starts as its shortcut.
+        """Zero the last layer of the branch that silences it, so the block starts as its shortcut.
 
         Goyal et al. 2017: each residual block then outputs ``act(shortcut(x))``
         at initialisation. The layer is found by the roles of the branch's
-        parameters (the last ``weight`` of role ``norm``, else the last of role
-        ``weight`` and its bias). A block without a shortcut is left as it is:
-        zeroing it would zero its output. Returns the block.
+        parameters, in the order of :attr:`zero_init_roles`: by default the
+        last norm's scale (``weight``), else the last kernel and its bias. A
+        block without a shortcut is left as it is: zeroing it would zero its
+        output. Returns the block.
         """
         if not self.has_shortcut:
             return self
         roles = param_roles(self.branch)
-        for wanted in (Role.NORM, Role.WEIGHT):
-            last = [n for n, r in roles.items() if r is wanted and n.rpartition(".")[2] == "weight"]
+        for wanted in self.zero_init_roles:
+            # a norm's shift has the role norm too; its scale is what silences it
+            last = [n for n, r in roles.items() if r is wanted and n.rpartition(".")[2] != "bias"]
             if last:
-                owner_name = last[-1].rpartition(".")[0]
+                owner_name, _, name = last[-1].rpartition(".")
                 owner = self.branch.get_submodule(owner_name)
-                zeroed = ["weight"] if wanted is Role.NORM else ["weight", "bias"]
-                for attr in zeroed:
+                for attr in (name, "bias") if wanted is Role.WEIGHT else (name,):
                     tensor = getattr(owner, attr, None)
                     if isinstance(tensor, nn.Parameter):
                         nn.init.zeros_(tensor)
                         set_record(owner, attr, "zeros (zero_init_last_)", 0.0)
                 return self
-        raise ValueError(f"{type(self).__name__}.branch has no norm, conv or linear layer to zero")
+        wanted_roles = " or ".join(role.value for role in self.zero_init_roles)
+        raise ValueError(
+            f"zero_init_last_ needs a parameter of role {wanted_roles} in {type(self).__name__}.branch to zero. "
+            f"Received: branch={type(self.branch).__name__}"
+        )
 
 
 def _runs_inline(unit: nn.Module) -> TypeGuard[ConvNormAct]:
