@@ -66,8 +66,8 @@ class MultiHeadSelfAttention(_TokenBlock):
         dim: Width of each token.
         num_heads: Attention heads; must divide ``dim``.
         qkv_bias: Whether ``qkv`` has a bias.
-        attn_drop: Dropout on the attention weights, in training.
-        proj_drop: Dropout after ``proj``, in training.
+        attn_drop_rate: Dropout on the attention weights, in training.
+        proj_drop_rate: Dropout after ``proj``, in training.
         device: Where the parameters are created.
         dtype: The parameters' dtype.
 
@@ -96,8 +96,8 @@ class MultiHeadSelfAttention(_TokenBlock):
         num_heads: int = 8,
         *,
         qkv_bias: bool = True,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
         device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -107,12 +107,12 @@ class MultiHeadSelfAttention(_TokenBlock):
         if dim % num_heads:
             raise ValueError(f"num_heads must divide dim ({dim}). Received: num_heads={num_heads}")
         self.head_dim = dim // num_heads
-        self.attn_drop = check_probability("attn_drop", attn_drop)
-        check_probability("proj_drop", proj_drop)
+        self.attn_drop_rate = check_probability("attn_drop_rate", attn_drop_rate)
+        check_probability("proj_drop_rate", proj_drop_rate)
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, device=device, dtype=dtype)
         self.proj = nn.Linear(dim, dim, device=device, dtype=dtype)
         self._set_stages("proj_drop")
-        self.proj_drop = build_layer("dropout", "dropout" if proj_drop else None, proj_drop)
+        self.proj_drop = build_layer("dropout", "dropout" if proj_drop_rate else None, proj_drop_rate)
         self.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -121,12 +121,14 @@ class MultiHeadSelfAttention(_TokenBlock):
         # [N, L, 3 * dim] -> [3, N, heads, L, head_dim]
         qkv = self.qkv(x).view(n, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop_rate if self.training else 0.0)
         out = self.proj(out.transpose(1, 2).reshape(n, length, self.dim))  # heads back side by side
         return self._run_stages(out)
 
     def extra_repr(self) -> str:
-        return f"{self.dim}, num_heads={self.num_heads}" + (f", attn_drop={self.attn_drop}" if self.attn_drop else "")
+        return f"{self.dim}, num_heads={self.num_heads}" + (
+            f", attn_drop_rate={self.attn_drop_rate}" if self.attn_drop_rate else ""
+        )
 
 
 class _PreNormResidual(ResidualBlock):
@@ -153,7 +155,7 @@ class TransformerBlock(_TokenBlock):
         qkv_bias: Whether the attention's ``qkv`` projection has a bias.
         drop_rate: Dropout after the attention and in the MLP (after its
             activation and its output), as torchvision's ``dropout``.
-        attn_drop: Dropout on the attention weights.
+        attn_drop_rate: Dropout on the attention weights.
         drop_path_rate: Stochastic-depth probability of each half.
         layer_scale_init: Starting value of a layer scale after each half, or
             ``None`` for none (as in the original ViT).
@@ -187,7 +189,7 @@ class TransformerBlock(_TokenBlock):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         drop_rate: float = 0.0,
-        attn_drop: float = 0.0,
+        attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         layer_scale_init: float | None = None,
         norm_layer: LayerSpec = LAYER_NORM_EPS6,
@@ -205,7 +207,7 @@ class TransformerBlock(_TokenBlock):
         check_probability("drop_rate", drop_rate)
         placement: Placement = {"device": device, "dtype": dtype}
         attn = MultiHeadSelfAttention(
-            dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop_rate, **placement
+            dim, num_heads, qkv_bias=qkv_bias, attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate, **placement
         )
         mlp = MLP(dim, (hidden,), dim, act_layer=act_layer, drop_rate=drop_rate, **placement)
         attention = OrderedDict(norm=self._norm(norm_layer, placement), attn=attn)

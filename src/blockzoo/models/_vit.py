@@ -54,7 +54,7 @@ def vision_transformer(
             num_heads,
             mlp_ratio=mlp_dim / dim,
             drop_rate=drop_rate,
-            attn_drop=attn_drop_rate,
+            attn_drop_rate=attn_drop_rate,
             drop_path_rate=rates[i],
             **placement,
         )
