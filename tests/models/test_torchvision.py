@@ -207,3 +207,15 @@ def test_pretrained_vit_at_another_image_size_asks_for_those_weights(monkeypatch
     with pytest.raises(CheckpointError, match=r"could not download torchvision's .*IMAGENET1K_SWAG_E2E_V1"):
         blockzoo.create_model("vit_b_16", image_size=384, device="meta", pretrained="torchvision")
     assert asked == [torchvision.models.ViT_B_16_Weights.IMAGENET1K_SWAG_E2E_V1]
+
+
+@pytest.mark.parametrize("image_size", [8, 100, 0])
+def test_vit_refuses_an_image_size_that_is_not_a_whole_grid_of_patches(image_size: int) -> None:
+    # torchvision's ViT refuses such inputs in forward ("Wrong image height"); ours at construction
+    with pytest.raises(ValueError, match=rf"image_size must be .*Received: image_size={image_size}"):
+        blockzoo.create_model("vit_b_16", image_size=image_size, device="meta")
+
+
+def test_vit_takes_any_whole_grid_of_patches() -> None:
+    model = blockzoo.create_model("vit_b_32", image_size=96, device="meta")
+    assert model.features.pos_embed.weight.shape == (1, 1 + 3 * 3, 768)

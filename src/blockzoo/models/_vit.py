@@ -8,6 +8,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from blockzoo._checks import check_positive_int
 from blockzoo._types import DeviceLike
 from blockzoo.blocks import ClassifierHead, ClassToken, PatchEmbed, PositionEmbedding, TransformerBlock
 from blockzoo.blocks._convnext import LAYER_NORM_EPS6
@@ -45,6 +46,11 @@ def vision_transformer(
     dtype: torch.dtype | None = None,
 ) -> VisionTransformer:
     """A ViT in torchvision's layout (``dropout`` is ``drop_rate``, ``attention_dropout`` is ``attn_drop_rate``)."""
+    if check_positive_int("image_size", image_size) < patch_size or image_size % patch_size:
+        raise ValueError(
+            f"image_size must be a multiple of the patch size ({patch_size}): the position embedding is made for a "
+            f"whole grid of patches. Received: image_size={image_size}"
+        )
     placement: Placement = {"device": device, "dtype": dtype}
     grid = image_size // patch_size
     rates = drop_path_rates(drop_path_rate, depth)
