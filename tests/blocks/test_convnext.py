@@ -61,8 +61,12 @@ def test_layer_scale_checks_its_input_and_arguments() -> None:
         LayerScale(4)(torch.randn(2, 4, 3))
     with pytest.raises(InputError, match=r"expected input of shape \[N, 4, \*spatial\] \(2 spatial dims\)"):
         LayerScale(4, spatial_dims=2)(torch.randn(2, 4, 3))
-    with pytest.raises(ValueError, match=r"spatial_dims must be 0, 1, 2 or 3\. Received: spatial_dims=4"):
+    with pytest.raises(ValueError, match=r"spatial_dims must be one of 0, 1, 2, 3\. Received: spatial_dims=4"):
         LayerScale(4, spatial_dims=4)
+    with pytest.raises(ValueError, match=r"spatial_dims must be one of 0, 1, 2, 3\. Received: spatial_dims=True"):
+        LayerScale(4, spatial_dims=True)  # a bool is not a number of dimensions
+    with pytest.raises(ValueError, match=r"spatial_dims must be one of 0, 1, 2, 3\. Received: spatial_dims=2\.0"):
+        LayerScale(4, spatial_dims=2.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"init_value must be .*Received: init_value=nan"):
         LayerScale(4, init_value=float("nan"))
 

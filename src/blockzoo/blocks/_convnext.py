@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from blockzoo._checks import check_number, check_positive_int
+from blockzoo._checks import check_number, check_positive_int, check_spatial_dims
 from blockzoo._types import DeviceLike
 from blockzoo.blocks._base import Block, ChannelsFirstBlock
 from blockzoo.blocks._layout import layout_error
@@ -124,9 +124,7 @@ class LayerScale(Block):
         super().__init__()
         self.channels = check_positive_int("channels", channels)
         self.init_value = check_number("init_value", init_value)
-        if spatial_dims not in (0, 1, 2, 3):
-            raise ValueError(f"spatial_dims must be 0, 1, 2 or 3. Received: spatial_dims={spatial_dims!r}")
-        self.spatial_dims = spatial_dims
+        self.spatial_dims = check_spatial_dims(spatial_dims, (0, 1, 2, 3))
         self.gamma = nn.Parameter(torch.empty((channels, *[1] * spatial_dims), device=device, dtype=dtype))
         self.reset_parameters()
 
