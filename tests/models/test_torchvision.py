@@ -219,3 +219,27 @@ def test_vit_refuses_an_image_size_that_is_not_a_whole_grid_of_patches(image_siz
 def test_vit_takes_any_whole_grid_of_patches() -> None:
     model = blockzoo.create_model("vit_b_32", image_size=96, device="meta")
     assert model.features.pos_embed.weight.shape == (1, 1 + 3 * 3, 768)
+
+
+def test_convnext_and_vit_take_zero_init_last() -> None:
+    from blockzoo.models._convnext import convnext
+    from blockzoo.models._vit import vision_transformer
+
+    torch.manual_seed(0)
+    small = {
+        "convnext": lambda **kw: convnext((8, 16, 16, 16), (1, 1, 2, 1), **kw),
+        "vit": lambda **kw: vision_transformer(8, 2, 2, 16, 32, image_size=16, **kw),
+    }
+    for family, build in small.items():
+        model = build(zero_init_last=True).eval()
+        blocks = [m for m in model.modules() if isinstance(m, blockzoo.ResidualBlock)]
+        assert len(blocks) == (5 if family == "convnext" else 4)
+        for block in blocks:  # each block (each transformer half) is the identity
+            x = torch.randn(2, 16, 4, 4) if family == "convnext" else torch.randn(2, 5, 16)
+            x = x[:, : block.in_channels] if family == "convnext" else x
+            with torch.no_grad():
+                torch.testing.assert_close(block(x), x)
+        assert any(p.abs().sum() > 0 for n, p in build().named_parameters() if "layer_scale" in n or "out." in n)
+    for name in ("convnext_tiny", "vit_b_32"):
+        with pytest.raises(TypeError, match=r"zero_init_last must be True or False\. Received: zero_init_last=1"):
+            blockzoo.create_model(name, zero_init_last=1, device="meta")
