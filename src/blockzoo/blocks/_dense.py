@@ -166,7 +166,9 @@ class DenseLayer(ChannelsFirstBlock):
         out = checkpoint(self._bottleneck, *inputs, use_reentrant=False, context_fn=self._recompute_contexts)
         return out
 
-    def _recompute_contexts(self) -> tuple[contextlib.AbstractContextManager[None], ...]:
+    def _recompute_contexts(
+        self,
+    ) -> tuple[contextlib.AbstractContextManager[None], contextlib.AbstractContextManager[None]]:
         return contextlib.nullcontext(), self._buffers_kept()
 
     def forward(self, x: Tensor | Sequence[Tensor]) -> Tensor:

@@ -108,7 +108,7 @@ def torchvision_weights(name: str, image_size: int) -> Any:
         entries = get_model_weights(name)
     except ValueError as err:
         raise ValueError(f"torchvision has no weights for {name!r}. Received: pretrained='torchvision'") from err
-    default = entries.DEFAULT  # type: ignore[attr-defined]
+    default = entries.DEFAULT
     fitting = [w for w in (default, *entries) if _crop_size(w) == image_size]
     return fitting[0] if fitting else default
 
