@@ -122,7 +122,8 @@ def test_transformer_block_residual_tools(layer_scale_init: float | None) -> Non
 
 def test_transformer_block_checks_its_arguments() -> None:
     with pytest.raises(
-        ValueError, match=r"mlp_ratio must give at least one hidden feature .*Received: mlp_ratio=0\.01"
+        ValueError,
+        match=r"mlp_ratio must give at least one hidden feature \(dim \* mlp_ratio >= 0\.5, dim=8\)\. Received: mlp_ratio=0\.01",
     ):
         TransformerBlock(8, 2, mlp_ratio=0.01)
     with pytest.raises(ValueError, match=r"drop_rate must be .*Received: drop_rate=-0\.1"):

@@ -134,7 +134,8 @@ def test_convnext_block_checks_its_input_and_arguments() -> None:
     with pytest.raises(ValueError, match=r"mlp_ratio must be .*Received: mlp_ratio=0"):
         ConvNeXtBlock(8, mlp_ratio=0)
     with pytest.raises(
-        ValueError, match=r"mlp_ratio must give at least one hidden feature .*Received: mlp_ratio=0\.01"
+        ValueError,
+        match=r"mlp_ratio must give at least one hidden feature \(channels \* mlp_ratio >= 0\.5, channels=8\)\. Received: mlp_ratio=0\.01",
     ):
         ConvNeXtBlock(8, mlp_ratio=0.01)
     with pytest.raises(ValueError, match=r"drop_path_rate must be .*Received: drop_path_rate=1\.5"):

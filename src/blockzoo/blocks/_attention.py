@@ -3,56 +3,24 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blockzoo._checks import check_number, check_positive_int, check_probability
+from blockzoo._checks import check_positive_int, check_probability
 from blockzoo._types import DeviceLike
-from blockzoo.blocks._base import Block
+from blockzoo.blocks._base import TokenBlock
 from blockzoo.blocks._convnext import LAYER_NORM_EPS6, LayerScale
-from blockzoo.blocks._layout import layout_error
-from blockzoo.blocks._mlp import MLP
+from blockzoo.blocks._mlp import MLP, mlp_hidden_features
 from blockzoo.blocks._residual import ResidualBlock
-from blockzoo.errors import InputError
 from blockzoo.layers import LayerSpec, Placement, build_layer
 from blockzoo.roles import Role
 
 __all__ = ["MultiHeadSelfAttention", "TransformerBlock"]
 
 
-def _tokens_error(
-    block: str, shape: Sequence[int], dtype: torch.dtype | None, dim: int, hint: str | None = None
-) -> InputError:
-    """The :class:`InputError` of a block on tokens ``[N, L, dim]``."""
-    if hint is None and len(shape) == 4 and shape[1] == dim:
-        hint = (
-            "the input looks like a map [N, C, H, W]; attention takes tokens [N, L, C]: "
-            "x.flatten(2).transpose(1, 2), or a PatchEmbed before the block."
-        )
-    return layout_error(block, shape, dtype, expected=f"[N, L, {dim}]", channels=dim, rank=3, channel_dim=-1, hint=hint)
-
-
-class _TokenBlock(Block):
-    """A block on token sequences ``[N, L, dim]``: checks its input's rank and width."""
-
-    channel_dim = -1
-    dim: int
-
-    def _check(self, x: Tensor) -> None:
-        if x.dim() != 3 or x.shape[-1] != self.dim or not x.is_floating_point():
-            raise _tokens_error(type(self).__name__, x.shape, x.dtype, self.dim)
-
-    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
-        shape = tuple(input_shape)
-        if len(shape) != 3 or shape[-1] != self.dim:
-            raise _tokens_error(type(self).__name__, shape, None, self.dim)
-        return torch.Size(shape)
-
-
-class MultiHeadSelfAttention(_TokenBlock):
+class MultiHeadSelfAttention(TokenBlock):
     """Multi-head self-attention computed by :func:`torch.nn.functional.scaled_dot_product_attention`.
 
     One linear layer ``qkv`` projects the tokens to queries, keys and values
@@ -139,7 +107,7 @@ class _PreNormResidual(ResidualBlock):
     zero_init_roles = (Role.SCALE, Role.WEIGHT)
 
 
-class TransformerBlock(_TokenBlock):
+class TransformerBlock(TokenBlock):
     """The pre-norm transformer encoder block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``.
 
     Each half is a residual block (:class:`ResidualBlock`) with its own
@@ -199,11 +167,7 @@ class TransformerBlock(_TokenBlock):
     ) -> None:
         super().__init__()
         self.dim = check_positive_int("dim", dim)
-        hidden = round(dim * check_number("mlp_ratio", mlp_ratio, low=0, low_open=True))
-        if hidden < 1:
-            raise ValueError(
-                f"mlp_ratio must give at least one hidden feature (dim * mlp_ratio >= 0.5). Received: mlp_ratio={mlp_ratio!r}"
-            )
+        hidden = mlp_hidden_features("dim", dim, mlp_ratio)
         check_probability("drop_rate", drop_rate)
         placement: Placement = {"device": device, "dtype": dtype}
         attn = MultiHeadSelfAttention(

@@ -12,7 +12,7 @@ from blockzoo._checks import check_number, check_positive_int, check_spatial_dim
 from blockzoo._types import DeviceLike
 from blockzoo.blocks._base import Block, ChannelsFirstBlock
 from blockzoo.blocks._layout import layout_error
-from blockzoo.blocks._mlp import MLP
+from blockzoo.blocks._mlp import MLP, mlp_hidden_features
 from blockzoo.blocks._residual import ResidualBlock
 from blockzoo.errors import InputError
 from blockzoo.layers import ChannelLayerNorm, LayerSpec, build_layer
@@ -240,12 +240,7 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
                 "kernel_size must be odd, so that the depthwise conv keeps the map's size. "
                 f"Received: kernel_size={kernel_size!r}"
             )
-        hidden = round(channels * check_number("mlp_ratio", mlp_ratio, low=0, low_open=True))
-        if hidden < 1:
-            raise ValueError(
-                f"mlp_ratio must give at least one hidden feature (channels * mlp_ratio >= 0.5). "
-                f"Received: mlp_ratio={mlp_ratio!r}"
-            )
+        hidden = mlp_hidden_features("channels", channels, mlp_ratio)
         dw = nn.Conv2d(
             channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, device=device, dtype=dtype
         )
