@@ -18,21 +18,33 @@ DEVICES = [
 SMALL_MODEL_PARAMS = 30_000_000
 
 
+def builder_configuration(name: str) -> tuple[str, bool]:
+    """The family of a registered model and whether it is its batch-norm variant (``vgg11_bn``).
+
+    A ``_bn`` variant is the family's builder run with another configuration (a norm in every conv block), which
+    the plain members do not exercise.
+    """
+    import blockzoo
+
+    return blockzoo.model_info(name).family, name.endswith("_bn")
+
+
 def representative_models() -> list[str]:
     """The registered models that the zoo-wide checks build for real (train, compile, export, fuse, summarise).
 
-    The smallest member of each family (by parameter count, counted on the meta device), and every model under
-    :data:`SMALL_MODEL_PARAMS`. The larger members share their family's blocks; their parameter counts, state_dict
+    The smallest member (by parameter count, counted on the meta device) of each family and builder
+    configuration (:func:`builder_configuration`: ``vgg11`` and ``vgg11_bn``), and every model under
+    :data:`SMALL_MODEL_PARAMS`. The larger members share their group's blocks; their parameter counts, state_dict
     manifest and meta-device builds are checked for every model.
     """
     import blockzoo
 
     names = blockzoo.list_models()
-    smallest: dict[str, str] = {}
+    smallest: dict[tuple[str, bool], str] = {}
     for name in names:
-        info = blockzoo.model_info(name)
-        best = smallest.get(info.family)
-        if best is None or info.num_params < blockzoo.model_info(best).num_params:
-            smallest[info.family] = name
+        group = builder_configuration(name)
+        best = smallest.get(group)
+        if best is None or blockzoo.model_info(name).num_params < blockzoo.model_info(best).num_params:
+            smallest[group] = name
     chosen = set(smallest.values())
     return [n for n in names if n in chosen or blockzoo.model_info(n).num_params < SMALL_MODEL_PARAMS]

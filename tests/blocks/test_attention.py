@@ -63,7 +63,7 @@ def test_attention_drops_weights_only_in_training(monkeypatch: pytest.MonkeyPatc
         return sdpa(*args, **kwargs)
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
-    attn = MultiHeadSelfAttention(8, 2, attn_drop=0.25)
+    attn = MultiHeadSelfAttention(8, 2, attn_drop_rate=0.25)
     x = torch.randn(1, 3, 8)
     attn.train()(x)
     attn.eval()(x)
@@ -77,8 +77,12 @@ def test_attention_checks_its_input_and_arguments() -> None:
         MultiHeadSelfAttention(8, 2)(torch.randn(2, 8, 3, 3))
     with pytest.raises(ValueError, match=r"num_heads must divide dim \(10\)\. Received: num_heads=3"):
         MultiHeadSelfAttention(10, 3)
-    with pytest.raises(ValueError, match=r"attn_drop must be .*Received: attn_drop=1\.0"):
-        MultiHeadSelfAttention(8, 2, attn_drop=1.0)
+    with pytest.raises(ValueError, match=r"attn_drop_rate must be .*Received: attn_drop_rate=1\.0"):
+        MultiHeadSelfAttention(8, 2, attn_drop_rate=1.0)
+    with pytest.raises(ValueError, match=r"proj_drop_rate must be .*Received: proj_drop_rate=1\.0"):
+        MultiHeadSelfAttention(8, 2, proj_drop_rate=1.0)
+    with pytest.raises(ValueError, match=r"attn_drop_rate must be .*Received: attn_drop_rate=-0\.1"):
+        blockzoo.TransformerBlock(8, 2, attn_drop_rate=-0.1)
 
 
 def test_transformer_block_is_pre_norm_attention_then_mlp() -> None:
@@ -118,7 +122,8 @@ def test_transformer_block_residual_tools(layer_scale_init: float | None) -> Non
 
 def test_transformer_block_checks_its_arguments() -> None:
     with pytest.raises(
-        ValueError, match=r"mlp_ratio must give at least one hidden feature .*Received: mlp_ratio=0\.01"
+        ValueError,
+        match=r"mlp_ratio must give at least one hidden feature \(dim \* mlp_ratio >= 0\.5, dim=8\)\. Received: mlp_ratio=0\.01",
     ):
         TransformerBlock(8, 2, mlp_ratio=0.01)
     with pytest.raises(ValueError, match=r"drop_rate must be .*Received: drop_rate=-0\.1"):

@@ -268,7 +268,11 @@ def _heads(draw: st.DrawFn) -> tuple[int, int]:
 @st.composite
 def multi_head_self_attention(draw: st.DrawFn) -> Case:
     dim, heads = _heads(draw)
-    kwargs = {"qkv_bias": draw(st.booleans()), "attn_drop": draw(st.sampled_from([0.0, 0.1])), "proj_drop": 0.1}
+    kwargs = {
+        "qkv_bias": draw(st.booleans()),
+        "attn_drop_rate": draw(st.sampled_from([0.0, 0.1])),
+        "proj_drop_rate": 0.1,
+    }
     shape = (draw(st.integers(1, 3)), draw(st.integers(1, 6)), dim)
     return functools.partial(blockzoo.MultiHeadSelfAttention, dim, heads, **kwargs), shape
 

@@ -61,8 +61,12 @@ def test_layer_scale_checks_its_input_and_arguments() -> None:
         LayerScale(4)(torch.randn(2, 4, 3))
     with pytest.raises(InputError, match=r"expected input of shape \[N, 4, \*spatial\] \(2 spatial dims\)"):
         LayerScale(4, spatial_dims=2)(torch.randn(2, 4, 3))
-    with pytest.raises(ValueError, match=r"spatial_dims must be 0, 1, 2 or 3\. Received: spatial_dims=4"):
+    with pytest.raises(ValueError, match=r"spatial_dims must be one of 0, 1, 2, 3\. Received: spatial_dims=4"):
         LayerScale(4, spatial_dims=4)
+    with pytest.raises(ValueError, match=r"spatial_dims must be one of 0, 1, 2, 3\. Received: spatial_dims=True"):
+        LayerScale(4, spatial_dims=True)  # a bool is not a number of dimensions
+    with pytest.raises(ValueError, match=r"spatial_dims must be one of 0, 1, 2, 3\. Received: spatial_dims=2\.0"):
+        LayerScale(4, spatial_dims=2.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"init_value must be .*Received: init_value=nan"):
         LayerScale(4, init_value=float("nan"))
 
@@ -130,7 +134,8 @@ def test_convnext_block_checks_its_input_and_arguments() -> None:
     with pytest.raises(ValueError, match=r"mlp_ratio must be .*Received: mlp_ratio=0"):
         ConvNeXtBlock(8, mlp_ratio=0)
     with pytest.raises(
-        ValueError, match=r"mlp_ratio must give at least one hidden feature .*Received: mlp_ratio=0\.01"
+        ValueError,
+        match=r"mlp_ratio must give at least one hidden feature \(channels \* mlp_ratio >= 0\.5, channels=8\)\. Received: mlp_ratio=0\.01",
     ):
         ConvNeXtBlock(8, mlp_ratio=0.01)
     with pytest.raises(ValueError, match=r"drop_path_rate must be .*Received: drop_path_rate=1\.5"):
@@ -145,3 +150,17 @@ def test_layer_scale_records_its_initializer_and_zero_init_last_updates_it() -> 
     blockzoo.zero_init_last_(block)
     rows = {row.name: row for row in blockzoo.init.init_report(block).rows}
     assert rows["branch.layer_scale.gamma"].initializer == "zeros (zero_init_last_)"
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5, 7])
+def test_convnext_block_keeps_the_map_size_for_every_odd_kernel(kernel_size: int) -> None:
+    block = ConvNeXtBlock(4, kernel_size)
+    x = torch.randn(1, 4, 6, 5)
+    assert block(x).shape == block.output_shape(x.shape) == x.shape
+
+
+@pytest.mark.parametrize("kernel_size", [2, 4])
+def test_convnext_block_refuses_an_even_kernel(kernel_size: int) -> None:
+    # an even window with padding kernel_size // 2 would grow the map by one, breaking the shape contract
+    with pytest.raises(ValueError, match=rf"kernel_size must be odd.*Received: kernel_size={kernel_size}"):
+        ConvNeXtBlock(4, kernel_size)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,6 +26,18 @@ def test_channel_shuffle_moves_channel_g_k_plus_i_to_i_groups_plus_g(groups: int
         for i in range(per_group):
             assert torch.equal(out[:, i * groups + g], x[:, g * per_group + i])
     assert torch.equal(channel_shuffle(out, per_group), x)  # shuffling back with the other factor undoes it
+
+
+def test_channel_shuffle_checks_its_groups() -> None:
+    x = torch.randn(1, 6, 2, 2)
+    with pytest.raises(
+        ValueError, match=r"groups must divide the channels of x \(6, of shape \[1, 6, 2, 2\]\)\. Received: groups=4"
+    ):
+        channel_shuffle(x, 4)
+    with pytest.raises(ValueError, match=r"groups must be .*Received: groups=0"):
+        channel_shuffle(x, 0)
+    with pytest.raises(ValueError, match=r"groups must be a positive int\. Received: groups=2\.0"):
+        channel_shuffle(x, 2.0)  # type: ignore[arg-type]
 
 
 def test_channel_shuffle_keeps_channels_last() -> None:
@@ -119,6 +134,45 @@ def test_memory_efficient_recomputes_the_bottleneck_and_changes_nothing_else() -
         calls.clear()
         efficient(x)
         assert len(calls) == 1
+
+
+def _one_training_step(block: torch.nn.Module, x: torch.Tensor, *, compile: bool = False) -> dict[str, torch.Tensor]:
+    optimizer = torch.optim.SGD(block.parameters(), lr=0.1)
+    run = torch.compile(block, fullgraph=True) if compile else block
+    run(x).square().mean().backward()
+    optimizer.step()
+    return block.state_dict()
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])  # None: the cumulative average, which counts batches
+def test_memory_efficient_training_step_leaves_the_plain_blocks_state(momentum: float | None) -> None:
+    # The backward pass recomputes norm1 in training mode: its running statistics must move once per step.
+    torch.manual_seed(0)
+    norm = functools.partial(torch.nn.BatchNorm2d, momentum=momentum)
+    plain = DenseBlock(4, 2, growth_rate=2, bn_size=2, norm_layer=norm)
+    efficient = copy.deepcopy(plain)
+    for layer in efficient.layers:
+        layer.memory_efficient = True
+    x = torch.randn(2, 4, 5, 5, requires_grad=True)
+    expected, got = _one_training_step(plain, x), _one_training_step(efficient, x)
+    assert got["layers.1.norm1.num_batches_tracked"].item() == 1
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+@pytest.mark.slow  # a compile of the forward and backward graphs
+def test_memory_efficient_training_step_compiled_leaves_the_plain_blocks_state() -> None:
+    torch.manual_seed(0)
+    plain = DenseLayer(4, growth_rate=2, bn_size=2)
+    efficient = copy.deepcopy(plain)
+    efficient.memory_efficient = True
+    x = torch.randn(2, 4, 5, 5, requires_grad=True)
+    expected = _one_training_step(plain, x)
+    got = _one_training_step(efficient, x, compile=True)
+    assert got["norm1.num_batches_tracked"].item() == 1
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-5, msg=key)
 
 
 def test_fusion_folds_the_dense_layers_second_norm_and_leaves_the_pre_activation_norms() -> None:

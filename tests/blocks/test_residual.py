@@ -204,3 +204,34 @@ def test_a_sequential_subclass_branch_runs_its_own_forward() -> None:
     block.branch = Halving(*block.branch)
     torch.testing.assert_close(block(x), expected)
     assert block.modules_run_inline() == {}
+
+
+def test_zero_init_last_zeroes_the_last_parameter_of_the_first_listed_role_the_branch_has() -> None:
+    # a norm then a layer scale: the default roles zero the norm's scale, (scale, weight) the layer scale
+    def branch() -> nn.Sequential:
+        layers = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), blockzoo.LayerScale(4, init_value=0.5))
+        nn.init.ones_(layers[1].bias)  # a shift that zero_init_last_ must leave alone
+        return layers
+
+    class ScaleFirst(ResidualBlock):
+        zero_init_roles = (blockzoo.Role.SCALE, blockzoo.Role.WEIGHT)
+
+    plain, scaled = ResidualBlock(branch()).zero_init_last_(), ScaleFirst(branch()).zero_init_last_()
+    assert plain.branch[1].weight.abs().sum() == 0
+    assert plain.branch[1].bias.abs().sum() > 0
+    assert plain.branch[2].gamma.abs().sum() > 0
+    assert scaled.branch[2].gamma.abs().sum() == 0
+    assert scaled.branch[1].weight.abs().sum() > 0
+    linear_only = ScaleFirst(nn.Sequential(nn.LayerNorm(4), nn.Linear(4, 4))).zero_init_last_()
+    assert linear_only.branch[1].weight.abs().sum() == 0
+    assert linear_only.branch[1].bias.abs().sum() == 0
+    assert linear_only.branch[0].weight.abs().sum() > 0
+
+
+def test_zero_init_last_without_a_layer_to_zero_names_the_roles_it_looked_for() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"zero_init_last_ needs a parameter of role norm or weight in ResidualBlock\.branch to zero\. "
+        r"Received: branch=ReLU",
+    ):
+        ResidualBlock(nn.ReLU()).zero_init_last_()

@@ -129,3 +129,117 @@ def test_pretrained_torchvision_offline_fails_clearly(monkeypatch: pytest.Monkey
         blockzoo.create_model("resnet18", pretrained="torchvision")
     with pytest.raises(ValueError, match=r"pretrained must be 'torchvision' or None\. Received: pretrained='imagenet'"):
         blockzoo.create_model("resnet18", pretrained="imagenet")
+
+
+def _weights_checked_for_fit() -> list[str]:
+    """Every model whose torchvision weights are made for several image sizes, and the first model of each family."""
+    first: dict[str, str] = {}
+    for name in TORCHVISION_NAMES:
+        first.setdefault(blockzoo.model_info(name).family, name)
+    picked = set(first.values())
+    for name in TORCHVISION_NAMES:
+        entries = torchvision.models.get_model_weights(name)
+        if len({w.transforms.keywords.get("crop_size") for w in entries}) > 1:
+            picked.add(name)
+    return [n for n in TORCHVISION_NAMES if n in picked]
+
+
+class _EmptyOnMeta(torch.overrides.TorchFunctionMode):
+    """Make ``torch.empty`` (where torch's layers create their weights) allocate nothing.
+
+    Other tensors stay real: torchvision's RegNet computes its widths with tensors and ``tolist()``,
+    which a ``torch.device("meta")`` context would break.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = dict(kwargs or {})
+        if func is torch.empty:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("name", _weights_checked_for_fit())
+def test_pretrained_weights_fit_the_model(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # torchvision's builder, given the weights pretrained="torchvision" picks, makes the model those weights
+    # are for (num_classes, a ViT's image_size ...); with the download and load skipped, its state_dict has
+    # the checkpoint's shapes, which must convert to the default blockzoo model's.
+    from torchvision.models._api import WeightsEnum
+
+    from blockzoo.models._registry import model_input_size
+    from blockzoo.models._torchvision import torchvision_weights
+
+    weights = torchvision_weights(name, model_input_size(name)[-1])
+    built: list[torch.nn.Module] = []
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", lambda self, *args, **kwargs: {})
+    monkeypatch.setattr(torch.nn.Module, "load_state_dict", lambda self, *args, **kwargs: built.append(self))
+    with _EmptyOnMeta():
+        torchvision.models.get_model(name, weights=weights)
+    (theirs,) = built
+    ours = blockzoo.create_model(name, device="meta")
+    blockzoo.models.torchvision_to_blockzoo(ours, theirs.state_dict())  # raises on any count or shape difference
+
+
+def test_pretrained_weights_are_those_made_for_the_models_image_size() -> None:
+    from blockzoo.models._torchvision import torchvision_weights
+
+    vit_h = torchvision.models.ViT_H_14_Weights
+    assert vit_h.DEFAULT is vit_h.IMAGENET1K_SWAG_E2E_V1  # made for 518 x 518 images
+    assert torchvision_weights("vit_h_14", 224) is vit_h.IMAGENET1K_SWAG_LINEAR_V1
+    assert torchvision_weights("vit_h_14", 518) is vit_h.IMAGENET1K_SWAG_E2E_V1
+    vit_b = torchvision.models.ViT_B_16_Weights
+    assert torchvision_weights("vit_b_16", 224) is vit_b.DEFAULT
+    assert torchvision_weights("vit_b_16", 384) is vit_b.IMAGENET1K_SWAG_E2E_V1
+    resnet = torchvision.models.ResNet50_Weights
+    assert torchvision_weights("resnet50", 224) is resnet.DEFAULT
+    assert torchvision_weights("resnet50", 160) is resnet.DEFAULT  # a CNN takes any size: the default weights
+
+
+def test_pretrained_vit_at_another_image_size_asks_for_those_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+
+    def offline(self: object, *args: object, **kwargs: object) -> None:
+        asked.append(self)
+        raise OSError("no network")
+
+    from torchvision.models._api import WeightsEnum
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(CheckpointError, match=r"could not download torchvision's .*IMAGENET1K_SWAG_E2E_V1"):
+        blockzoo.create_model("vit_b_16", image_size=384, device="meta", pretrained="torchvision")
+    assert asked == [torchvision.models.ViT_B_16_Weights.IMAGENET1K_SWAG_E2E_V1]
+
+
+@pytest.mark.parametrize("image_size", [8, 100, 0])
+def test_vit_refuses_an_image_size_that_is_not_a_whole_grid_of_patches(image_size: int) -> None:
+    # torchvision's ViT refuses such inputs in forward ("Wrong image height"); ours at construction
+    with pytest.raises(ValueError, match=rf"image_size must be .*Received: image_size={image_size}"):
+        blockzoo.create_model("vit_b_16", image_size=image_size, device="meta")
+
+
+def test_vit_takes_any_whole_grid_of_patches() -> None:
+    model = blockzoo.create_model("vit_b_32", image_size=96, device="meta")
+    assert model.features.pos_embed.weight.shape == (1, 1 + 3 * 3, 768)
+
+
+def test_convnext_and_vit_take_zero_init_last() -> None:
+    from blockzoo.models._convnext import convnext
+    from blockzoo.models._vit import vision_transformer
+
+    torch.manual_seed(0)
+    small = {
+        "convnext": lambda **kw: convnext((8, 16, 16, 16), (1, 1, 2, 1), **kw),
+        "vit": lambda **kw: vision_transformer(8, 2, 2, 16, 32, image_size=16, **kw),
+    }
+    for family, build in small.items():
+        model = build(zero_init_last=True).eval()
+        blocks = [m for m in model.modules() if isinstance(m, blockzoo.ResidualBlock)]
+        assert len(blocks) == (5 if family == "convnext" else 4)
+        for block in blocks:  # each block (each transformer half) is the identity
+            x = torch.randn(2, 16, 4, 4) if family == "convnext" else torch.randn(2, 5, 16)
+            x = x[:, : block.in_channels] if family == "convnext" else x
+            with torch.no_grad():
+                torch.testing.assert_close(block(x), x)
+        assert any(p.abs().sum() > 0 for n, p in build().named_parameters() if "layer_scale" in n or "out." in n)
+    for name in ("convnext_tiny", "vit_b_32"):
+        with pytest.raises(TypeError, match=r"zero_init_last must be True or False\. Received: zero_init_last=1"):
+            blockzoo.create_model(name, zero_init_last=1, device="meta")

@@ -9,10 +9,10 @@ import torch
 
 import blockzoo
 from blockzoo import UnknownNameError, create_model, list_models, model_info
-from support import CUDA, representative_models
+from support import CUDA, SMALL_MODEL_PARAMS, builder_configuration, representative_models
 
 NAMES = list_models()
-#: The smallest model of each family: the generic checks below build, train and compile these.
+#: The smallest model of each family and configuration: the generic checks below build, train and compile these.
 REPRESENTATIVES = representative_models()
 
 
@@ -65,11 +65,17 @@ def test_model_compiles_without_graph_breaks(name: str) -> None:
         torch.testing.assert_close(compiled(x), model(x))
 
 
-def test_every_family_has_a_representative() -> None:
-    families = {model_info(n).family for n in NAMES}
-    assert {model_info(n).family for n in REPRESENTATIVES} == families
-    assert "regnet_y_400mf" in REPRESENTATIVES
-    assert "regnet_y_128gf" not in REPRESENTATIVES
+def test_every_family_and_configuration_has_a_representative() -> None:
+    groups = {builder_configuration(n) for n in NAMES}
+    assert {builder_configuration(n) for n in REPRESENTATIVES} == groups
+    # a representative too large for every check is there because it is its group's smallest member
+    for name in REPRESENTATIVES:
+        if model_info(name).num_params >= SMALL_MODEL_PARAMS:
+            group = [n for n in NAMES if builder_configuration(n) == builder_configuration(name)]
+            assert model_info(name).num_params == min(model_info(n).num_params for n in group), name
+    # vgg's batch-norm variant runs the builder's other branch (a norm in every conv block): both are checked
+    assert {"vgg11", "vgg11_bn", "regnet_y_400mf", "vit_b_16"} <= set(REPRESENTATIVES)
+    assert not {"vgg13", "vgg13_bn", "regnet_y_128gf", "vit_h_14"} & set(REPRESENTATIVES)
 
 
 def test_model_interface() -> None:

@@ -7,9 +7,9 @@ from blockzoo.blocks._convnext import ConvNeXtBlock, LayerNorm2d, LayerScale
 from blockzoo.blocks._dense import DenseBlock, DenseLayer, Transition
 from blockzoo.blocks._drop import DropBlock, DropPath
 from blockzoo.blocks._fire import Fire
-from blockzoo.blocks._mbconv import FusedMBConv, MBConv
+from blockzoo.blocks._mbconv import FusedMBConv, InvertedResidual, MBConv
 from blockzoo.blocks._mlp import MLP, ClassifierHead
-from blockzoo.blocks._residual import BasicBlock, Bottleneck, InvertedResidual, ResidualBlock
+from blockzoo.blocks._residual import BasicBlock, Bottleneck, ResidualBlock
 from blockzoo.blocks._se import SqueezeExcite
 from blockzoo.blocks._shortcut import PadShortcut
 from blockzoo.blocks._shuffle import ShuffleUnit, channel_shuffle

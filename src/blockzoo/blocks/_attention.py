@@ -3,55 +3,24 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blockzoo._checks import check_number, check_positive_int, check_probability
+from blockzoo._checks import check_positive_int, check_probability
 from blockzoo._types import DeviceLike
-from blockzoo.blocks._base import Block
-from blockzoo.blocks._convnext import LAYER_NORM_EPS6, LayerScale, zero_last_layer_
-from blockzoo.blocks._layout import layout_error
-from blockzoo.blocks._mlp import MLP
+from blockzoo.blocks._base import TokenBlock
+from blockzoo.blocks._convnext import LAYER_NORM_EPS6, LayerScale
+from blockzoo.blocks._mlp import MLP, mlp_hidden_features
 from blockzoo.blocks._residual import ResidualBlock
-from blockzoo.errors import InputError
 from blockzoo.layers import LayerSpec, Placement, build_layer
+from blockzoo.roles import Role
 
 __all__ = ["MultiHeadSelfAttention", "TransformerBlock"]
 
 
-def _tokens_error(
-    block: str, shape: Sequence[int], dtype: torch.dtype | None, dim: int, hint: str | None = None
-) -> InputError:
-    """The :class:`InputError` of a block on tokens ``[N, L, dim]``."""
-    if hint is None and len(shape) == 4 and shape[1] == dim:
-        hint = (
-            "the input looks like a map [N, C, H, W]; attention takes tokens [N, L, C]: "
-            "x.flatten(2).transpose(1, 2), or a PatchEmbed before the block."
-        )
-    return layout_error(block, shape, dtype, expected=f"[N, L, {dim}]", channels=dim, rank=3, channel_dim=-1, hint=hint)
-
-
-class _TokenBlock(Block):
-    """A block on token sequences ``[N, L, dim]``: checks its input's rank and width."""
-
-    channel_dim = -1
-    dim: int
-
-    def _check(self, x: Tensor) -> None:
-        if x.dim() != 3 or x.shape[-1] != self.dim or not x.is_floating_point():
-            raise _tokens_error(type(self).__name__, x.shape, x.dtype, self.dim)
-
-    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
-        shape = tuple(input_shape)
-        if len(shape) != 3 or shape[-1] != self.dim:
-            raise _tokens_error(type(self).__name__, shape, None, self.dim)
-        return torch.Size(shape)
-
-
-class MultiHeadSelfAttention(_TokenBlock):
+class MultiHeadSelfAttention(TokenBlock):
     """Multi-head self-attention computed by :func:`torch.nn.functional.scaled_dot_product_attention`.
 
     One linear layer ``qkv`` projects the tokens to queries, keys and values
@@ -65,8 +34,8 @@ class MultiHeadSelfAttention(_TokenBlock):
         dim: Width of each token.
         num_heads: Attention heads; must divide ``dim``.
         qkv_bias: Whether ``qkv`` has a bias.
-        attn_drop: Dropout on the attention weights, in training.
-        proj_drop: Dropout after ``proj``, in training.
+        attn_drop_rate: Dropout on the attention weights, in training.
+        proj_drop_rate: Dropout after ``proj``, in training.
         device: Where the parameters are created.
         dtype: The parameters' dtype.
 
@@ -95,8 +64,8 @@ class MultiHeadSelfAttention(_TokenBlock):
         num_heads: int = 8,
         *,
         qkv_bias: bool = True,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
         device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -106,12 +75,12 @@ class MultiHeadSelfAttention(_TokenBlock):
         if dim % num_heads:
             raise ValueError(f"num_heads must divide dim ({dim}). Received: num_heads={num_heads}")
         self.head_dim = dim // num_heads
-        self.attn_drop = check_probability("attn_drop", attn_drop)
-        check_probability("proj_drop", proj_drop)
+        self.attn_drop_rate = check_probability("attn_drop_rate", attn_drop_rate)
+        check_probability("proj_drop_rate", proj_drop_rate)
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, device=device, dtype=dtype)
         self.proj = nn.Linear(dim, dim, device=device, dtype=dtype)
         self._set_stages("proj_drop")
-        self.proj_drop = build_layer("dropout", "dropout" if proj_drop else None, proj_drop)
+        self.proj_drop = build_layer("dropout", "dropout" if proj_drop_rate else None, proj_drop_rate)
         self.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -120,26 +89,25 @@ class MultiHeadSelfAttention(_TokenBlock):
         # [N, L, 3 * dim] -> [3, N, heads, L, head_dim]
         qkv = self.qkv(x).view(n, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop_rate if self.training else 0.0)
         out = self.proj(out.transpose(1, 2).reshape(n, length, self.dim))  # heads back side by side
         return self._run_stages(out)
 
     def extra_repr(self) -> str:
-        return f"{self.dim}, num_heads={self.num_heads}" + (f", attn_drop={self.attn_drop}" if self.attn_drop else "")
+        return f"{self.dim}, num_heads={self.num_heads}" + (
+            f", attn_drop_rate={self.attn_drop_rate}" if self.attn_drop_rate else ""
+        )
 
 
 class _PreNormResidual(ResidualBlock):
     """``x + drop_path(branch(x))`` on tokens, where the branch is norm -> layer -> layer scale."""
 
     _add_in_place = True  # the branch ends in a linear layer or a layer scale: always a new tensor
-
-    def zero_init_last_(self) -> _PreNormResidual:
-        """Zero the layer scale (or, without one, the last linear layer), so the block starts as the identity."""
-        zero_last_layer_(self.branch)
-        return self
+    #: zero_init_last_ zeroes the layer scale or, without one, the last linear layer (not the norm before them).
+    zero_init_roles = (Role.SCALE, Role.WEIGHT)
 
 
-class TransformerBlock(_TokenBlock):
+class TransformerBlock(TokenBlock):
     """The pre-norm transformer encoder block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``.
 
     Each half is a residual block (:class:`ResidualBlock`) with its own
@@ -155,7 +123,7 @@ class TransformerBlock(_TokenBlock):
         qkv_bias: Whether the attention's ``qkv`` projection has a bias.
         drop_rate: Dropout after the attention and in the MLP (after its
             activation and its output), as torchvision's ``dropout``.
-        attn_drop: Dropout on the attention weights.
+        attn_drop_rate: Dropout on the attention weights.
         drop_path_rate: Stochastic-depth probability of each half.
         layer_scale_init: Starting value of a layer scale after each half, or
             ``None`` for none (as in the original ViT).
@@ -189,7 +157,7 @@ class TransformerBlock(_TokenBlock):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         drop_rate: float = 0.0,
-        attn_drop: float = 0.0,
+        attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         layer_scale_init: float | None = None,
         norm_layer: LayerSpec = LAYER_NORM_EPS6,
@@ -199,15 +167,11 @@ class TransformerBlock(_TokenBlock):
     ) -> None:
         super().__init__()
         self.dim = check_positive_int("dim", dim)
-        hidden = round(dim * check_number("mlp_ratio", mlp_ratio, low=0, low_open=True))
-        if hidden < 1:
-            raise ValueError(
-                f"mlp_ratio must give at least one hidden feature (dim * mlp_ratio >= 0.5). Received: mlp_ratio={mlp_ratio!r}"
-            )
+        hidden = mlp_hidden_features("dim", dim, mlp_ratio)
         check_probability("drop_rate", drop_rate)
         placement: Placement = {"device": device, "dtype": dtype}
         attn = MultiHeadSelfAttention(
-            dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop_rate, **placement
+            dim, num_heads, qkv_bias=qkv_bias, attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate, **placement
         )
         mlp = MLP(dim, (hidden,), dim, act_layer=act_layer, drop_rate=drop_rate, **placement)
         attention = OrderedDict(norm=self._norm(norm_layer, placement), attn=attn)

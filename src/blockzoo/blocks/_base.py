@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from blockzoo.blocks._layout import layout, layout_error
+from blockzoo.blocks._layout import layout, layout_error, tokens_error
 from blockzoo.errors import InputError
 from blockzoo.init import default_init_
 from blockzoo.roles import Role, param_roles
@@ -181,3 +181,20 @@ class ChannelsFirstBlock(Block):
             rank=self.spatial_dims + 2,
             hint=hint,
         )
+
+
+class TokenBlock(Block):
+    """A block on token sequences ``[N, L, dim]``: checks its input's rank and width."""
+
+    channel_dim = -1
+    dim: int
+
+    def _check(self, x: Tensor) -> None:
+        if x.dim() != 3 or x.shape[-1] != self.dim or not x.is_floating_point():
+            raise tokens_error(type(self).__name__, x.shape, x.dtype, self.dim)
+
+    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
+        shape = tuple(input_shape)
+        if len(shape) != 3 or shape[-1] != self.dim:
+            raise tokens_error(type(self).__name__, shape, None, self.dim)
+        return torch.Size(shape)

@@ -8,18 +8,17 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from blockzoo._checks import check_number, check_positive_int
+from blockzoo._checks import check_number, check_positive_int, check_spatial_dims
 from blockzoo._types import DeviceLike
 from blockzoo.blocks._base import Block, ChannelsFirstBlock
 from blockzoo.blocks._layout import layout_error
-from blockzoo.blocks._mlp import MLP
+from blockzoo.blocks._mlp import MLP, mlp_hidden_features
 from blockzoo.blocks._residual import ResidualBlock
 from blockzoo.errors import InputError
-from blockzoo.init._records import set_record
 from blockzoo.layers import ChannelLayerNorm, LayerSpec, build_layer
-from blockzoo.roles import Role, param_roles
+from blockzoo.roles import Role
 
-__all__ = ["ConvNeXtBlock", "LayerNorm2d", "LayerScale", "zero_last_layer_"]
+__all__ = ["ConvNeXtBlock", "LayerNorm2d", "LayerScale"]
 
 #: The layer norm of ConvNeXt and the vision transformers: torch's, with eps 1e-6.
 LAYER_NORM_EPS6 = functools.partial(nn.LayerNorm, eps=1e-6)
@@ -125,9 +124,7 @@ class LayerScale(Block):
         super().__init__()
         self.channels = check_positive_int("channels", channels)
         self.init_value = check_number("init_value", init_value)
-        if spatial_dims not in (0, 1, 2, 3):
-            raise ValueError(f"spatial_dims must be 0, 1, 2 or 3. Received: spatial_dims={spatial_dims!r}")
-        self.spatial_dims = spatial_dims
+        self.spatial_dims = check_spatial_dims(spatial_dims, (0, 1, 2, 3))
         self.gamma = nn.Parameter(torch.empty((channels, *[1] * spatial_dims), device=device, dtype=dtype))
         self.reset_parameters()
 
@@ -171,28 +168,6 @@ class LayerScale(Block):
         return f"{self.channels}, init_value={self.init_value:g}{dims}"
 
 
-@torch.no_grad()
-def zero_last_layer_(branch: nn.Module) -> None:
-    """Zero what ends a residual branch so that it outputs zeros: its last layer scale, else its last kernel and bias.
-
-    For branches that end in a layer scale or a linear layer (ConvNeXt, pre-norm
-    transformer blocks), where zeroing a norm (the rule of
-    :meth:`ResidualBlock.zero_init_last_`) would not silence the branch.
-    """
-    roles = param_roles(branch)
-    for wanted, zeroed in ((Role.SCALE, ("gamma",)), (Role.WEIGHT, ("weight", "bias"))):
-        last = [n for n, r in roles.items() if r is wanted]
-        if last:
-            owner = branch.get_submodule(last[-1].rpartition(".")[0])
-            for attr in zeroed:
-                tensor = getattr(owner, attr, None)
-                if isinstance(tensor, nn.Parameter):
-                    nn.init.zeros_(tensor)
-                    set_record(owner, attr, "zeros (zero_init_last_)", 0.0)
-            return
-    raise ValueError(f"{type(branch).__name__} has no layer scale, conv or linear layer to zero")
-
-
 class _ConvNeXtBranch(nn.Module):
     """ConvNeXt's residual branch: depthwise conv, then norm and MLP on each position, then layer scale."""
 
@@ -220,7 +195,7 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
 
     Args:
         channels: Channels of the input and output.
-        kernel_size: Depthwise window.
+        kernel_size: Depthwise window; odd, so that the map keeps its size.
         mlp_ratio: Hidden width of the MLP over ``channels``.
         layer_scale_init: Starting value of the layer scale, or ``None`` for none.
         norm_layer: A norm over the last dimension (it sees ``[N, H, W, C]``):
@@ -261,13 +236,12 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
         dtype: torch.dtype | None = None,
     ) -> None:
         check_positive_int("channels", channels)
-        check_positive_int("kernel_size", kernel_size)
-        hidden = round(channels * check_number("mlp_ratio", mlp_ratio, low=0, low_open=True))
-        if hidden < 1:
+        if check_positive_int("kernel_size", kernel_size) % 2 == 0:
             raise ValueError(
-                f"mlp_ratio must give at least one hidden feature (channels * mlp_ratio >= 0.5). "
-                f"Received: mlp_ratio={mlp_ratio!r}"
+                "kernel_size must be odd, so that the depthwise conv keeps the map's size. "
+                f"Received: kernel_size={kernel_size!r}"
             )
+        hidden = mlp_hidden_features("channels", channels, mlp_ratio)
         dw = nn.Conv2d(
             channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, device=device, dtype=dtype
         )
@@ -285,6 +259,8 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
 
     #: The branch always returns a new tensor (never the block's input): add the input into it in place.
     _add_in_place = True
+    #: The branch ends in its layer scale (or, without one, the MLP's output layer), after its norm.
+    zero_init_roles = (Role.SCALE, Role.WEIGHT)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
@@ -292,8 +268,3 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
         return torch.Size(self._check_shape(input_shape))
-
-    def zero_init_last_(self) -> ConvNeXtBlock:
-        """Zero the layer scale (or, without one, the MLP's output layer): the block starts as the identity."""
-        zero_last_layer_(self.branch)
-        return self

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -59,8 +60,11 @@ class DenseLayer(ChannelsFirstBlock):
     during training: their outputs are recomputed in the backward pass
     instead of kept, which takes the memory of a dense block's training step
     from quadratic to linear in its depth for about 15-20% more time
-    (Pleiss et al. 2017; torchvision's ``memory_efficient``). It changes
-    nothing in eval mode or without gradients.
+    (Pleiss et al. 2017; torchvision's ``memory_efficient``). The
+    recomputation leaves the first norm's running statistics as the forward
+    pass left them, so a training step gives the same state as without the
+    option, eager or compiled. It changes nothing in eval mode or without
+    gradients.
 
     The children are flat (``norm1``, ``act1``, ``conv1``, ``norm2``,
     ``act2``, ``conv2``, ``drop``), in the order ``forward`` runs them:
@@ -138,11 +142,40 @@ class DenseLayer(ChannelsFirstBlock):
         out: Tensor = self.conv1(self.act1(self.norm1(x)))
         return out
 
+    @contextlib.contextmanager
+    def _buffers_kept(self) -> Iterator[None]:
+        """Put the bottleneck's buffers back as they were on entry: a recomputation must not count a batch twice."""
+        layers = (self.norm1, self.act1, self.conv1)
+        saved = [(buffer, buffer.clone()) for layer in layers for buffer in layer.buffers()]
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for buffer, value in saved:
+                    buffer.copy_(value)
+
+    def _checkpointed_bottleneck(self, inputs: tuple[Tensor, ...]) -> Tensor:
+        """The bottleneck under :func:`~torch.utils.checkpoint.checkpoint`: recomputed in the backward pass, not kept."""
+        if torch.compiler.is_compiling():
+            # Compiled, the recomputation is the partitioner's own and mutates no buffer (and dynamo takes
+            # no context_fn of ours).
+            out: Tensor = checkpoint(self._bottleneck, *inputs, use_reentrant=False)
+            return out
+        # Eager, the backward pass reruns the bottleneck in training mode, where a batch norm would update
+        # its running statistics a second time: the recomputation's context puts the buffers back.
+        out = checkpoint(self._bottleneck, *inputs, use_reentrant=False, context_fn=self._recompute_contexts)
+        return out
+
+    def _recompute_contexts(
+        self,
+    ) -> tuple[contextlib.AbstractContextManager[None], contextlib.AbstractContextManager[None]]:
+        return contextlib.nullcontext(), self._buffers_kept()
+
     def forward(self, x: Tensor | Sequence[Tensor]) -> Tensor:
         inputs = (x,) if isinstance(x, Tensor) else tuple(x)
         self._check_inputs(inputs)
         if self.memory_efficient and torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-            out: Tensor = checkpoint(self._bottleneck, *inputs, use_reentrant=False)
+            out = self._checkpointed_bottleneck(inputs)
         else:
             out = self._bottleneck(*inputs)
         result: Tensor = self.drop(self.conv2(self.act2(self.norm2(out))))

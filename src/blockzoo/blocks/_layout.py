@@ -9,7 +9,7 @@ import torch
 
 from blockzoo.errors import InputError
 
-__all__ = ["features_hint", "head_hint", "layout", "layout_error"]
+__all__ = ["features_hint", "head_hint", "layout", "layout_error", "tokens_error"]
 
 _SPATIAL_NAMES = {0: (), 1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
@@ -58,6 +58,18 @@ def layout_error(
     what = f"{received} ({dtype})" if dtype is not None else received
     why = hint if hint is not None else _hint(shape, dtype, channels, rank, channel_dim)
     return InputError(f"{block} expected input of shape {expected}, received {what}.\nHint: {why}")
+
+
+def tokens_error(
+    block: str, shape: Sequence[int], dtype: torch.dtype | None, dim: int, hint: str | None = None
+) -> InputError:
+    """The :class:`InputError` of a block on tokens ``[N, L, dim]``."""
+    if hint is None and len(shape) == 4 and shape[1] == dim:
+        hint = (
+            "the input looks like a map [N, C, H, W]; attention takes tokens [N, L, C]: "
+            "x.flatten(2).transpose(1, 2), or a PatchEmbed before the block."
+        )
+    return layout_error(block, shape, dtype, expected=f"[N, L, {dim}]", channels=dim, rank=3, channel_dim=-1, hint=hint)
 
 
 def _times(sizes: Sequence[int], sep: str = " x ") -> str:

@@ -1,4 +1,4 @@
-"""EfficientNet's blocks: MBConv (EfficientNet v1, MobileNet v3) and FusedMBConv (EfficientNet v2)."""
+"""Mobile inverted residual blocks: InvertedResidual (MobileNet v2), MBConv (EfficientNet v1, MobileNet v3), FusedMBConv (EfficientNet v2)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,87 @@ from blockzoo.blocks._residual import _ChannelsResidual
 from blockzoo.blocks._se import SqueezeExcite
 from blockzoo.layers import LayerSpec, Placement
 
-__all__ = ["FusedMBConv", "MBConv"]
+__all__ = ["FusedMBConv", "InvertedResidual", "MBConv"]
+
+
+class InvertedResidual(_ChannelsResidual):
+    """The MobileNet v2 block (Sandler et al. 2018): 1x1 expand, depthwise conv, optional SE, 1x1 linear projection.
+
+    The sum with the input happens only when the shape is kept (stride 1 and
+    ``in_channels == out_channels``); otherwise the block has no shortcut and
+    ``forward`` returns the branch alone.
+
+    Args:
+        in_channels: Channels of the input.
+        out_channels: Channels of the output.
+        kernel_size: Depthwise window.
+        stride: Depthwise stride.
+        expand_ratio: Hidden width over ``in_channels`` (no expansion conv at 1).
+        se_ratio: Squeeze-excite bottleneck ratio of the hidden width, or ``None``.
+        norm_layer: As in :class:`ConvNormAct`.
+        act_layer: Activation of the expansion and depthwise convs.
+        drop_path_rate: Stochastic-depth probability (only with a shortcut).
+        spatial_dims: 1, 2 or 3.
+        device: Where the parameters are created.
+        dtype: The parameters' dtype.
+
+    Shape:
+        - Input: ``[N, in_channels, *spatial]``.
+        - Output: ``[N, out_channels, *ceil(spatial / stride)]``.
+
+    Example:
+        >>> import torch
+        >>> from blockzoo import InvertedResidual
+        >>> block = InvertedResidual(24, 24, expand_ratio=6)
+        >>> block.branch[1].conv.groups, block.has_shortcut
+        (144, True)
+        >>> block(torch.randn(1, 24, 8, 8)).shape
+        torch.Size([1, 24, 8, 8])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        *,
+        stride: int = 1,
+        expand_ratio: float = 6.0,
+        se_ratio: float | None = None,
+        norm_layer: LayerSpec = "batchnorm",
+        act_layer: LayerSpec = "relu6",
+        drop_path_rate: float = 0.0,
+        spatial_dims: int = 2,
+        device: DeviceLike = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        nd = check_spatial_dims(spatial_dims)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
+        check_positive_int("stride", stride)
+        hidden = round(in_channels * check_number("expand_ratio", expand_ratio, low=1.0))
+        placement: Placement = {"device": device, "dtype": dtype}
+        common = {"norm_layer": norm_layer, "spatial_dims": nd, **placement}
+        layers: list[nn.Module] = []
+        if hidden != in_channels:
+            layers.append(ConvNormAct(in_channels, hidden, 1, act_layer=act_layer, **common))  # type: ignore[arg-type]
+        layers.append(
+            ConvNormAct(hidden, hidden, kernel_size, stride=stride, groups=hidden, act_layer=act_layer, **common)  # type: ignore[arg-type]
+        )
+        if se_ratio is not None:
+            layers.append(SqueezeExcite(hidden, rd_ratio=se_ratio, spatial_dims=nd, **placement))
+        layers.append(ConvNormAct(hidden, out_channels, 1, act_layer=None, **common))  # type: ignore[arg-type]
+        has_shortcut = stride == 1 and in_channels == out_channels
+        super().__init__(
+            nn.Sequential(*layers),
+            None,
+            act_layer=None,
+            drop_path_rate=drop_path_rate if has_shortcut else 0.0,
+            has_shortcut=has_shortcut,
+            **placement,
+        )
+        self.in_channels, self.out_channels, self.spatial_dims = in_channels, out_channels, nd
+        self._narrow = hidden == 1
 
 
 def _hidden_width(in_channels: int, expand_ratio: float, mid_channels: int | None) -> int:

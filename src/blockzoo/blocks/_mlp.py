@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from blockzoo._checks import (
     check_int,
+    check_number,
     check_positive_int,
     check_probability,
     check_spatial_dims,
@@ -24,6 +25,23 @@ from blockzoo.layers import LayerSpec, Placement, build_layer
 from blockzoo.shapes import infer_shape
 
 __all__ = ["MLP", "ClassifierHead"]
+
+
+def mlp_hidden_features(width_name: str, width: int, mlp_ratio: float) -> int:
+    """The hidden width of a block's MLP, ``round(width * mlp_ratio)``, refused when it is not at least one.
+
+    Example:
+        >>> from blockzoo.blocks._mlp import mlp_hidden_features
+        >>> mlp_hidden_features("dim", 64, 4.0)
+        256
+    """
+    hidden = round(width * check_number("mlp_ratio", mlp_ratio, low=0, low_open=True))
+    if hidden < 1:
+        raise ValueError(
+            f"mlp_ratio must give at least one hidden feature ({width_name} * mlp_ratio >= 0.5, "
+            f"{width_name}={width}). Received: mlp_ratio={mlp_ratio!r}"
+        )
+    return hidden
 
 
 def _check_features(name: str, value: Sequence[int]) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ from blockzoo.layers import LayerSpec, Placement, build_layer, keep_channels_las
 from blockzoo.roles import Role, param_roles
 from blockzoo.shapes import infer_shape
 
-__all__ = ["BasicBlock", "Bottleneck", "InvertedResidual", "ResidualBlock"]
+__all__ = ["BasicBlock", "Bottleneck", "ResidualBlock"]
 
 
 class ResidualBlock(Block):
@@ -138,32 +138,42 @@ class ResidualBlock(Block):
             )
         return out
 
+    #: The roles whose last parameter :meth:`zero_init_last_` zeroes: the first of them the branch has. By
+    #: default a norm's scale, else a kernel and its bias. A branch that ends after its last norm (ConvNeXt's,
+    #: a pre-norm transformer half's) lists ``Role.SCALE`` (a layer scale) and ``Role.WEIGHT`` instead.
+    zero_init_roles: tuple[Role, ...] = (Role.NORM, Role.WEIGHT)
+
     @torch.no_grad()
     def zero_init_last_(self) -> ResidualBlock:
-        """Zero the branch's last norm scale (or, without a norm, its last kernel), so the block starts as its shortcut.
+        """Zero the last layer of the branch that silences it, so the block starts as its shortcut.
 
         Goyal et al. 2017: each residual block then outputs ``act(shortcut(x))``
         at initialisation. The layer is found by the roles of the branch's
-        parameters (the last ``weight`` of role ``norm``, else the last of role
-        ``weight`` and its bias). A block without a shortcut is left as it is:
-        zeroing it would zero its output. Returns the block.
+        parameters, in the order of :attr:`zero_init_roles`: by default the
+        last norm's scale (``weight``), else the last kernel and its bias. A
+        block without a shortcut is left as it is: zeroing it would zero its
+        output. Returns the block.
         """
         if not self.has_shortcut:
             return self
         roles = param_roles(self.branch)
-        for wanted in (Role.NORM, Role.WEIGHT):
-            last = [n for n, r in roles.items() if r is wanted and n.rpartition(".")[2] == "weight"]
+        for wanted in self.zero_init_roles:
+            # a norm's shift has the role norm too; its scale is what silences it
+            last = [n for n, r in roles.items() if r is wanted and n.rpartition(".")[2] != "bias"]
             if last:
-                owner_name = last[-1].rpartition(".")[0]
+                owner_name, _, name = last[-1].rpartition(".")
                 owner = self.branch.get_submodule(owner_name)
-                zeroed = ["weight"] if wanted is Role.NORM else ["weight", "bias"]
-                for attr in zeroed:
+                for attr in (name, "bias") if wanted is Role.WEIGHT else (name,):
                     tensor = getattr(owner, attr, None)
                     if isinstance(tensor, nn.Parameter):
                         nn.init.zeros_(tensor)
                         set_record(owner, attr, "zeros (zero_init_last_)", 0.0)
                 return self
-        raise ValueError(f"{type(self).__name__}.branch has no norm, conv or linear layer to zero")
+        wanted_roles = " or ".join(role.value for role in self.zero_init_roles)
+        raise ValueError(
+            f"zero_init_last_ needs a parameter of role {wanted_roles} in {type(self).__name__}.branch to zero. "
+            f"Received: branch={type(self.branch).__name__}"
+        )
 
 
 def _runs_inline(unit: nn.Module) -> TypeGuard[ConvNormAct]:
@@ -373,83 +383,3 @@ class Bottleneck(_ChannelsResidual):
         )
         self.in_channels, self.out_channels, self.spatial_dims = in_channels, out_channels, nd
         self._narrow = mid == 1
-
-
-class InvertedResidual(_ChannelsResidual):
-    """The MobileNet v2 block (Sandler et al. 2018): 1x1 expand, depthwise conv, optional SE, 1x1 linear projection.
-
-    The sum with the input happens only when the shape is kept (stride 1 and
-    ``in_channels == out_channels``); otherwise the block has no shortcut and
-    ``forward`` returns the branch alone.
-
-    Args:
-        in_channels: Channels of the input.
-        out_channels: Channels of the output.
-        kernel_size: Depthwise window.
-        stride: Depthwise stride.
-        expand_ratio: Hidden width over ``in_channels`` (no expansion conv at 1).
-        se_ratio: Squeeze-excite bottleneck ratio of the hidden width, or ``None``.
-        norm_layer: As in :class:`ConvNormAct`.
-        act_layer: Activation of the expansion and depthwise convs.
-        drop_path_rate: Stochastic-depth probability (only with a shortcut).
-        spatial_dims: 1, 2 or 3.
-        device: Where the parameters are created.
-        dtype: The parameters' dtype.
-
-    Shape:
-        - Input: ``[N, in_channels, *spatial]``.
-        - Output: ``[N, out_channels, *ceil(spatial / stride)]``.
-
-    Example:
-        >>> import torch
-        >>> from blockzoo import InvertedResidual
-        >>> block = InvertedResidual(24, 24, expand_ratio=6)
-        >>> block.branch[1].conv.groups, block.has_shortcut
-        (144, True)
-        >>> block(torch.randn(1, 24, 8, 8)).shape
-        torch.Size([1, 24, 8, 8])
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        *,
-        stride: int = 1,
-        expand_ratio: float = 6.0,
-        se_ratio: float | None = None,
-        norm_layer: LayerSpec = "batchnorm",
-        act_layer: LayerSpec = "relu6",
-        drop_path_rate: float = 0.0,
-        spatial_dims: int = 2,
-        device: DeviceLike = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        nd = check_spatial_dims(spatial_dims)
-        check_positive_int("in_channels", in_channels)
-        check_positive_int("out_channels", out_channels)
-        check_positive_int("stride", stride)
-        hidden = round(in_channels * check_number("expand_ratio", expand_ratio, low=1.0))
-        placement: Placement = {"device": device, "dtype": dtype}
-        common = {"norm_layer": norm_layer, "spatial_dims": nd, **placement}
-        layers: list[nn.Module] = []
-        if hidden != in_channels:
-            layers.append(ConvNormAct(in_channels, hidden, 1, act_layer=act_layer, **common))  # type: ignore[arg-type]
-        layers.append(
-            ConvNormAct(hidden, hidden, kernel_size, stride=stride, groups=hidden, act_layer=act_layer, **common)  # type: ignore[arg-type]
-        )
-        if se_ratio is not None:
-            layers.append(SqueezeExcite(hidden, rd_ratio=se_ratio, spatial_dims=nd, **placement))
-        layers.append(ConvNormAct(hidden, out_channels, 1, act_layer=None, **common))  # type: ignore[arg-type]
-        has_shortcut = stride == 1 and in_channels == out_channels
-        super().__init__(
-            nn.Sequential(*layers),
-            None,
-            act_layer=None,
-            drop_path_rate=drop_path_rate if has_shortcut else 0.0,
-            has_shortcut=has_shortcut,
-            **placement,
-        )
-        self.in_channels, self.out_channels, self.spatial_dims = in_channels, out_channels, nd
-        self._narrow = hidden == 1

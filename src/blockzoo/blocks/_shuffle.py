@@ -23,13 +23,28 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     Channel ``g * (C // groups) + i`` of ``x`` goes to ``i * groups + g``. The
     result keeps channels_last memory when ``x`` has it.
 
+    Args:
+        x: A map ``[N, C, *spatial]``.
+        groups: How many equal groups the channels form; must divide ``C``.
+
+    Returns:
+        ``x`` with its channels interleaved.
+
+    Raises:
+        ValueError: ``groups`` is not a positive int, or does not divide ``C``.
+
     Example:
         >>> import torch
         >>> from blockzoo.blocks import channel_shuffle
         >>> channel_shuffle(torch.arange(6.0).view(1, 6, 1, 1), 2).flatten().tolist()
         [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
     """
+    check_positive_int("groups", groups)
     n, c, *spatial = x.shape
+    if c % groups:
+        raise ValueError(
+            f"groups must divide the channels of x ({c}, of shape {list(x.shape)}). Received: groups={groups}"
+        )
     out = x.reshape(n, groups, c // groups, *spatial).transpose(1, 2).reshape(n, c, *spatial)
     return keep_channels_last(x, out)
 

@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from blockzoo._checks import check_int, check_positive_int
 from blockzoo._types import DeviceLike
-from blockzoo.blocks._attention import _TokenBlock, _tokens_error
-from blockzoo.blocks._base import ChannelsFirstBlock
+from blockzoo.blocks._base import ChannelsFirstBlock, TokenBlock
+from blockzoo.blocks._layout import tokens_error
 from blockzoo.errors import InputError
 from blockzoo.init._records import set_record
 from blockzoo.roles import Role
@@ -89,7 +89,7 @@ class PatchEmbed(ChannelsFirstBlock):
         return f"patch_size={self.patch_size}"
 
 
-class ClassToken(_TokenBlock):
+class ClassToken(TokenBlock):
     """Put a learned token in front of the sequence; the classifier reads it at the end (the ViT's ``[class]``).
 
     The token (``token``, shape ``[1, 1, dim]``, zeros at first as in
@@ -138,7 +138,7 @@ class ClassToken(_TokenBlock):
         return str(self.dim)
 
 
-class PositionEmbedding(_TokenBlock):
+class PositionEmbedding(TokenBlock):
     """Add a learned embedding to each position of a sequence of patch tokens (after any class token).
 
     ``weight`` (shape ``[1, num_tokens, dim]``, role ``embedding``) is torchvision's
@@ -207,7 +207,7 @@ class PositionEmbedding(_TokenBlock):
 
     def _check_length(self, shape: Sequence[int], dtype: torch.dtype | None) -> None:
         if self._grid(shape[1]) is None:
-            raise _tokens_error(
+            raise tokens_error(
                 type(self).__name__,
                 shape,
                 dtype,

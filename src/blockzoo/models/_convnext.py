@@ -9,9 +9,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from blockzoo._checks import check_bool
 from blockzoo._types import DeviceLike
 from blockzoo.blocks import ClassifierHead, ConvNeXtBlock, ConvNormAct, LayerNorm2d
 from blockzoo.blocks._convnext import LAYER_NORM_EPS6
+from blockzoo.init import zero_init_last_
 from blockzoo.layers import Placement
 from blockzoo.models._base import drop_path_rates
 from blockzoo.models._classes import ConvNeXt
@@ -37,10 +39,19 @@ def convnext(
     in_channels: int = 3,
     drop_path_rate: float = 0.1,
     layer_scale_init: float | None = 1e-6,
+    zero_init_last: bool = False,
     device: DeviceLike = None,
     dtype: torch.dtype | None = None,
 ) -> ConvNeXt:
-    """A ConvNeXt of the given stage widths and depths (torchvision's layout and defaults)."""
+    """A ConvNeXt of the given stage widths and depths (torchvision's layout and defaults).
+
+    ``drop_path_rate`` rises linearly over the blocks, from 0 for the first to
+    ``drop_path_rate`` for the last (torchvision's ``stochastic_depth_prob``).
+    ``zero_init_last=True`` zeroes every block's layer scale, so each starts
+    as the identity. The parameters start from blockzoo's initialisation (the
+    activation-aware table of every block), not torchvision's truncated
+    normal of std 0.02; torchvision's weights load as they are.
+    """
     placement: Placement = {"device": device, "dtype": dtype}
     common = {"norm_layer": _NORM, "act_layer": None, "bias": True, **placement}
     stages: list[tuple[str, nn.Module]] = [
@@ -59,7 +70,10 @@ def convnext(
         stages.append((f"stage{s + 1}", nn.Sequential(*blocks)))
         index += depth
     head = ClassifierHead(widths[-1], num_classes, norm_layer=LAYER_NORM_EPS6, **placement)
-    return ConvNeXt(nn.Sequential(OrderedDict(stages)), head)
+    model = ConvNeXt(nn.Sequential(OrderedDict(stages)), head)
+    if check_bool("zero_init_last", zero_init_last):
+        zero_init_last_(model)
+    return model
 
 
 for _name, (_widths, _depths, _rate) in _CONFIGS.items():

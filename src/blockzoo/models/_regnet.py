@@ -123,7 +123,10 @@ def regnet(
     Every stage starts with a stride-2 block; the blocks are
     :class:`~blockzoo.Bottleneck` at bottleneck ratio 1, with squeeze-excite
     after the grouped 3x3 conv in RegNetY. ``drop_path_rate`` rises linearly
-    over the blocks (torchvision's RegNets have none; 0 by default).
+    over all the blocks, the first block of each stage (whose shortcut is a
+    projection) included, as timm's RegNets do (torchvision's have none; 0 by
+    default); :func:`~blockzoo.regularization.attach_stochastic_depth` leaves
+    projection blocks alone and ramps over the others.
     """
     placement: Placement = {"device": device, "dtype": dtype}
     stages: list[tuple[str, nn.Module]] = [("stem", ConvNormAct(in_channels, 32, 3, stride=2, **placement))]

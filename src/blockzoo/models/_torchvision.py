@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -76,16 +77,54 @@ def load_torchvision_weights(model: nn.Module, state_dict: Mapping[str, torch.Te
     return model
 
 
-def load_pretrained(model: nn.Module, name: str, source: str) -> None:
-    """Load pretrained weights for a registered model; only ``"torchvision"`` is a source today."""
-    if source != "torchvision":
-        raise ValueError(f"pretrained must be 'torchvision' or None. Received: pretrained={source!r}")
+def _crop_size(weights: Any) -> int | None:
+    """The image side a torchvision weights entry was made for: its transforms' crop size."""
+    transforms = weights.transforms
+    size = getattr(transforms, "keywords", {}).get("crop_size")
+    return int(size) if isinstance(size, int) else None
+
+
+def torchvision_weights(name: str, image_size: int) -> Any:
+    """The torchvision weights entry for the model ``name`` at ``image_size``.
+
+    The ``DEFAULT`` weights when they were made for ``image_size`` (their
+    crop size), else the first of the model's weights that were (vit_h_14's
+    default weights are made for 518 x 518 images, its position embedding
+    too; at 224 its ``IMAGENET1K_SWAG_LINEAR_V1`` weights fit). When none was,
+    ``DEFAULT``: a convolutional network takes any image size, and a model
+    whose shapes depend on it is refused by the conversion's shape check.
+
+    Raises:
+        ValueError: torchvision has no weights for ``name``.
+
+    Example:
+        >>> from blockzoo.models._torchvision import torchvision_weights
+        >>> torchvision_weights("vit_h_14", 224), torchvision_weights("vit_h_14", 518)
+        (ViT_H_14_Weights.IMAGENET1K_SWAG_LINEAR_V1, ViT_H_14_Weights.IMAGENET1K_SWAG_E2E_V1)
+    """
     from torchvision.models import get_model_weights  # a dependency, imported only when asked for
 
     try:
-        weights = get_model_weights(name).DEFAULT
+        entries = get_model_weights(name)
     except ValueError as err:
         raise ValueError(f"torchvision has no weights for {name!r}. Received: pretrained='torchvision'") from err
+    default = entries.DEFAULT
+    fitting = [w for w in (default, *entries) if _crop_size(w) == image_size]
+    return fitting[0] if fitting else default
+
+
+def load_pretrained(model: nn.Module, name: str, source: str) -> None:
+    """Load pretrained weights for a registered model; only ``"torchvision"`` is a source today.
+
+    The weights are :func:`torchvision_weights` at the model's image size
+    (its ``image_size`` option, else its registered input size).
+    """
+    if source != "torchvision":
+        raise ValueError(f"pretrained must be 'torchvision' or None. Received: pretrained={source!r}")
+    from blockzoo.models._registry import model_input_size
+
+    config = getattr(model, "model_config", {})
+    weights = torchvision_weights(name, config.get("image_size", model_input_size(name)[-1]))
     try:
         state_dict = weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
     except Exception as err:

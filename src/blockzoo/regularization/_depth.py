@@ -97,8 +97,12 @@ def attach_stochastic_depth(
     ``torchvision.ops.stochastic_depth`` on the branch's last layer). Blocks
     whose shortcut changes the shape (a projection or padding shortcut), or
     that have none, are left alone: dropping their branch would drop the only
-    path that changes the features. ``handle.targets`` lists the blocks that
-    got a rate; ``remove()`` restores the previous rates.
+    path that changes the features. The linear schedule ramps over the
+    residual blocks in the order of ``model.named_modules()``: each half of a
+    :class:`~blockzoo.TransformerBlock` (attention, MLP) is a block of its
+    own, where the ViT builders give both halves of a transformer block the
+    same rate. ``handle.targets`` lists the blocks that got a rate;
+    ``remove()`` restores the previous rates.
 
     Args:
         model: Any module.
