@@ -15,6 +15,7 @@ from blockzoo.blocks._layout import layout_error
 from blockzoo.blocks._mlp import MLP, mlp_hidden_features
 from blockzoo.blocks._residual import ResidualBlock
 from blockzoo.errors import InputError
+from blockzoo.init._records import set_record
 from blockzoo.layers import ChannelLayerNorm, LayerSpec, build_layer
 from blockzoo.roles import Role
 
