@@ -6,7 +6,11 @@ weights of the right scale. Models are built on the meta device, given CPU
 storage and filled from a seeded generator: the kernels with He-scaled
 uniform values, and the batch norms with statistics and affine parameters
 away from their defaults (mean 0, variance 1, scale 1, shift 0), where
-folding would change almost nothing.
+folding would change almost nothing. The last norm scale of each residual
+branch is then scaled down (see :func:`fill_`), as ``zero_init_last_`` or
+training would leave it: with full-size branches the deepest networks amplify
+rounding a hundredfold per stage, and no tolerance tells a right fold or
+export from a wrong one.
 """
 
 from __future__ import annotations
@@ -30,7 +34,11 @@ def build(name: str, *, dtype: torch.dtype = torch.float32, **kwargs: object) ->
 
 @torch.no_grad()
 def fill_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Seeded He-scaled kernels and random batch-norm statistics, in place."""
+    """Seeded He-scaled kernels and random batch-norm statistics, in place; residual branches end scaled down.
+
+    Each block's own ``zero_init_last_()`` finds the layer that ends its branch
+    (what it zeroes); that layer keeps :data:`BRANCH_SCALE` of its filled values.
+    """
     gen = torch.Generator().manual_seed(seed)
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._NormBase):
@@ -50,7 +58,26 @@ def fill_(model: nn.Module, seed: int = 0) -> nn.Module:
                     p.uniform_(-0.1, 0.1, generator=gen)
                 else:
                     p.fill_(0.25)  # PReLU slopes and other vectors
+    _scale_down_branch_ends(model)
     return model
+
+
+#: What the last layer of a residual branch keeps of its filled values.
+BRANCH_SCALE = 0.2
+
+
+def _scale_down_branch_ends(model: nn.Module) -> None:
+    scaled: set[int] = set()
+    for module in model.modules():
+        zero_init_last = getattr(module, "zero_init_last_", None)
+        if not callable(zero_init_last):
+            continue
+        before = [(p, p.clone()) for p in module.parameters()]
+        zero_init_last()
+        for p, values in before:
+            if not torch.equal(p, values):  # zeroed: the end of the branch (scaled once, if blocks nest)
+                p.copy_(values if id(p) in scaled else values * BRANCH_SCALE)
+                scaled.add(id(p))
 
 
 def small_input(name: str, batch: int = 2, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
