@@ -15,7 +15,7 @@ DEVICES = [
 
 
 #: Models under this many parameters are small enough for every zoo-wide check.
-SMALL_MODEL_PARAMS = 30_000_000
+SMALL_MODEL_PARAMS = 6_000_000
 
 
 def representative_models() -> list[str]:
