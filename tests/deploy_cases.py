@@ -19,7 +19,10 @@ import torch
 from torch import nn
 
 import blockzoo
-from support import representative_models
+from support import representative_models, scale_branch_ends_
+
+#: What the last layer of each residual branch keeps of its filled values.
+BRANCH_SCALE = 0.2
 
 #: The representative models (see ``support.representative_models``) whose features are convolutional maps.
 CNNS = [name for name in representative_models() if blockzoo.model_info(name).family not in ("mlp", "vit")]
@@ -36,8 +39,8 @@ def build(name: str, *, dtype: torch.dtype = torch.float32, **kwargs: object) ->
 def fill_(model: nn.Module, seed: int = 0) -> nn.Module:
     """Seeded He-scaled kernels and random batch-norm statistics, in place; residual branches end scaled down.
 
-    Each block's own ``zero_init_last_()`` finds the layer that ends its branch
-    (what it zeroes); that layer keeps :data:`BRANCH_SCALE` of its filled values.
+    The layer that ends each residual branch keeps :data:`BRANCH_SCALE` of its
+    filled values (``support.scale_branch_ends_``).
     """
     gen = torch.Generator().manual_seed(seed)
     for module in model.modules():
@@ -58,26 +61,8 @@ def fill_(model: nn.Module, seed: int = 0) -> nn.Module:
                     p.uniform_(-0.1, 0.1, generator=gen)
                 else:
                     p.fill_(0.25)  # PReLU slopes and other vectors
-    _scale_down_branch_ends(model)
+    scale_branch_ends_(model, BRANCH_SCALE)
     return model
-
-
-#: What the last layer of a residual branch keeps of its filled values.
-BRANCH_SCALE = 0.2
-
-
-def _scale_down_branch_ends(model: nn.Module) -> None:
-    scaled: set[int] = set()
-    for module in model.modules():
-        zero_init_last = getattr(module, "zero_init_last_", None)
-        if not callable(zero_init_last):
-            continue
-        before = [(p, p.clone()) for p in module.parameters()]
-        zero_init_last()
-        for p, values in before:
-            if not torch.equal(p, values):  # zeroed: the end of the branch (scaled once, if blocks nest)
-                p.copy_(values if id(p) in scaled else values * BRANCH_SCALE)
-                scaled.add(id(p))
 
 
 def small_input(name: str, batch: int = 2, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
