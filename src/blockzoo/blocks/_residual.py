@@ -375,6 +375,17 @@ class Bottleneck(_ChannelsResidual):
         self._narrow = mid == 1
 
 
+def hidden_width(in_channels: int, expand_ratio: float, mid_channels: int | None) -> int:
+    """An inverted residual's expanded width: ``mid_channels`` when given, else ``round(in_channels * expand_ratio)``.
+
+    ``expand_ratio`` is checked (at least 1) either way.
+    """
+    ratio = check_number("expand_ratio", expand_ratio, low=1.0)
+    if mid_channels is not None:
+        return check_positive_int("mid_channels", mid_channels)
+    return round(in_channels * ratio)
+
+
 class InvertedResidual(_ChannelsResidual):
     """The MobileNet v2 block (Sandler et al. 2018): 1x1 expand, depthwise conv, optional SE, 1x1 linear projection.
 
@@ -387,8 +398,18 @@ class InvertedResidual(_ChannelsResidual):
         out_channels: Channels of the output.
         kernel_size: Depthwise window.
         stride: Depthwise stride.
-        expand_ratio: Hidden width over ``in_channels`` (no expansion conv at 1).
-        se_ratio: Squeeze-excite bottleneck ratio of the hidden width, or ``None``.
+        expand_ratio: Hidden width over ``in_channels`` (no expansion conv
+            when the hidden width equals ``in_channels``).
+        mid_channels: The hidden width itself; overrides ``expand_ratio``.
+        se_ratio: A :class:`SqueezeExcite` on the hidden map, its bottleneck
+            ``max(1, round(se_ratio * hidden))`` wide (a fraction of the
+            *hidden* width, :class:`SqueezeExcite`'s ``rd_ratio``; :class:`MBConv`'s
+            and :class:`Bottleneck`'s ``se_ratio`` are fractions of
+            ``in_channels``), or ``None`` for none.
+        se_channels: The bottleneck width itself; overrides ``se_ratio`` (and
+            adds the squeeze-excite when ``se_ratio`` is ``None``).
+        se_act_layer: Activation inside the squeeze-excite bottleneck.
+        se_gate_layer: The squeeze-excite gate.
         norm_layer: As in :class:`ConvNormAct`.
         act_layer: Activation of the expansion and depthwise convs.
         drop_path_rate: Stochastic-depth probability (only with a shortcut).
@@ -418,7 +439,11 @@ class InvertedResidual(_ChannelsResidual):
         *,
         stride: int = 1,
         expand_ratio: float = 6.0,
+        mid_channels: int | None = None,
         se_ratio: float | None = None,
+        se_channels: int | None = None,
+        se_act_layer: LayerSpec = "relu",
+        se_gate_layer: LayerSpec = "sigmoid",
         norm_layer: LayerSpec = "batchnorm",
         act_layer: LayerSpec = "relu6",
         drop_path_rate: float = 0.0,
@@ -430,7 +455,9 @@ class InvertedResidual(_ChannelsResidual):
         check_positive_int("in_channels", in_channels)
         check_positive_int("out_channels", out_channels)
         check_positive_int("stride", stride)
-        hidden = round(in_channels * check_number("expand_ratio", expand_ratio, low=1.0))
+        hidden = hidden_width(in_channels, expand_ratio, mid_channels)
+        if se_channels is not None:
+            check_positive_int("se_channels", se_channels)
         placement: Placement = {"device": device, "dtype": dtype}
         common = {"norm_layer": norm_layer, "spatial_dims": nd, **placement}
         layers: list[nn.Module] = []
@@ -439,8 +466,17 @@ class InvertedResidual(_ChannelsResidual):
         layers.append(
             ConvNormAct(hidden, hidden, kernel_size, stride=stride, groups=hidden, act_layer=act_layer, **common)  # type: ignore[arg-type]
         )
-        if se_ratio is not None:
-            layers.append(SqueezeExcite(hidden, rd_ratio=se_ratio, spatial_dims=nd, **placement))
+        if se_ratio is not None or se_channels is not None:
+            se = SqueezeExcite(
+                hidden,
+                rd_ratio=0.25 if se_ratio is None else se_ratio,  # unused when se_channels is given
+                rd_channels=se_channels,
+                act_layer=se_act_layer,
+                gate_layer=se_gate_layer,
+                spatial_dims=nd,
+                **placement,
+            )
+            layers.append(se)
         layers.append(ConvNormAct(hidden, out_channels, 1, act_layer=None, **common))  # type: ignore[arg-type]
         has_shortcut = stride == 1 and in_channels == out_channels
         super().__init__(
@@ -452,4 +488,4 @@ class InvertedResidual(_ChannelsResidual):
             **placement,
         )
         self.in_channels, self.out_channels, self.spatial_dims = in_channels, out_channels, nd
-        self._narrow = hidden == 1
+        self._narrow = hidden == 1 or out_channels == 1
