@@ -6,7 +6,11 @@ weights of the right scale. Models are built on the meta device, given CPU
 storage and filled from a seeded generator: the kernels with He-scaled
 uniform values, and the batch norms with statistics and affine parameters
 away from their defaults (mean 0, variance 1, scale 1, shift 0), where
-folding would change almost nothing.
+folding would change almost nothing. The last norm scale of each residual
+branch is then scaled down (see :func:`fill_`), as ``zero_init_last_`` or
+training would leave it: with full-size branches the deepest networks amplify
+rounding a hundredfold per stage, and no tolerance tells a right fold or
+export from a wrong one.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import torch
 from torch import nn
 
 import blockzoo
-from support import representative_models
+from support import representative_models, scale_branch_ends_
+
+#: What the last layer of each residual branch keeps of its filled values.
+BRANCH_SCALE = 0.2
 
 #: The representative models (see ``support.representative_models``) whose features are convolutional maps.
 CNNS = [name for name in representative_models() if blockzoo.model_info(name).family not in ("mlp", "vit")]
@@ -30,7 +37,11 @@ def build(name: str, *, dtype: torch.dtype = torch.float32, **kwargs: object) ->
 
 @torch.no_grad()
 def fill_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Seeded He-scaled kernels and random batch-norm statistics, in place."""
+    """Seeded He-scaled kernels and random batch-norm statistics, in place; residual branches end scaled down.
+
+    The layer that ends each residual branch keeps :data:`BRANCH_SCALE` of its
+    filled values (``support.scale_branch_ends_``).
+    """
     gen = torch.Generator().manual_seed(seed)
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._NormBase):
@@ -50,6 +61,7 @@ def fill_(model: nn.Module, seed: int = 0) -> nn.Module:
                     p.uniform_(-0.1, 0.1, generator=gen)
                 else:
                     p.fill_(0.25)  # PReLU slopes and other vectors
+    scale_branch_ends_(model, BRANCH_SCALE)
     return model
 
 

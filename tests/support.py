@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 CUDA = torch.cuda.is_available()
 
@@ -15,7 +16,7 @@ DEVICES = [
 
 
 #: Models under this many parameters are small enough for every zoo-wide check.
-SMALL_MODEL_PARAMS = 30_000_000
+SMALL_MODEL_PARAMS = 6_000_000
 
 
 def builder_configuration(name: str) -> tuple[str, bool]:
@@ -48,3 +49,27 @@ def representative_models() -> list[str]:
             smallest[group] = name
     chosen = set(smallest.values())
     return [n for n in names if n in chosen or blockzoo.model_info(n).num_params < SMALL_MODEL_PARAMS]
+
+
+@torch.no_grad()
+def scale_branch_ends_(model: nn.Module, factor: float) -> nn.Module:
+    """Scale the layer that ends each residual branch of ``model`` by ``factor``, in place; returns ``model``.
+
+    The layer is the one each block's own ``zero_init_last_()`` zeroes (its branch's last norm scale, layer
+    scale or kernel); nested blocks scale a shared layer once. With random weights and every branch at full
+    size the deepest zoo networks amplify rounding about a hundredfold per stage; scaled down, as
+    ``zero_init_last_`` or training leaves them, they stay well-conditioned and every block still counts.
+    (The layers' init records still say that ``zero_init_last_`` zeroed them.)
+    """
+    scaled: set[int] = set()
+    for module in model.modules():
+        zero_init_last = getattr(module, "zero_init_last_", None)
+        if not callable(zero_init_last):
+            continue
+        before = [(p, p.clone()) for p in module.parameters()]
+        zero_init_last()
+        for p, values in before:
+            if not torch.equal(p, values):  # zeroed: the end of the branch
+                p.copy_(values if id(p) in scaled else values * factor)
+                scaled.add(id(p))
+    return model

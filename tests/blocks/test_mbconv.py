@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import blockzoo
-from blockzoo import FusedMBConv, MBConv
+from blockzoo import FusedMBConv, InvertedResidual, MBConv
 
 efficientnet = pytest.importorskip("torchvision.models.efficientnet")
 mobilenetv3 = pytest.importorskip("torchvision.models.mobilenetv3")
@@ -115,6 +115,34 @@ def test_squeeze_excite_width_and_options() -> None:
     assert (se.fc1.in_channels, se.fc1.out_channels) == (20, 3)
     assert isinstance(se.act, nn.ReLU)
     assert isinstance(se.gate, nn.Hardsigmoid)
+
+
+def test_mbconv_is_an_inverted_residual_with_efficientnets_defaults() -> None:
+    # MBConv's se_ratio is of the input width, InvertedResidual's of the hidden width: 0.25 of 8, of 48
+    assert MBConv(8, 8, se_ratio=0.25).branch[2].fc1.out_channels == 2
+    assert InvertedResidual(8, 8, se_ratio=0.25).branch[2].fc1.out_channels == 12
+    torch.manual_seed(0)
+    ours = MBConv(8, 8, 5, mid_channels=20, se_channels=3, se_act_layer="relu", se_gate_layer="hardsigmoid").eval()
+    torch.manual_seed(0)
+    plain = InvertedResidual(
+        8, 8, 5, mid_channels=20, se_channels=3, se_act_layer="relu", se_gate_layer="hardsigmoid", act_layer="silu"
+    ).eval()
+    assert isinstance(ours, InvertedResidual)
+    assert list(ours.state_dict()) == list(plain.state_dict())
+    x = torch.randn(2, 8, 6, 6)
+    torch.testing.assert_close(ours(x), plain(x), rtol=0, atol=0)
+
+
+def test_inverted_residuals_defaults_are_unchanged_by_the_new_options() -> None:
+    block = InvertedResidual(8, 8, se_ratio=0.5)
+    se = block.branch[2]
+    assert (se.fc1.in_channels, se.fc1.out_channels) == (48, 24)
+    assert (type(se.act), type(se.gate), type(block.branch[0].act)) == (nn.ReLU, nn.Sigmoid, nn.ReLU6)
+    assert [type(m).__name__ for m in InvertedResidual(8, 8).branch] == ["ConvNormAct"] * 3
+    with pytest.raises(ValueError, match=r"se_channels must be a positive int.*Received: se_channels=0"):
+        InvertedResidual(8, 8, se_channels=0)
+    with pytest.raises(ValueError, match=r"mid_channels must be a positive int.*Received: mid_channels=-1"):
+        InvertedResidual(8, 8, mid_channels=-1)
 
 
 def test_stochastic_depth_and_fusion_find_the_blocks() -> None:

@@ -130,6 +130,28 @@ def test_output_matches_the_golden_file(family: str) -> None:
         pytest.fail(found)  # a missing file fails too: it is never skipped
 
 
+#: How far below its tolerance each case's own rounding must stay (the kernel-order spread it is checked on).
+MARGIN = 100
+#: The conditioning check builds each case a second time; the cases over this many parameters (VGG, AlexNet,
+#: ViT-B, WideResNet: a few seconds each to initialise, and 8 to 25 layers deep) are left out.
+CONDITIONING_MAX_PARAMS = 30_000_000
+CONDITIONED = [f for f, c in golden.CASES.items() if blockzoo.model_info(c.model).num_params < CONDITIONING_MAX_PARAMS]
+
+
+@pytest.mark.parametrize("family", sorted(CONDITIONED))
+def test_each_case_is_well_conditioned(family: str) -> None:
+    # Kernel order alone (here channels_last against contiguous) must move the output by far less than the
+    # tolerance; an ill-conditioned case (deep random branches amplify rounding) cannot tell a real change
+    # from another CPU. Golden_outputs.Case's branch_scale is the cure.
+    case = golden.CASES[family]
+    model, x = golden.build(case), golden.example_input(case)
+    with torch.no_grad():
+        want = model(x)
+        got = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
+    error = ((got - want).abs().max() / want.abs().max()).item()
+    assert error * MARGIN <= TOLERANCES[family], f"{case.model}: channels_last moves the output by {error:.3g}"
+
+
 # The comparison itself, on the cheapest family, so that it is shown to fail.
 
 

@@ -15,6 +15,17 @@ from blockzoo.layers import LayerSpec, Placement
 __all__ = ["FusedMBConv", "InvertedResidual", "MBConv"]
 
 
+def hidden_width(in_channels: int, expand_ratio: float, mid_channels: int | None) -> int:
+    """An inverted residual's expanded width: ``mid_channels`` when given, else ``round(in_channels * expand_ratio)``.
+
+    ``expand_ratio`` is checked (at least 1) either way.
+    """
+    ratio = check_number("expand_ratio", expand_ratio, low=1.0)
+    if mid_channels is not None:
+        return check_positive_int("mid_channels", mid_channels)
+    return round(in_channels * ratio)
+
+
 class InvertedResidual(_ChannelsResidual):
     """The MobileNet v2 block (Sandler et al. 2018): 1x1 expand, depthwise conv, optional SE, 1x1 linear projection.
 
@@ -27,8 +38,18 @@ class InvertedResidual(_ChannelsResidual):
         out_channels: Channels of the output.
         kernel_size: Depthwise window.
         stride: Depthwise stride.
-        expand_ratio: Hidden width over ``in_channels`` (no expansion conv at 1).
-        se_ratio: Squeeze-excite bottleneck ratio of the hidden width, or ``None``.
+        expand_ratio: Hidden width over ``in_channels`` (no expansion conv
+            when the hidden width equals ``in_channels``).
+        mid_channels: The hidden width itself; overrides ``expand_ratio``.
+        se_ratio: A :class:`SqueezeExcite` on the hidden map, its bottleneck
+            ``max(1, round(se_ratio * hidden))`` wide (a fraction of the
+            *hidden* width, :class:`SqueezeExcite`'s ``rd_ratio``; :class:`MBConv`'s
+            and :class:`Bottleneck`'s ``se_ratio`` are fractions of
+            ``in_channels``), or ``None`` for none.
+        se_channels: The bottleneck width itself; overrides ``se_ratio`` (and
+            adds the squeeze-excite when ``se_ratio`` is ``None``).
+        se_act_layer: Activation inside the squeeze-excite bottleneck.
+        se_gate_layer: The squeeze-excite gate.
         norm_layer: As in :class:`ConvNormAct`.
         act_layer: Activation of the expansion and depthwise convs.
         drop_path_rate: Stochastic-depth probability (only with a shortcut).
@@ -58,7 +79,11 @@ class InvertedResidual(_ChannelsResidual):
         *,
         stride: int = 1,
         expand_ratio: float = 6.0,
+        mid_channels: int | None = None,
         se_ratio: float | None = None,
+        se_channels: int | None = None,
+        se_act_layer: LayerSpec = "relu",
+        se_gate_layer: LayerSpec = "sigmoid",
         norm_layer: LayerSpec = "batchnorm",
         act_layer: LayerSpec = "relu6",
         drop_path_rate: float = 0.0,
@@ -70,7 +95,9 @@ class InvertedResidual(_ChannelsResidual):
         check_positive_int("in_channels", in_channels)
         check_positive_int("out_channels", out_channels)
         check_positive_int("stride", stride)
-        hidden = round(in_channels * check_number("expand_ratio", expand_ratio, low=1.0))
+        hidden = hidden_width(in_channels, expand_ratio, mid_channels)
+        if se_channels is not None:
+            check_positive_int("se_channels", se_channels)
         placement: Placement = {"device": device, "dtype": dtype}
         common = {"norm_layer": norm_layer, "spatial_dims": nd, **placement}
         layers: list[nn.Module] = []
@@ -79,8 +106,17 @@ class InvertedResidual(_ChannelsResidual):
         layers.append(
             ConvNormAct(hidden, hidden, kernel_size, stride=stride, groups=hidden, act_layer=act_layer, **common)  # type: ignore[arg-type]
         )
-        if se_ratio is not None:
-            layers.append(SqueezeExcite(hidden, rd_ratio=se_ratio, spatial_dims=nd, **placement))
+        if se_ratio is not None or se_channels is not None:
+            se = SqueezeExcite(
+                hidden,
+                rd_ratio=0.25 if se_ratio is None else se_ratio,  # unused when se_channels is given
+                rd_channels=se_channels,
+                act_layer=se_act_layer,
+                gate_layer=se_gate_layer,
+                spatial_dims=nd,
+                **placement,
+            )
+            layers.append(se)
         layers.append(ConvNormAct(hidden, out_channels, 1, act_layer=None, **common))  # type: ignore[arg-type]
         has_shortcut = stride == 1 and in_channels == out_channels
         super().__init__(
@@ -92,24 +128,17 @@ class InvertedResidual(_ChannelsResidual):
             **placement,
         )
         self.in_channels, self.out_channels, self.spatial_dims = in_channels, out_channels, nd
-        self._narrow = hidden == 1
+        self._narrow = hidden == 1 or out_channels == 1
 
 
-def _hidden_width(in_channels: int, expand_ratio: float, mid_channels: int | None) -> int:
-    """The expanded width: ``mid_channels`` when given, else ``round(in_channels * expand_ratio)``."""
-    ratio = check_number("expand_ratio", expand_ratio, low=1.0)
-    if mid_channels is not None:
-        return check_positive_int("mid_channels", mid_channels)
-    return round(in_channels * ratio)
-
-
-class MBConv(_ChannelsResidual):
+class MBConv(InvertedResidual):
     """The mobile inverted bottleneck of EfficientNet (Tan and Le 2019) and MobileNet v3 (Howard et al. 2019).
 
     An :class:`~blockzoo.InvertedResidual` (1x1 expansion, depthwise conv,
-    linear 1x1 projection) with a :class:`~blockzoo.SqueezeExcite` on the
-    expanded map whose activation and gate are options: EfficientNet's is
-    SiLU and sigmoid, MobileNet v3's ReLU and hard sigmoid. The sum with the
+    linear 1x1 projection; this class only changes its defaults) with a
+    :class:`~blockzoo.SqueezeExcite` on the expanded map whose activation and
+    gate are options: EfficientNet's is SiLU and sigmoid, MobileNet v3's ReLU
+    and hard sigmoid. The sum with the
     input, and stochastic depth on the branch, happen only when the shape is
     kept (stride 1 and ``in_channels == out_channels``). The children are
     named as in every residual block (``branch``, ``shortcut``,
@@ -128,7 +157,9 @@ class MBConv(_ChannelsResidual):
             (MobileNet v3 lists its widths).
         se_ratio: Squeeze-excite bottleneck width as a fraction of
             ``in_channels`` (EfficientNet's convention, rounded down, at
-            least 1), or ``None`` for no squeeze-excite.
+            least 1), or ``None`` for no squeeze-excite. Not the
+            :class:`~blockzoo.InvertedResidual` convention, a fraction of the
+            hidden width: this block passes the width on as ``se_channels``.
         se_channels: The bottleneck width itself; overrides ``se_ratio``.
         se_act_layer: Activation inside the squeeze-excite bottleneck.
         se_gate_layer: The squeeze-excite gate (``"sigmoid"``, or
@@ -183,43 +214,26 @@ class MBConv(_ChannelsResidual):
         device: DeviceLike = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        nd = check_spatial_dims(spatial_dims)
-        check_positive_int("in_channels", in_channels)
-        check_positive_int("out_channels", out_channels)
-        check_positive_int("stride", stride)
-        hidden = _hidden_width(in_channels, expand_ratio, mid_channels)
-        if se_channels is not None:
-            rd: int | None = check_positive_int("se_channels", se_channels)
-        elif se_ratio is not None:
+        if se_channels is None and se_ratio is not None:
             ratio = check_number("se_ratio", se_ratio, low=0, high=1, low_open=True)
-            rd = max(1, int(in_channels * ratio))  # torchvision's max(1, in_channels // 4) at 0.25
-        else:
-            rd = None
-        placement: Placement = {"device": device, "dtype": dtype}
-        common = {"norm_layer": norm_layer, "spatial_dims": nd, **placement}
-        layers: list[nn.Module] = []
-        if hidden != in_channels:
-            layers.append(ConvNormAct(in_channels, hidden, 1, act_layer=act_layer, **common))  # type: ignore[arg-type]
-        layers.append(
-            ConvNormAct(hidden, hidden, kernel_size, stride=stride, groups=hidden, act_layer=act_layer, **common)  # type: ignore[arg-type]
-        )
-        if rd is not None:
-            se = SqueezeExcite(
-                hidden, rd_channels=rd, act_layer=se_act_layer, gate_layer=se_gate_layer, spatial_dims=nd, **placement
-            )
-            layers.append(se)
-        layers.append(ConvNormAct(hidden, out_channels, 1, act_layer=None, **common))  # type: ignore[arg-type]
-        has_shortcut = stride == 1 and in_channels == out_channels
+            se_channels = max(1, int(check_positive_int("in_channels", in_channels) * ratio))  # torchvision's in // 4
         super().__init__(
-            nn.Sequential(*layers),
-            None,
-            act_layer=None,
-            drop_path_rate=drop_path_rate if has_shortcut else 0.0,
-            has_shortcut=has_shortcut,
-            **placement,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            expand_ratio=expand_ratio,
+            mid_channels=mid_channels,
+            se_channels=se_channels,
+            se_act_layer=se_act_layer,
+            se_gate_layer=se_gate_layer,
+            norm_layer=norm_layer,
+            act_layer=act_layer,
+            drop_path_rate=drop_path_rate,
+            spatial_dims=spatial_dims,
+            device=device,
+            dtype=dtype,
         )
-        self.in_channels, self.out_channels, self.spatial_dims = in_channels, out_channels, nd
-        self._narrow = hidden == 1 or out_channels == 1
 
 
 class FusedMBConv(_ChannelsResidual):
@@ -283,7 +297,7 @@ class FusedMBConv(_ChannelsResidual):
         check_positive_int("in_channels", in_channels)
         check_positive_int("out_channels", out_channels)
         check_positive_int("stride", stride)
-        hidden = _hidden_width(in_channels, expand_ratio, mid_channels)
+        hidden = hidden_width(in_channels, expand_ratio, mid_channels)
         placement: Placement = {"device": device, "dtype": dtype}
         common = {"norm_layer": norm_layer, "spatial_dims": nd, **placement}
         if hidden != in_channels:

@@ -7,7 +7,10 @@ activation). For GELU, SiLU and hard swish, which are not homogeneous, the
 same condition is solved at unit pre-activation variance: a weight of
 variance ``g**2 / fan_in`` keeps the next pre-activation's variance at 1 when
 ``g**2 = 1 / E[f(z)**2]`` for ``z ~ N(0, 1)`` (He et al. 2015's derivation,
-which gives ``g**2 = 2`` for ReLU). blockzoo's blocks register their layers in forward order
+which gives ``g**2 = 2`` for ReLU). ELU, CELU, Mish and Softplus keep ReLU's
+gain (``kaiming_normal``) by convention: the second-moment rule is applied
+only to GELU, SiLU and hard swish (it would give these four gains of their
+own). blockzoo's blocks register their layers in forward order
 (``conv``, ``norm``, ``act``), so the activation after a weight layer is the
 next activation among its siblings, past norms and parameter-free layers such
 as dropout and pooling. The same rule reads ``nn.Sequential`` models and

@@ -16,6 +16,7 @@ from blockzoo.blocks import ClassifierHead, ConvNormAct, FusedMBConv, MBConv
 from blockzoo.layers import LayerSpec, Placement
 from blockzoo.models._base import ZooModel
 from blockzoo.models._registry import Builder, register_model
+from blockzoo.models._rounding import TF_BATCH_NORM, round_channels
 
 _V1_PAPER = "Tan and Le 2019, EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks"
 _V2_PAPER = "Tan and Le 2021, EfficientNetV2: Smaller Models and Faster Training"
@@ -32,21 +33,6 @@ class _Stage:
     in_channels: int
     out_channels: int
     repeats: int
-
-
-def round_channels(channels: float, divisor: int = 8) -> int:
-    """The nearest multiple of ``divisor`` (at least ``divisor``), never more than 10% below ``channels``.
-
-    The channel rounding of the TensorFlow MobileNet and EfficientNet code,
-    which torchvision keeps, so that scaled widths stay multiples of 8.
-
-    Example:
-        >>> from blockzoo.models._efficientnet import round_channels
-        >>> round_channels(32 * 1.1), round_channels(40 * 1.4), round_channels(3)
-        (32, 56, 8)
-    """
-    rounded = max(divisor, int(channels + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * channels else rounded
 
 
 # Tan and Le 2019, table 1 (the stem has 32 channels; the first row's input)
@@ -177,16 +163,15 @@ def _builder(stages: list[_Stage], last_channels: int, dropout: float, norm_laye
 
 
 # width, depth, dropout, norm (torchvision's: b5 and up, and v2, use TensorFlow's batch-norm settings), input side
-_TF_NORM = functools.partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)
 _V1: dict[str, tuple[float, float, float, LayerSpec, int]] = {
     "b0": (1.0, 1.0, 0.2, "batchnorm", 224),
     "b1": (1.0, 1.1, 0.2, "batchnorm", 240),
     "b2": (1.1, 1.2, 0.3, "batchnorm", 288),
     "b3": (1.2, 1.4, 0.3, "batchnorm", 300),
     "b4": (1.4, 1.8, 0.4, "batchnorm", 380),
-    "b5": (1.6, 2.2, 0.4, _TF_NORM, 456),
-    "b6": (1.8, 2.6, 0.5, _TF_NORM, 528),
-    "b7": (2.0, 3.1, 0.5, _TF_NORM, 600),
+    "b5": (1.6, 2.2, 0.4, TF_BATCH_NORM, 456),
+    "b6": (1.8, 2.6, 0.5, TF_BATCH_NORM, 528),
+    "b7": (2.0, 3.1, 0.5, TF_BATCH_NORM, 600),
 }
 for _variant, (_width, _depth, _drop, _norm, _side) in _V1.items():
     _stages = _scaled(_width, _depth)

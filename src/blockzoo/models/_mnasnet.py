@@ -14,8 +14,8 @@ from blockzoo.blocks import ClassifierHead, ConvNormAct, DepthwiseSeparableConv,
 from blockzoo.blocks._drop import drop_path_rates
 from blockzoo.layers import Placement
 from blockzoo.models._base import ZooModel
-from blockzoo.models._efficientnet import round_channels
 from blockzoo.models._registry import register_model
+from blockzoo.models._rounding import round_channels
 
 _PAPER = "Tan et al. 2019, MnasNet: Platform-Aware Neural Architecture Search for Mobile"
 # The paper's TensorFlow batch-norm decay of 0.9997 is a torch momentum of 1 - 0.9997.

@@ -15,12 +15,11 @@ from blockzoo.blocks import ClassifierHead, ConvNormAct, MBConv
 from blockzoo.blocks._drop import drop_path_rates
 from blockzoo.layers import Placement
 from blockzoo.models._base import ZooModel
-from blockzoo.models._efficientnet import round_channels
 from blockzoo.models._registry import register_model
+from blockzoo.models._rounding import TF_BATCH_NORM, round_channels
 
 _PAPER = "Howard et al. 2019, Searching for MobileNetV3"
-# TensorFlow's batch-norm settings, which torchvision's MobileNet v3 keeps
-_NORM = functools.partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)
+_NORM = TF_BATCH_NORM  # torchvision's MobileNet v3 keeps TensorFlow's batch-norm settings
 
 
 class _Bneck(NamedTuple):

@@ -15,15 +15,10 @@ from blockzoo.init import zero_init_last_
 from blockzoo.layers import Placement
 from blockzoo.models._base import ZooModel, drop_path_rates
 from blockzoo.models._registry import register_model
+from blockzoo.models._rounding import round_channels
 
 _PAPER = "Radosavovic et al. 2020, Designing Network Design Spaces"
 _QUANTUM = 8  # stage widths are multiples of 8
-
-
-def _divisible(value: float, divisor: int) -> int:
-    """``value`` rounded to a multiple of ``divisor`` (at least ``divisor``), never more than 10% below it."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
 
 
 def regnet_stages(depth: int, w_0: int, w_a: float, w_m: float, group_width: int) -> list[tuple[int, int, int]]:
@@ -53,7 +48,7 @@ def regnet_stages(depth: int, w_0: int, w_a: float, w_m: float, group_width: int
     out = []
     for width, blocks in stages:
         groups_width = min(group_width, width)
-        out.append((_divisible(width, groups_width), blocks, groups_width))
+        out.append((round_channels(width, groups_width), blocks, groups_width))
     return out
 
 
