@@ -45,10 +45,13 @@ def test_every_zoo_cnn_folds_every_pair_and_predicts_the_same(name: str) -> None
     model = build(name, dtype=dtype)
     norms = count_norms(model)
     report = explain_fusion(model)
-    assert (len(report.folded), report.skipped, report.unpaired) == (norms, (), ())
+    # DenseNet's pre-activation norms normalise a concatenation of earlier maps, which no single conv produces
+    unfoldable = {norm for norm, _ in report.unpaired} if info.family == "densenet" else set()
+    assert all(why == "not found right after a conv" for norm, why in report.unpaired if norm in unfoldable)
+    assert (len(report.folded), report.skipped, len(report.unpaired)) == (norms - len(unfoldable), (), len(unfoldable))
 
     fused = fuse_conv_bn(model)
-    assert count_norms(fused) == 0
+    assert count_norms(fused) == len(unfoldable)
     assert not fused.training
     assert_same_outputs(fused, model, small_input(name, 3, dtype=dtype))
 

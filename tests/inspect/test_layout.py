@@ -42,9 +42,22 @@ BLOCKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "DropPath": (lambda: blockzoo.DropPath(0.5), (4, 8, 8, 8)),
     "DropBlock": (lambda: blockzoo.DropBlock(0.2, block_size=3), (2, 8, 8, 8)),
     "PadShortcut": (lambda: PadShortcut(4, 8, stride=2), (2, 4, 8, 8)),
+    "MBConv": (lambda: blockzoo.MBConv(8, 8, drop_path_rate=0.1), (2, 8, 8, 8)),
+    "FusedMBConv": (lambda: blockzoo.FusedMBConv(8, 16, stride=2), (2, 8, 8, 8)),
+    "ConvNeXtBlock": (lambda: blockzoo.ConvNeXtBlock(8, drop_path_rate=0.1), (2, 8, 8, 8)),
+    "LayerNorm2d": (lambda: blockzoo.LayerNorm2d(8), (2, 8, 8, 8)),
+    "LayerScale": (lambda: blockzoo.LayerScale(8, spatial_dims=2), (2, 8, 8, 8)),
+    "DenseLayer": (lambda: blockzoo.DenseLayer(8, growth_rate=4, bn_size=2), (2, 8, 8, 8)),
+    "DenseBlock": (lambda: blockzoo.DenseBlock(8, 2, growth_rate=4, bn_size=2), (2, 8, 8, 8)),
+    "Transition": (lambda: blockzoo.Transition(8, 4), (2, 8, 8, 8)),
+    "ShuffleUnit": (lambda: blockzoo.ShuffleUnit(8, 16, stride=2), (2, 8, 8, 8)),
+    "Fire": (lambda: blockzoo.Fire(8, 4, 8, 8), (2, 8, 8, 8)),
 }
-#: Blocks whose output is not a map: the check does not apply.
-FLAT_OUTPUT = {"MLP", "ClassifierHead"}
+#: Blocks whose output is not a map (features, or tokens [N, L, C]), and a function: the check does not apply.
+FLAT_OUTPUT = {
+    "MLP", "ClassifierHead", "PatchEmbed", "ClassToken", "PositionEmbedding", "MultiHeadSelfAttention",
+    "TransformerBlock", "channel_shuffle",
+}  # fmt: skip
 ABSTRACT = {"Block", "ChannelsFirstBlock"}
 
 
