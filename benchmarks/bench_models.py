@@ -1,6 +1,8 @@
 """Models against torchvision's same architecture, with the same weights: forward, train step, peak memory.
 
-resnet18, resnet50, vgg11_bn and mobilenet_v2, in contiguous and in
+resnet18, resnet50, vgg11_bn and mobilenet_v2, and the modern families'
+convnext_tiny, efficientnet_b0, mobilenet_v3_large and vit_b_16 (built for
+the benchmark's image size), in contiguous and in
 channels_last memory. The three models (blockzoo's, torchvision's, and a
 second blockzoo copy for an A/A column: the noise floor) take turns call by
 call; the ratio is blockzoo's fastest call over torchvision's.
@@ -22,6 +24,8 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+# TorchDispatchMode is documented (the "extending torch" notes) but lives in a private module, and tree_leaves
+# comes with it: torch offers no public way to see every op's output, which the CPU peak-memory count needs.
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -30,16 +34,24 @@ from benchmarks._report import Record, Skip, print_rows
 from benchmarks._suite import Case, Settings
 from benchmarks._timing import interleave
 
-NAMES = ("resnet18", "resnet50", "vgg11_bn", "mobilenet_v2")
+NAMES = (
+    "resnet18", "resnet50", "vgg11_bn", "mobilenet_v2",
+    "convnext_tiny", "efficientnet_b0", "mobilenet_v3_large", "vit_b_16",
+)  # fmt: skip
 
 
-def _pair(name: str) -> tuple[nn.Module, nn.Module]:
+def _options(name: str, side: int) -> dict[str, int]:
+    """A ViT's position embedding is built for one image size: both sides are built for the benchmark's."""
+    return {"image_size": side} if name.startswith("vit_") else {}
+
+
+def _pair(name: str, side: int) -> tuple[nn.Module, nn.Module]:
     import torchvision
 
     torch.manual_seed(0)
-    theirs = getattr(torchvision.models, name)()
-    ours = blockzoo.models.load_torchvision_weights(blockzoo.create_model(name), theirs.state_dict())
-    return ours, theirs
+    theirs = getattr(torchvision.models, name)(**_options(name, side))
+    ours = blockzoo.create_model(name, **_options(name, side))
+    return blockzoo.models.load_torchvision_weights(ours, theirs.state_dict()), theirs
 
 
 def _forward(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
@@ -112,8 +124,8 @@ def peak_bytes(model: nn.Module, x: torch.Tensor) -> int:
 
 def measure(name: str, *, batch: int, side: int, calls: int, warmup: int = 2) -> list[Record | Skip]:
     """Forward and train step in both memory formats, and the forward's peak memory, of one model."""
-    ours, theirs = _pair(name)
-    twin = blockzoo.create_model(name)
+    ours, theirs = _pair(name, side)
+    twin = blockzoo.create_model(name, **_options(name, side))
     twin.load_state_dict(ours.state_dict())
     x = torch.randn(batch, 3, side, side)
     rows: list[Record | Skip] = []
