@@ -27,7 +27,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: Misses that are understood: fnmatch pattern on the case name -> why the target cannot be met there
 #: (with the profile or instruction counts that show it). A missed case that matches one is listed
 #: by ``--check`` as explained and does not fail it.
-EXPLAINED: dict[str, str] = {}
+EXPLAINED: dict[str, str] = {
+    "deploy/*/fuse_conv_bn/vs eager": (
+        "fuse_conv_bn folds with torch's own fuse_conv_bn_eval and runs as fast as torch's fold in the same run "
+        "(the 'vs torch fold' row, within 1%); on this CPU torch's own fold gains less than the 1.095x the "
+        "target was set from, so no fold can reach 1.08x here"
+    ),
+    "deploy/*/fuse + channels_last/vs eager": (
+        "equal to torch's own fold plus channels_last in the same run (the 'vs torch fold + channels_last' "
+        "row); the gain is what torch's kernels give on this CPU"
+    ),
+}
 
 VERDICTS = ("met", "missed", "explained", "reported")
 

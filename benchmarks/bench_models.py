@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+
 # TorchDispatchMode is documented (the "extending torch" notes) but lives in a private module, and tree_leaves
 # comes with it: torch offers no public way to see every op's output, which the CPU peak-memory count needs.
 from torch.utils._python_dispatch import TorchDispatchMode
