@@ -22,6 +22,12 @@ TESTS = Path(__file__).resolve().parent
 NOT_CUDA = {
     ("test_markers.py", "test_collected_tests_with_a_cuda_parameter_need_the_marker"): "CUDA devices as data",
     ("test_markers.py", "test_what_counts_as_a_cuda_device"): "CUDA devices as data",
+    ("train/test_distributed.py", "test_a_gpu_index_other_than_the_local_rank_is_refused"): (
+        "CUDA devices as data: which GPU a process would take, checked without touching one"
+    ),
+    ("train/test_distributed.py", "test_nccl_is_joined_bound_to_the_process_gpu"): (
+        "CUDA devices as data: torch.cuda.set_device and init_process_group are replaced by recorders"
+    ),
 }
 
 

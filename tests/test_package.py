@@ -107,13 +107,3 @@ def test_readme_first_command_line_has_the_form_make_a_venv_install_and_train() 
     assert line is not None
     assert line.group(1).startswith("python3 -m venv .venv && .venv/bin/pip install -e")
     assert line.group(1).endswith("blockzoo train simple_cnn")
-
-
-@pytest.mark.slow  # a whole process: torch, scikit-learn, and a short training run
-def test_example_script_runs() -> None:
-    pytest.importorskip("sklearn")
-    script = ROOT / "examples" / "cifar10_cnn.py"
-    command = [sys.executable, str(script), "--epochs", "1", "--samples", "64", "--no-progress"]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    assert "3.log_softmax   LogSoftmax   [8, 10]" in out
-    assert "cpu: best validation accuracy" in out
