@@ -30,7 +30,7 @@ class LayerNorm2d(ChannelLayerNorm, ChannelsFirstBlock):
 
     :class:`~blockzoo.layers.ChannelLayerNorm` (what the ``"layernorm"`` norm
     name builds for maps) with the block contract: a checked input layout and
-    a static :meth:`output_shape`. Each position's ``C`` values are
+    a static ``output_shape``. Each position's ``C`` values are
     normalised, as in ConvNeXt's stem and downsampling layers; a channels_last
     input stays channels_last. Its parameters have the role ``norm``.
 
