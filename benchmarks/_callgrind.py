@@ -31,6 +31,7 @@ from pathlib import Path
 
 from benchmarks._report import Record, Skip
 from benchmarks._suite import Case, Settings, Skipped
+from benchmarks._timing import byte_compile
 
 ROOT = Path(__file__).resolve().parent.parent
 NUMBER = 100
@@ -123,6 +124,7 @@ def measure_import() -> list[Record | Skip]:
     """``import blockzoo`` against ``import torch`` in instructions, with ``import torch`` counted twice as A/A."""
     if not available():
         raise Skipped(INSTALL)
+    byte_compile("blockzoo")  # as a wheel's install does (see benchmarks._timing.byte_compile)
     torch_first, ours, torch_second = (import_instructions(m) for m in ("torch", "blockzoo", "torch"))
     return [
         _record(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import compileall
+import importlib.util
 import statistics
 import subprocess
 import sys
@@ -79,6 +81,19 @@ def median_ratio(a: list[float], b: list[float]) -> float:
 def best_ratio(a: list[float], b: list[float]) -> float:
     """``min(a) / min(b)``: interference only ever adds time, so the fastest round is the least disturbed."""
     return min(a) / min(b)
+
+
+def byte_compile(package: str) -> None:
+    """Write the ``.pyc`` files of ``package``, as installing its wheel does.
+
+    An editable install under ``PYTHONDONTWRITEBYTECODE=1`` (set on some CI
+    machines) never writes them, so every fresh interpreter would compile the
+    package's source again; torch's files were compiled when pip installed it.
+    Timing an import without this compares compiling against loading.
+    """
+    spec = importlib.util.find_spec(package)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        compileall.compile_dir(folder, quiet=1)
 
 
 def process_seconds(code: str) -> float:

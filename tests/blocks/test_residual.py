@@ -235,3 +235,46 @@ def test_zero_init_last_without_a_layer_to_zero_names_the_roles_it_looked_for() 
         r"Received: branch=ReLU",
     ):
         ResidualBlock(nn.ReLU()).zero_init_last_()
+
+
+class _Counting(nn.Module):
+    """An identity that counts its calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return x
+
+
+def test_a_drop_path_that_cannot_drop_and_an_identity_shortcut_are_not_called() -> None:
+    block = BasicBlock(4, 4)
+    seen: list[str] = []
+    block.drop_path.register_forward_hook(lambda *_: seen.append("drop_path"))
+    block.shortcut.register_forward_hook(lambda *_: seen.append("shortcut"))
+    x = torch.randn(2, 4, 5, 5)
+    block(x)  # training, rate 0
+    block.eval()(x)
+    assert seen == []
+    block.drop_path.p = 0.5  # as attach_stochastic_depth sets it: now it can drop, in training only
+    block.train()(x)
+    assert seen == ["drop_path"]
+    block.eval()(x)
+    assert seen == ["drop_path"]
+
+
+def test_modules_put_in_place_of_the_drop_path_and_the_shortcut_are_always_called() -> None:
+    block = BasicBlock(4, 4).eval()
+    block.drop_path, block.shortcut = _Counting(), _Counting()
+    x = torch.randn(2, 4, 5, 5)
+    expected = torch.relu(block.branch(x) + x)
+    torch.testing.assert_close(block(x), expected)
+    assert (block.drop_path.calls, block.shortcut.calls) == (1, 1)
+
+
+def test_a_block_without_a_shortcut_returns_its_branch_with_drop_path_skipped() -> None:
+    block = InvertedResidual(4, 8, expand_ratio=2).eval()
+    x = torch.randn(2, 4, 5, 5)
+    torch.testing.assert_close(block(x), block.branch(x))

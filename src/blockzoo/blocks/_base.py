@@ -111,6 +111,17 @@ class Block(nn.Module):
             x = stage(x)
         return x
 
+    def modules_run_inline(self) -> dict[nn.Module, nn.Module]:
+        """Sub-modules that :meth:`forward` runs as their parts, without calling them.
+
+        Their own hooks do not fire; each is mapped to the layer whose output
+        is theirs, where a hook sees the same tensor (as
+        :func:`~blockzoo.regularization.attach_activity_penalty` does). Empty
+        here; blockzoo's residual blocks and :class:`~blockzoo.ConvBlock` run
+        their plain conv-norm-act units inline.
+        """
+        return {}
+
     def own_param_roles(self) -> Mapping[str, Role]:
         """Roles of the parameters registered on this block itself (not on children).
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TypeGuard
 
 import torch
 from torch import Tensor, nn
@@ -157,6 +158,46 @@ class ConvNormAct(ChannelsFirstBlock):
         return "" if self.order == _ORDERS[0] else f"order={self.order!r}"
 
 
+def runs_inline(unit: nn.Module) -> TypeGuard[ConvNormAct]:
+    """Whether a block that holds ``unit`` runs it as its stages instead of calling it: a plain conv-norm-act unit."""
+    return type(unit) is ConvNormAct and unit.order == "conv-norm-act"
+
+
+def run_units(units: Iterable[nn.Module], x: Tensor) -> Tensor:
+    """Run ``units`` in order, each plain :class:`ConvNormAct` as its conv, norm and act (see :func:`runs_inline`).
+
+    As torchvision's blocks call ``conv1``, ``bn1``, ``relu`` in their own
+    forward: calling the unit would keep its input alive until its norm and
+    activation return (one activation map more at the peak of an eval
+    forward) and costs a module call and an input check; here the input is
+    released as soon as the conv returns. Any other unit (a subclass with its
+    own ``forward``, a squeeze-excite, your own module) is called.
+    """
+    for unit in units:
+        if runs_inline(unit):
+            for stage in unit._stages:  # conv, norm, act without the disabled ones (see Block._set_stages)
+                x = stage(x)
+        else:
+            x = unit(x)
+    return x
+
+
+def units_run_inline(units: nn.Sequential) -> dict[nn.Module, nn.Module]:
+    """What :func:`run_units` runs without calling it, for :meth:`Block.modules_run_inline`.
+
+    Each plain unit maps to the layer whose output is the unit's output, and
+    ``units`` itself (never called either) to its last unit's.
+    """
+    inline: dict[nn.Module, nn.Module] = {
+        unit: next(m for m in (unit.act, unit.norm, unit.conv) if type(m) is not nn.Identity)
+        for unit in units
+        if runs_inline(unit)
+    }
+    if len(units):
+        inline[units] = inline.get(units[-1], units[-1])
+    return inline
+
+
 class ConvBlock(ChannelsFirstBlock):
     """The course's CNN stage: ``num_convs`` x (conv -> norm -> act), then pool and dropout.
 
@@ -254,12 +295,18 @@ class ConvBlock(ChannelsFirstBlock):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        y = x
-        for conv in self.convs:  # iterating skips nn.Sequential's own call
-            y = conv(y)
-        if self._pool_window and min(y.shape[2:]) < self._pool_window:
-            raise self._pool_error(x.shape, y.shape[2:])
-        return self._run_stages(y)
+        y = run_units(self.convs, x)
+        try:
+            return self._run_stages(y)
+        except (
+            RuntimeError
+        ) as error:  # checked only on failure: a check before every pooling costs a small stage's time
+            if self._pool_window and min(y.shape[2:]) < self._pool_window:
+                raise self._pool_error(x.shape, y.shape[2:]) from error
+            raise
+
+    def modules_run_inline(self) -> dict[nn.Module, nn.Module]:
+        return units_run_inline(self.convs)
 
     def _pool_error(self, input_shape: Sequence[int], spatial: Sequence[int]) -> Exception:
         return self._layout_error(

@@ -181,7 +181,9 @@ class MLP(Block):
     def _forward_layers(self, x: Tensor) -> Tensor:
         for layer in self.layers:  # iterating skips nn.Sequential's own call
             x = layer(x)
-        return self._run_stages(x)
+        for stage in self._stages:  # self._run_stages(x), without one more call per forward
+            x = stage(x)
+        return x
 
     def _input_error(self, shape: Sequence[int], dtype: torch.dtype | None) -> InputError:
         expected = f"[N, {self.in_features}]" if self._flat_only else f"[N, *, {self.in_features}]"

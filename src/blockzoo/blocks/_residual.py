@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeGuard
 
 import torch
 from torch import Tensor, nn
@@ -11,7 +10,7 @@ from torch import Tensor, nn
 from blockzoo._checks import check_choice, check_number, check_positive_int, check_probability, check_spatial_dims
 from blockzoo._types import DeviceLike
 from blockzoo.blocks._base import Block, ChannelsFirstBlock
-from blockzoo.blocks._conv import ConvNormAct
+from blockzoo.blocks._conv import ConvNormAct, run_units, units_run_inline
 from blockzoo.blocks._drop import DropPath
 from blockzoo.blocks._se import SqueezeExcite
 from blockzoo.blocks._shortcut import shortcut_for
@@ -100,7 +99,12 @@ class ResidualBlock(Block):
     _add_in_place: bool = False
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.drop_path(self.run_branch(x))
+        out = self.run_branch(x)
+        drop_path = self.drop_path
+        # Like a disabled stage (see Block._set_stages), a DropPath that cannot drop is not called: a module
+        # call costs more than a small block's sum. Any other module put in its place is always called.
+        if type(drop_path) is not DropPath or (drop_path.training and drop_path.p > 0.0):
+            out = drop_path(out)
         if self.has_shortcut:
             out = self._add_shortcut(out, x)
         return self._run_stages(out)
@@ -110,17 +114,9 @@ class ResidualBlock(Block):
         out: Tensor = self.branch(x)
         return out
 
-    def modules_run_inline(self) -> dict[nn.Module, nn.Module]:
-        """Sub-modules that :meth:`run_branch` runs as their parts, without calling them.
-
-        Their own hooks do not fire; each is mapped to the layer whose output
-        is theirs, where a hook sees the same tensor. Empty here: the base
-        class calls its branch.
-        """
-        return {}
-
     def _add_shortcut(self, out: Tensor, x: Tensor) -> Tensor:
-        shortcut: Tensor = self.shortcut(x)
+        module = self.shortcut
+        shortcut: Tensor = x if type(module) is nn.Identity else module(x)  # an identity is not called either
         if self._add_in_place:
             out += shortcut
             return out
@@ -176,16 +172,6 @@ class ResidualBlock(Block):
         )
 
 
-def _runs_inline(unit: nn.Module) -> TypeGuard[ConvNormAct]:
-    return type(unit) is ConvNormAct and unit.order == "conv-norm-act"
-
-
-def _last_layer(unit: ConvNormAct) -> nn.Module:
-    """The layer whose output is a conv-norm-act unit's output: its last slot that is not an identity."""
-    layers: tuple[nn.Module, ...] = (unit.act, unit.norm, unit.conv)
-    return next(m for m in layers if type(m) is not nn.Identity)
-
-
 class _ChannelsResidual(ResidualBlock, ChannelsFirstBlock):
     """A residual block on channels-first maps: checks its input like every conv block."""
 
@@ -203,34 +189,22 @@ class _ChannelsResidual(ResidualBlock, ChannelsFirstBlock):
         return self._keep_layout(x, super().forward(x))
 
     def run_branch(self, x: Tensor) -> Tensor:
-        """The branch, each plain :class:`ConvNormAct` unit run as its ``conv``, ``norm`` and ``act``.
+        """The branch; a plain ``nn.Sequential`` one through :func:`~blockzoo.blocks._conv.run_units`.
 
         As in torchvision's blocks, which call ``conv1``, ``bn1``, ``relu`` in
-        their own forward: calling the unit would keep its input alive until
-        its norm and activation return (one activation map more at the peak of
-        an eval forward); here the input is released as soon as the conv
-        returns. Any other unit (a subclass with its own ``forward``, a
-        squeeze-excite, your own module), and a branch that is not a plain
-        ``nn.Sequential``, is called as a module.
+        their own forward, each plain :class:`ConvNormAct` unit runs as its
+        ``conv``, ``norm`` and ``act``: calling the unit would keep its input
+        alive until its norm and activation return (one activation map more
+        at the peak of an eval forward). Any other unit (a subclass with its
+        own ``forward``, a squeeze-excite, your own module), and a branch that
+        is not a plain ``nn.Sequential``, is called as a module.
         """
         if type(self.branch) is not nn.Sequential:
             return super().run_branch(x)
-        out = x
-        for unit in self.branch:
-            if _runs_inline(unit):
-                out = unit.conv(out)  # the unit's input is released here, before its norm runs
-                out = unit.act(unit.norm(out))
-            else:
-                out = unit(out)
-        return out
+        return run_units(self.branch, x)
 
     def modules_run_inline(self) -> dict[nn.Module, nn.Module]:
-        if type(self.branch) is not nn.Sequential or len(self.branch) == 0:
-            return {}
-        inline: dict[nn.Module, nn.Module] = {unit: _last_layer(unit) for unit in self.branch if _runs_inline(unit)}
-        last = self.branch[-1]
-        inline[self.branch] = inline.get(last, last)
-        return inline
+        return units_run_inline(self.branch) if type(self.branch) is nn.Sequential else {}
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
         return super().output_shape(self._check_shape(input_shape))

@@ -11,7 +11,7 @@ from torch.utils.hooks import RemovableHandle
 
 from blockzoo._names import GlobsLike
 from blockzoo._trees import tensor_leaves
-from blockzoo.blocks import ResidualBlock
+from blockzoo.blocks import Block
 from blockzoo.regularization._penalties import Penalty
 from blockzoo.regularization._store import (
     Attachment,
@@ -235,10 +235,10 @@ def attach_activity_penalty(
     """
     penalty = _check_penalty(penalty)
     modules = pick_modules(model, include, caller="attach_activity_penalty")
-    # A residual block may run parts of its branch inline (see ResidualBlock.modules_run_inline): hook
+    # A block may run some of its parts inline (see Block.modules_run_inline): hook
     # the layer that produces such a part's output, which sees the same tensor.
     inline: dict[nn.Module, nn.Module] = {}
     for block in model.modules():
-        if isinstance(block, ResidualBlock):
+        if isinstance(block, Block):
             inline.update(block.modules_run_inline())
     return attach(model, _ActivityPenalty(model, penalty, [(name, inline.get(m, m)) for name, m in modules]))
