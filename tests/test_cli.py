@@ -393,16 +393,19 @@ FIXED_SIZE_MODELS = [name for name in blockzoo.list_models() if "img_size" not i
 def test_the_digits_are_enlarged_to_a_models_input_size_and_64x64_at_most() -> None:
     for name in FIXED_SIZE_MODELS:
         channels, side, _ = blockzoo.model_info(name).input_size
-        assert plan_for(name, "digits") == {"image_size": min(side, 64), "channels": channels}, name
+        smallest = blockzoo.model_info(name).min_input_size or (1, 1)
+        assert plan_for(name, "digits") == {"image_size": max(min(side, 64), smallest[0]), "channels": channels}, name
+    assert plan_for("inception_v3", "digits") == {"image_size": 75, "channels": 3}  # it needs 75x75 at the least
     assert plan_for("simple_cnn", "digits") == {}  # it takes img_size: the digits stay 8x8
     assert plan_for("resnet18", "cifar10") == {}  # the torchvision sets keep their size
 
 
 @pytest.mark.parametrize("name", [n for n in FIXED_SIZE_MODELS if blockzoo.model_info(n).input_size[1] > 64])
 def test_every_model_for_larger_images_maps_a_64x64_batch_to_logits(name: str) -> None:
+    side = plan_for(name, "digits")["image_size"]  # 64, or the model's min_input_size when larger
     with torch.device("meta"):
         model = blockzoo.create_model(name, in_channels=3, num_classes=10).eval()
-        assert model(torch.empty(2, 3, 64, 64)).shape == (2, 10)
+        assert model(torch.empty(2, 3, side, side)).shape == (2, 10)
 
 
 def test_train_passes_every_option_to_fit(capsys: pytest.CaptureFixture[str], fit: FitRecorder, tmp_path: Path) -> None:
