@@ -1,11 +1,24 @@
 """GoogLeNet and Inception v3: transform_input, the left-out auxiliary classifiers, the smallest inputs."""
 
+import functools
+
 import pytest
 import torch
 
 import blockzoo
 from blockzoo.models import load_torchvision_weights, torchvision_to_blockzoo
-from blockzoo.models._inception import Branches, TransformInput, basic_conv
+from blockzoo.models._inception import (
+    Branches,
+    TransformInput,
+    basic_conv,
+    googlenet_module,
+    inception_a,
+    inception_b,
+    inception_c,
+    inception_d,
+    inception_e,
+)
+from blockzoo.testing import check_block
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -107,3 +120,23 @@ def test_load_torchvision_weights_gives_torchvisions_transformed_outputs() -> No
     x = torch.randn(2, 3, 15, 15)  # the smallest input
     with torch.no_grad():
         torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-5)
+
+
+#: Each kind of Inception module on a small input (torchvision's widths; googlenet's as given).
+MODULES = {
+    "googlenet": (functools.partial(googlenet_module, 8, (4, 4, 6, 2, 3, 5)), (2, 8, 6, 6)),
+    "a": (functools.partial(inception_a, 8, 4), (2, 8, 5, 5)),
+    "b": (functools.partial(inception_b, 8), (2, 8, 7, 7)),
+    "c": (functools.partial(inception_c, 8, 4), (2, 8, 5, 5)),
+    "d": (functools.partial(inception_d, 8), (2, 8, 7, 7)),
+    "e": (functools.partial(inception_e, 8), (2, 8, 3, 3)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_every_inception_module_keeps_the_block_contract(kind: str) -> None:
+    # compile and export run on the whole models (tests/models/test_zoo.py, tests/inspect/test_export.py); the 8x8
+    # modules have fixed widths of up to 448 (3.5M parameters), slow in bfloat16 on a CPU: float32 only for them
+    factory, shape = MODULES[kind]
+    dtypes = [torch.float32] if kind in ("d", "e") else [torch.float32, torch.float64, torch.bfloat16]
+    check_block(factory, shape, dtypes=dtypes, compile=False, export=False)

@@ -82,7 +82,7 @@ def register_model(
         min_input_size: The smallest input ``(H, W)`` the model takes, when
             smaller images would leave no map for a layer (``None``: not
             recorded). The command line enlarges the digits to it.
-        pretrained_options: Options that :func:`create_model` gives the
+        pretrained_options: Options that :func:`~blockzoo.create_model` gives the
             builder when weights are loaded (``pretrained`` is set) and the
             caller did not give them: the configuration the weights were made
             for (torchvision's ``googlenet`` re-normalises its input for its
