@@ -91,7 +91,8 @@ def test_info_shows_the_paper_input_size_parameters_and_the_builders_options(
     info = blockzoo.model_info("simple_cnn")
     assert out.splitlines()[0] == "simple_cnn"
     assert f"paper       {info.paper}" in out
-    assert "input size  3x32x32" in out
+    assert "input size  3x32x32\n" in out
+    assert "input size  3x299x299 (75x75 at the least)\n" in run(capsys, "info", "inception_v3")[1]
     assert f"parameters  {info.num_params:,}" in out
     rows = {line.split()[0]: line.split() for line in out.splitlines()[7:]}
     expected = {n: p for n, p in inspect.signature(simple_cnn).parameters.items() if n not in ("device", "dtype")}
