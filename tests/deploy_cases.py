@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import blockzoo
-from support import representative_models, scale_branch_ends_
+from support import fit_side, representative_models, scale_branch_ends_
 
 #: What the last layer of each residual branch keeps of its filled values.
 BRANCH_SCALE = 0.2
@@ -65,13 +65,8 @@ def fill_(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-#: ImageNet models that need more than 32x32: AlexNet's stride-4 stem and three 3x3 max pools need 63x63
-#: (torchvision's weights say min_size (63, 63)).
-MIN_SIDE = {"alexnet": 64}
-
-
 def small_input(name: str, batch: int = 2, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """An input the model accepts: its own size for the small families, 32x32 for the ImageNet ones."""
     c, h, _ = blockzoo.model_info(name).input_size
-    side = MIN_SIDE.get(name, 32) if h >= 224 else h
+    side = fit_side(name, 32) if h >= 224 else h  # alexnet and inception_v3 need more: their min_input_size
     return torch.randn(batch, c, side, side, dtype=dtype)

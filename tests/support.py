@@ -19,6 +19,14 @@ DEVICES = [
 SMALL_MODEL_PARAMS = 6_000_000
 
 
+def fit_side(name: str, side: int) -> int:
+    """``side``, or the model's recorded smallest input side when that is larger (inception_v3 needs 75 at least)."""
+    import blockzoo
+
+    smallest = blockzoo.model_info(name).min_input_size
+    return max(side, *smallest) if smallest else side
+
+
 def builder_configuration(name: str) -> tuple[str, bool]:
     """The family of a registered model and whether it is its batch-norm variant (``vgg11_bn``).
 

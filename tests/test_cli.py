@@ -91,7 +91,8 @@ def test_info_shows_the_paper_input_size_parameters_and_the_builders_options(
     info = blockzoo.model_info("simple_cnn")
     assert out.splitlines()[0] == "simple_cnn"
     assert f"paper       {info.paper}" in out
-    assert "input size  3x32x32" in out
+    assert "input size  3x32x32\n" in out
+    assert "input size  3x299x299 (75x75 at the least)\n" in run(capsys, "info", "inception_v3")[1]
     assert f"parameters  {info.num_params:,}" in out
     rows = {line.split()[0]: line.split() for line in out.splitlines()[7:]}
     expected = {n: p for n, p in inspect.signature(simple_cnn).parameters.items() if n not in ("device", "dtype")}
@@ -393,16 +394,19 @@ FIXED_SIZE_MODELS = [name for name in blockzoo.list_models() if "img_size" not i
 def test_the_digits_are_enlarged_to_a_models_input_size_and_64x64_at_most() -> None:
     for name in FIXED_SIZE_MODELS:
         channels, side, _ = blockzoo.model_info(name).input_size
-        assert plan_for(name, "digits") == {"image_size": min(side, 64), "channels": channels}, name
+        smallest = blockzoo.model_info(name).min_input_size or (1, 1)
+        assert plan_for(name, "digits") == {"image_size": max(min(side, 64), smallest[0]), "channels": channels}, name
+    assert plan_for("inception_v3", "digits") == {"image_size": 75, "channels": 3}  # it needs 75x75 at the least
     assert plan_for("simple_cnn", "digits") == {}  # it takes img_size: the digits stay 8x8
     assert plan_for("resnet18", "cifar10") == {}  # the torchvision sets keep their size
 
 
 @pytest.mark.parametrize("name", [n for n in FIXED_SIZE_MODELS if blockzoo.model_info(n).input_size[1] > 64])
 def test_every_model_for_larger_images_maps_a_64x64_batch_to_logits(name: str) -> None:
+    side = plan_for(name, "digits")["image_size"]  # 64, or the model's min_input_size when larger
     with torch.device("meta"):
         model = blockzoo.create_model(name, in_channels=3, num_classes=10).eval()
-        assert model(torch.empty(2, 3, 64, 64)).shape == (2, 10)
+        assert model(torch.empty(2, 3, side, side)).shape == (2, 10)
 
 
 def test_train_passes_every_option_to_fit(capsys: pytest.CaptureFixture[str], fit: FitRecorder, tmp_path: Path) -> None:

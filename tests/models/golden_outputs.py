@@ -74,6 +74,8 @@ CASES: dict[str, Case] = {
     "densenet": Case("densenet121", 64),
     "regnet_x": Case("regnet_x_400mf", 64),
     "regnet_y": Case("regnet_y_400mf", 64),
+    "googlenet": Case("googlenet", 64),
+    "inception_v3": Case("inception_v3", 75),  # its smallest input
 }
 
 BATCH = 2

@@ -75,6 +75,8 @@ TOLERANCES: dict[str, float] = {
     "densenet": 1e-11,
     "regnet_x": 1e-11,
     "regnet_y": 1e-11,
+    "googlenet": 1e-11,
+    "inception_v3": 1e-11,
 }
 
 

@@ -6,6 +6,7 @@ import torch
 import blockzoo
 from blockzoo.errors import CheckpointError
 from blockzoo.models import load_torchvision_weights
+from support import fit_side
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -30,7 +31,7 @@ def test_the_torchvision_families_are_all_there() -> None:
         "mobilenet_v3_small", "mobilenet_v3_large", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
         "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
         "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
-        "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l",
+        "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l", "googlenet", "inception_v3",
     }  # fmt: skip
     assert set(TORCHVISION_NAMES) == expected
 
@@ -42,11 +43,29 @@ def test_parameter_counts_equal_torchvision(name: str) -> None:
     side = blockzoo.model_info(name).input_size[-1]
     weights = [w for w in torchvision.models.get_model_weights(name) if w.transforms().crop_size == [side]]
     assert weights, f"torchvision has no {name} weights for {side}x{side} images"
-    assert blockzoo.model_info(name).num_params == weights[0].meta["num_params"]
+    assert blockzoo.model_info(name).num_params == weights[0].meta["num_params"] - AUX_PARAMS.get(name, 0)
+
+
+#: The parameters of the auxiliary classifier that torchvision's inception_v3 keeps with its weights (and counts in
+#: their ``num_params``), and blockzoo's leaves out: an InceptionAux on 768 channels for 1000 classes. (googlenet's
+#: count leaves its auxiliary classifiers out: torchvision drops them after loading its weights.)
+AUX_PARAMS = {"inception_v3": (768 * 128 + 2 * 128) + (128 * 768 * 5 * 5 + 2 * 768) + (768 * 1000 + 1000)}
+
+
+def test_the_left_out_auxiliary_classifier_is_torchvisions() -> None:
+    with torch.device("meta"):
+        aux = torchvision.models.inception.InceptionAux(768, 1000)
+        plain = torchvision.models.inception_v3(aux_logits=False, init_weights=False)
+    assert sum(p.numel() for p in aux.parameters()) == AUX_PARAMS["inception_v3"]
+    assert sum(p.numel() for p in plain.parameters()) == blockzoo.model_info("inception_v3").num_params
 
 
 #: Models whose position embeddings are built for one image size: both sides are built for the small input.
 IMAGE_SIZE = {name: {"image_size": 64} for name in TORCHVISION_NAMES if name.startswith("vit_")}
+
+
+#: Options of torchvision's builders: googlenet and inception_v3 warn (an error here) unless told how to initialise.
+TORCHVISION_OPTIONS = {"googlenet": {"init_weights": True}, "inception_v3": {"init_weights": True}}
 
 
 #: Families without batch norms, whose torchvision twins are built on meta and filled at random (faster than their
@@ -91,14 +110,15 @@ def test_outputs_equal_torchvision_after_conversion(name: str) -> None:
             theirs = getattr(torchvision.models, name)(**kwargs)
         theirs = random_fill_(theirs.to_empty(device="cpu")).eval()
     else:
-        theirs = getattr(torchvision.models, name)(**kwargs).eval()
+        theirs = getattr(torchvision.models, name)(**kwargs, **TORCHVISION_OPTIONS.get(name, {})).eval()
         with torch.no_grad():  # random running statistics, so that the norms are really tested
             for m in theirs.modules():
                 if isinstance(m, torch.nn.BatchNorm2d):
                     m.running_mean.uniform_(-0.5, 0.5)
                     m.running_var.uniform_(0.5, 1.5)
     load_torchvision_weights(ours, theirs.state_dict())
-    x = torch.randn(2, 3, 64, 64)
+    side = fit_side(name, 64)  # inception_v3 needs 75x75
+    x = torch.randn(2, 3, side, side)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-5)
 

@@ -9,7 +9,7 @@ import torch
 
 import blockzoo
 from blockzoo import UnknownNameError, create_model, list_models, model_info
-from support import CUDA, SMALL_MODEL_PARAMS, builder_configuration, representative_models
+from support import CUDA, SMALL_MODEL_PARAMS, builder_configuration, fit_side, representative_models
 
 NAMES = list_models()
 #: The smallest model of each family and configuration: the generic checks below build, train and compile these.
@@ -18,7 +18,7 @@ REPRESENTATIVES = representative_models()
 
 def small_input(name: str, batch: int) -> torch.Tensor:
     c, h, w = model_info(name).input_size
-    side = 64 if h >= 224 else h  # keep ImageNet families fast: 64x64 instead of 224x224
+    side = fit_side(name, 64) if h >= 224 else h  # keep ImageNet families fast: 64x64 instead of 224x224
     return torch.randn(batch, c, side, side if w == h else w)
 
 

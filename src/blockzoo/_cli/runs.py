@@ -13,7 +13,7 @@ from torch import nn
 from blockzoo._cli.options import RESUME_OVERRIDES, TRAIN_OPTIONS, CommandError, one_line
 from blockzoo.errors import CheckpointError, DatasetNotFoundError
 from blockzoo.models import create_model, load_weights
-from blockzoo.models._registry import model_input_size, model_signature
+from blockzoo.models._registry import model_input_size, model_min_input_size, model_signature
 
 if TYPE_CHECKING:
     from blockzoo.data import DataBundle, DatasetInfo
@@ -40,7 +40,8 @@ BUILT_IN_DATA = ("digits",)
 
 #: The largest side the digits are enlarged to. 8x8 images gain nothing from more pixels, while 1,797 copies at
 #: 224x224 take over a gigabyte. The zoo's models for 224x224 images pool globally and run at 64; lenet5 and
-#: tutorial_cnn need exactly 32, below it. ``fit`` checks the model against a first batch all the same.
+#: tutorial_cnn need exactly 32, below it; inception_v3 needs 75, above it (its recorded ``min_input_size``).
+#: ``fit`` checks the model against a first batch all the same.
 MAX_DIGITS_SIDE = 64
 
 #: Exceptions that mean "the input is wrong" while a run is built; they become one line and exit status 2.
@@ -71,11 +72,13 @@ def plan_for(model: str, data: str) -> dict[str, Any]:
 
     Native size and channels, unless the data set is resizable and the
     builder takes no ``img_size``: then the model's default input size (a
-    side of at most :data:`MAX_DIGITS_SIDE`) and channel count.
+    side of at most :data:`MAX_DIGITS_SIDE`, unless the model's
+    ``min_input_size`` is larger) and channel count.
     """
     if data in BUILT_IN_DATA and "img_size" not in model_signature(model).parameters:
         channels, *size = model_input_size(model)
-        side = _side(tuple(min(s, MAX_DIGITS_SIDE) for s in size))
+        smallest = model_min_input_size(model) or (1,) * len(size)
+        side = _side(tuple(max(min(s, MAX_DIGITS_SIDE), low) for s, low in zip(size, smallest, strict=True)))
         return {"image_size": side, "channels": channels}
     return {}
 

@@ -18,6 +18,7 @@ from blockzoo.models._registry import register_model
 @register_model(
     "alexnet",
     family="alexnet",
+    min_input_size=(63, 63),
     paper="Krizhevsky et al. 2012, ImageNet Classification with Deep Convolutional Neural Networks",
 )
 def alexnet(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,8 @@ class ModelInfo:
         paper: The paper it comes from.
         input_size: Default input size ``(C, H, W)``.
         num_params: Parameters of the default configuration.
+        min_input_size: The smallest ``(H, W)`` the model takes, where it
+            was recorded (torchvision's ``min_size``); ``None`` otherwise.
 
     Example:
         >>> from blockzoo import model_info
@@ -41,6 +43,7 @@ class ModelInfo:
     paper: str
     input_size: tuple[int, ...]
     num_params: int = field(default=0)
+    min_input_size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class _Entry:
     family: str
     paper: str
     input_size: tuple[int, ...]
+    min_input_size: tuple[int, int] | None = None
+    pretrained_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 _MODELS: Registry[_Entry] = Registry("model", list_call="blockzoo.list_models()")
@@ -56,7 +61,13 @@ _PARAM_COUNTS: dict[str, int] = {}
 
 
 def register_model(
-    name: str, *, family: str, paper: str = "", input_size: Sequence[int] = (3, 224, 224)
+    name: str,
+    *,
+    family: str,
+    paper: str = "",
+    input_size: Sequence[int] = (3, 224, 224),
+    min_input_size: Sequence[int] | None = None,
+    pretrained_options: Mapping[str, Any] | None = None,
 ) -> Callable[[Builder], Builder]:
     """Register a model builder under ``name``; use as a decorator.
 
@@ -68,6 +79,14 @@ def register_model(
         family: The family, for listings.
         paper: The reference, for listings.
         input_size: Default input ``(C, H, W)``.
+        min_input_size: The smallest input ``(H, W)`` the model takes, when
+            smaller images would leave no map for a layer (``None``: not
+            recorded). The command line enlarges the digits to it.
+        pretrained_options: Options that :func:`~blockzoo.create_model` gives the
+            builder when weights are loaded (``pretrained`` is set) and the
+            caller did not give them: the configuration the weights were made
+            for (torchvision's ``googlenet`` re-normalises its input for its
+            weights, ``transform_input=True``).
 
     Returns:
         A decorator that registers the builder and returns it unchanged.
@@ -85,7 +104,9 @@ def register_model(
     def decorator(builder: Builder) -> Builder:
         if not callable(builder):
             raise TypeError(f"register_model needs a callable builder. Received: builder={builder!r}")
-        _MODELS.register(name, _Entry(builder, family, paper, tuple(input_size)))
+        smallest = None if min_input_size is None else (int(min_input_size[0]), int(min_input_size[1]))
+        entry = _Entry(builder, family, paper, tuple(input_size), smallest, dict(pretrained_options or {}))
+        _MODELS.register(name, entry)
         return builder
 
     return decorator
@@ -136,6 +157,19 @@ def model_input_size(name: str) -> tuple[int, ...]:
     return _MODELS.get(name).input_size
 
 
+def model_min_input_size(name: str) -> tuple[int, int] | None:
+    """A registered model's smallest input ``(H, W)``, where recorded, without building it (see :func:`model_info`).
+
+    For blockzoo's own tools; not re-exported.
+
+    Example:
+        >>> from blockzoo.models._registry import model_min_input_size
+        >>> model_min_input_size("inception_v3"), model_min_input_size("lenet5")
+        ((75, 75), None)
+    """
+    return _MODELS.get(name).min_input_size
+
+
 def create_model(
     name: str,
     *,
@@ -152,7 +186,9 @@ def create_model(
         in_channels: Channels of the input (the model's default when ``None``).
         pretrained: ``"torchvision"`` to load torchvision's weights for the
             same architecture (downloaded through torchvision's weights API),
-            or ``None``.
+            or ``None``. Options the weights need (``transform_input=True``
+            for ``googlenet`` and ``inception_v3``, as in torchvision) are then
+            set, unless given.
         **kwargs: Options of the model's builder, checked against its signature.
 
     Returns:
@@ -173,6 +209,8 @@ def create_model(
     """
     entry = _MODELS.get(name)
     config = dict(kwargs)
+    if pretrained is not None:
+        config = {**entry.pretrained_options, **config}
     if num_classes is not None:
         config["num_classes"] = num_classes
     if in_channels is not None:
@@ -205,4 +243,6 @@ def model_info(name: str) -> ModelInfo:
         with torch.device("meta"):
             model = entry.builder()
         _PARAM_COUNTS[canonical] = sum(p.numel() for p in model.parameters())
-    return ModelInfo(canonical, entry.family, entry.paper, entry.input_size, _PARAM_COUNTS[canonical])
+    return ModelInfo(
+        canonical, entry.family, entry.paper, entry.input_size, _PARAM_COUNTS[canonical], entry.min_input_size
+    )

@@ -22,7 +22,10 @@ def torchvision_to_blockzoo(model: nn.Module, state_dict: Mapping[str, torch.Ten
     and checks every shape. A model whose forward order differs from the
     order torchvision registers its tensors in (ConvNeXt's layer scale, the
     vision transformers' class token) lists its keys in torchvision's order
-    with a ``torchvision_key_order()`` method.
+    with a ``torchvision_key_order()`` method, and a model without some of
+    torchvision's layers (GoogLeNet's and Inception v3's auxiliary
+    classifiers) names the keys it leaves out with
+    ``torchvision_unused_keys(keys)``.
 
     Raises:
         CheckpointError: the number of tensors or a shape differs (every
@@ -36,6 +39,10 @@ def torchvision_to_blockzoo(model: nn.Module, state_dict: Mapping[str, torch.Ten
         ['features.stem.conv.conv.weight', 'features.stem.conv.norm.weight']
     """
     ours = model.state_dict()
+    unused = getattr(model, "torchvision_unused_keys", None)
+    if callable(unused):
+        left_out = set(unused(list(state_dict)))
+        state_dict = {k: v for k, v in state_dict.items() if k not in left_out}
     reorder = getattr(model, "torchvision_key_order", None)
     if callable(reorder):
         ours = {key: ours[key] for key in reorder()}
