@@ -163,9 +163,9 @@ class DropBlock(Block):
         # Pad so that the window ending at each position sees the seeds whose block covers it.
         pad = [p for b in reversed(blocks) for p in (b - 1, b - 1)]
         dropped = _MAX_POOL[self.spatial_dims](F.pad(seeds, pad), tuple(blocks), stride=1)
-        keep = 1.0 - dropped
-        scale = keep.numel() / keep.sum().clamp(min=1.0)
-        return x * keep * scale
+        scale = dropped.numel() / (dropped.numel() - dropped.sum()).clamp(min=1.0)
+        # The kept positions' mask, already rescaled, in one pass: scale - scale * dropped (0 or scale, exactly).
+        return x * torch.addcmul(scale, dropped, scale, value=-1.0)
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
         return torch.Size(input_shape)
