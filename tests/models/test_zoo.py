@@ -144,6 +144,24 @@ def test_layer_decay_uses_the_stages() -> None:
     assert lrs["features.stem.conv.conv.weight"] == 0.5**5
 
 
+@pytest.mark.parametrize("name", REPRESENTATIVES)
+def test_layer_decay_depths_run_from_the_input_to_the_head_without_gaps(name: str) -> None:
+    depths = create_model(name, device="meta").param_depths()
+    levels = sorted(set(depths.values()))
+    assert levels == list(range(len(levels)))
+    assert all(d == levels[-1] for n, d in depths.items() if n.startswith("head."))
+
+
+def test_layer_decay_counts_only_the_layers_with_parameters_of_a_flat_feature_list() -> None:
+    model = create_model("vgg11", device="meta")  # 8 conv units among the pools, as torchvision's "A" configuration
+    convs = [n for n, m in model.features.named_children() if isinstance(m, blockzoo.ConvNormAct)]
+    assert len(convs) == 8
+    assert len(model.features) > 8
+    depths = model.param_depths()
+    assert [depths[f"features.{n}.conv.weight"] for n in convs] == list(range(8))
+    assert depths["head.fc.weight"] == 8
+
+
 # ----------------------------------------------------------------------------- devices
 
 #: Small models of each kind of block (plain conv stages, CIFAR and ImageNet residual blocks, inverted residuals).

@@ -77,10 +77,17 @@ class ZooModel(nn.Module):
         return infer_shape(self.head, infer_shape(self.features, input_shape))
 
     def param_depths(self) -> dict[str, int]:
-        """Depth of each parameter from the input (stage index; the head last), for layer-wise lr decay."""
-        stages = [name for name, _ in self.features.named_children()]
+        """Depth of each parameter from the input, for layer-wise lr decay.
+
+        The depth of a parameter in ``features`` is the index of its child
+        among the children that hold parameters (a model's stages; each conv
+        unit of a flat list such as VGG's, whose pooling and activation layers
+        take no depth); the head comes last.
+        """
+        stages = [name for name, child in self.features.named_children() if any(True for _ in child.parameters())]
+        index = {name: i for i, name in enumerate(stages)}
         depths = {}
         for name, _ in self.named_parameters():
             parts = name.split(".")
-            depths[name] = stages.index(parts[1]) if parts[0] == "features" else len(stages)
+            depths[name] = index[parts[1]] if parts[0] == "features" else len(stages)
         return depths
