@@ -128,21 +128,27 @@ def test_convnext_block_gives_the_same_with_and_without_autograd_and_names_what_
     with torch.no_grad():
         without = block(x)
     torch.testing.assert_close(block(x), without, rtol=0, atol=0)
-    mlp = block.branch.mlp
-    assert block.modules_run_inline() == {mlp: mlp.out, mlp.layers: mlp.layers[0].act, mlp.layers[0]: mlp.layers[0].act}
+    hidden = block.branch.mlp.layers[0]
+    assert block.modules_run_inline() == {hidden: hidden.act}
 
 
-def test_an_activity_penalty_on_a_convnext_mlp_sees_its_output_without_autograd() -> None:
+@pytest.mark.parametrize("grad", [False, True])
+def test_an_activity_penalty_on_a_convnext_hidden_layer_sees_its_output_with_and_without_autograd(grad: bool) -> None:
     block = ConvNeXtBlock(8).eval()
     x = torch.randn(2, 8, 5, 5)
+    branch = block.branch
     with torch.no_grad():
-        mlp_out = block.branch.mlp(block.branch.norm(block.branch.dw(x).permute(0, 2, 3, 1)))
-        handle = blockzoo.regularization.attach_activity_penalty(
-            block, blockzoo.regularization.L1(0.1), include="branch.mlp"
-        )
+        hidden_out = branch.mlp.layers[0](branch.norm(branch.dw(x).permute(0, 2, 3, 1)))
+    blockzoo.regularization.attach_activity_penalty(
+        block, blockzoo.regularization.L1(0.1), include="branch.mlp.layers.0"
+    )
+    with torch.set_grad_enabled(grad):
         block(x)
-        torch.testing.assert_close(blockzoo.regularization.regularization_loss(block), 0.1 * mlp_out.abs().sum() / 2)
-    handle.remove()
+        # with autograd the MLP calls its hidden layer on the flattened positions, [2 * 5 * 5, 32]
+        batch = 2 * 5 * 5 if grad else 2
+        torch.testing.assert_close(
+            blockzoo.regularization.regularization_loss(block), 0.1 * hidden_out.abs().sum() / batch
+        )
 
 
 def test_a_convnext_mlp_that_was_replaced_is_called() -> None:

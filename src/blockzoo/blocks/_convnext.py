@@ -204,7 +204,8 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
     branch runs the MLP's linear layers and activation itself, so that the
     norm's output is let go once the first linear layer returns, as in
     torchvision's block: the MLP's and its hidden layer's own hooks do not fire
-    then, and ``modules_run_inline()`` names the layer that sees their output.
+    then, and ``modules_run_inline()`` names the layer that sees the hidden
+    layer's output.
 
     Args:
         channels: Channels of the input and output.
@@ -274,23 +275,22 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
     _add_in_place = True
 
     def modules_run_inline(self) -> dict[nn.Module, nn.Module]:
-        """The MLP and its hidden layers, which the branch runs layer by layer without autograd.
+        """The MLP's hidden layers, which the branch runs layer by layer without autograd.
 
-        Each maps to its last layer, whose output is theirs (on the flattened
-        positions where autograd records: the MLP then runs as a module).
+        Each maps to its last layer that runs (the activation), whose output is
+        the hidden layer's, with or without autograd. The MLP itself is not
+        mapped: no layer gives its output in both modes (with autograd it runs
+        its layers on the flattened positions and is called as a module).
         """
         branch = self.branch
         mlp = getattr(branch, "mlp", None) if type(branch) is _ConvNeXtBranch else None
-        layers = mlp._inline_layers() if type(mlp) is MLP else None
-        if mlp is None or not layers:
+        if type(mlp) is not MLP or mlp._inline_layers() is None:
             return {}
-        inline: dict[nn.Module, nn.Module] = {mlp: layers[-1]} if isinstance(layers[-1], nn.Module) else {}
+        inline: dict[nn.Module, nn.Module] = {}
         for hidden in mlp.layers:
             ran = [m for m in hidden.children() if type(m) is not nn.Identity]  # fc, norm, act, drop: those that run
             if ran:
                 inline[hidden] = ran[-1]
-        if len(mlp.layers) and mlp.layers[-1] in inline:
-            inline[mlp.layers] = inline[mlp.layers[-1]]
         return inline
 
     #: The branch ends in its layer scale (or, without one, the MLP's output layer), after its norm.
