@@ -11,7 +11,10 @@ Peak memory: on CPU, the peak of the bytes of live tensors during one eval
 forward, counted from the outputs of every op by a ``TorchDispatchMode`` and
 freed through weakref finalizers (CPU allocators keep no statistics torch
 exposes, ``tracemalloc`` does not see torch's allocations, and a process's
-RSS also moves with the allocator's caching). On CUDA,
+RSS also moves with the allocator's caching). An output that shares its
+storage with one of the op's inputs (a view, an in-place result) allocated
+nothing and is not counted: the transposed weight that every ``F.linear``
+takes is a view of the parameter, not memory the forward holds. On CUDA,
 ``torch.cuda.max_memory_allocated`` around the same forward.
 Run alone: ``python -m benchmarks.bench_models``.
 """
@@ -83,7 +86,10 @@ class _LiveBytes(TorchDispatchMode):
     """Counts the bytes of tensors that ops create and that are still alive, and their peak.
 
     CPU allocators keep no statistics torch exposes (``torch.cuda.max_memory_allocated`` is CUDA
-    only), so the peak is tracked from the ops' outputs, freed through weakref finalizers.
+    only), so the peak is tracked from the ops' outputs, freed through weakref finalizers. An output
+    on the storage of one of the op's inputs is a view or an in-place result: no new memory. Counting
+    it would count the storage it views, such as a weight that ``F.linear`` transposes, as allocated by
+    the forward and never freed (a parameter outlives the forward).
     """
 
     def __init__(self) -> None:
@@ -97,8 +103,13 @@ class _LiveBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         out = func(*args, **(kwargs or {}))
+        inputs = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
         for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor) and (ptr := t.untyped_storage().data_ptr()) not in self.seen:
+            if (
+                isinstance(t, torch.Tensor)
+                and (ptr := t.untyped_storage().data_ptr()) not in self.seen
+                and ptr not in inputs
+            ):
                 nbytes = t.untyped_storage().nbytes()
                 self.seen.add(ptr)
                 self.live += nbytes

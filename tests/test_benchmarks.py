@@ -1,4 +1,4 @@
-"""The benchmark suite's machinery: records, the report on disk, --check, --only and the callgrind mode's skip.
+"""The benchmark suite's machinery: records, the report on disk, --check, --only, the callgrind mode's skip, peak memory.
 
 Nothing here times anything: the records are synthetic.
 """
@@ -9,6 +9,7 @@ import json
 import shutil
 
 import pytest
+import torch
 from benchmarks import _callgrind, _report, _suite
 from benchmarks._report import Record, Report, Skip
 
@@ -201,3 +202,28 @@ def test_the_optimizer_bound_is_the_bytes_over_the_measured_bandwidth(monkeypatc
     assert seconds == pytest.approx(7 * 4 * 10**6 / 40e9)  # param, grad and two moments read; three written
     assert "40.0 GB/s" in how
     assert bench_optim.bandwidth_bound("sgd", 10**6)[0] == pytest.approx(5 * 4 * 10**6 / 40e9)
+
+
+class _ViewsAndInPlace(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * 2  # the only new tensor
+        y.relu_()
+        return y.view(-1)
+
+
+def test_peak_memory_counts_what_the_forward_allocates_not_the_weights_it_views() -> None:
+    from benchmarks.bench_models import peak_bytes
+
+    # F.linear runs addmm on a transposed view of the weight: only the [4, 256] product is new memory.
+    assert peak_bytes(torch.nn.Linear(256, 256), torch.randn(4, 256)) == 4 * 256 * 4
+    # Views of the input and in-place results allocate nothing.
+    assert peak_bytes(_ViewsAndInPlace(), torch.randn(8, 32)) == 8 * 32 * 4
+
+
+def test_peak_memory_is_the_most_alive_at_once_not_the_sum() -> None:
+    from benchmarks.bench_models import peak_bytes
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 512), torch.nn.ReLU(), torch.nn.Linear(512, 64))
+    # The ReLU's output is made while the first product is alive; the first product is gone before the last
+    # layer runs (nn.Sequential lets go of each input), so two [8, 512] float32 tensors are the peak.
+    assert peak_bytes(model, torch.randn(8, 64)) == 2 * 8 * 512 * 4

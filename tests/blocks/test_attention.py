@@ -103,6 +103,19 @@ def _wb(layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
     return layer.weight, layer.bias
 
 
+def test_transformer_block_holds_no_more_memory_than_torchvisions_encoder_block() -> None:
+    from benchmarks.bench_models import peak_bytes
+
+    vision_transformer = pytest.importorskip("torchvision.models.vision_transformer")
+    ours = TransformerBlock(16, 4).eval()
+    # torchvision's block runs torch's fused attention (nn.MultiheadAttention's fast path) without autograd
+    theirs = vision_transformer.EncoderBlock(4, 16, 64, 0.0, 0.0).eval()
+    x = torch.randn(2, 6, 16)
+    # Alive at the MLP's activation: the attention half's output, the norm's, and the activation's input and
+    # output (4 tokens wide each).
+    assert peak_bytes(ours, x) == peak_bytes(theirs, x) == 10 * x.nbytes
+
+
 @pytest.mark.parametrize("layer_scale_init", [None, 1e-5])
 def test_transformer_block_residual_tools(layer_scale_init: float | None) -> None:
     model = nn.Sequential(*(TransformerBlock(8, 2, layer_scale_init=layer_scale_init) for _ in range(2)))

@@ -77,11 +77,10 @@ def _torchvision_cnblock(channels: int, layer_scale: float) -> torch.nn.Module:
     return CNBlock(channels, layer_scale, 0.0)
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_convnext_block_equals_torchvisions_with_the_same_weights(channels_last: bool) -> None:
+def _pair_with_torchvision(channels: int) -> tuple[ConvNeXtBlock, torch.nn.Module]:
     torch.manual_seed(0)
-    theirs = _torchvision_cnblock(16, 0.3).eval()
-    ours = ConvNeXtBlock(16, layer_scale_init=0.3).eval()
+    theirs = _torchvision_cnblock(channels, 0.3).eval()
+    ours = ConvNeXtBlock(channels, layer_scale_init=0.3).eval()
     with torch.no_grad():
         for p in theirs.parameters():
             p.uniform_(-0.5, 0.5)
@@ -100,11 +99,66 @@ def test_convnext_block_equals_torchvisions_with_the_same_weights(channels_last:
             "branch.layer_scale.gamma": state["layer_scale"],
         }
     )
+    return ours, theirs
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_convnext_block_equals_torchvisions_with_the_same_weights(channels_last: bool) -> None:
+    ours, theirs = _pair_with_torchvision(16)
     x = torch.randn(2, 16, 9, 9)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-5)
+
+
+def test_convnext_block_holds_no_more_memory_than_torchvisions_without_autograd() -> None:
+    from benchmarks.bench_models import peak_bytes
+
+    ours, theirs = _pair_with_torchvision(16)
+    x = torch.randn(2, 16, 9, 9)
+    # Alive at the MLP's activation: its input and output, each 4 maps wide. The conv's and the norm's outputs
+    # (one map each) are gone by then.
+    assert peak_bytes(ours, x) == peak_bytes(theirs, x) == 8 * x.nbytes
+
+
+def test_convnext_block_gives_the_same_with_and_without_autograd_and_names_what_it_runs_inline() -> None:
+    block = ConvNeXtBlock(8, layer_scale_init=0.5).eval()
+    x = torch.randn(2, 8, 5, 5)
+    with torch.no_grad():
+        without = block(x)
+    torch.testing.assert_close(block(x), without, rtol=0, atol=0)
+    hidden = block.branch.mlp.layers[0]
+    assert block.modules_run_inline() == {hidden: hidden.act}
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_an_activity_penalty_on_a_convnext_hidden_layer_sees_its_output_with_and_without_autograd(grad: bool) -> None:
+    block = ConvNeXtBlock(8).eval()
+    x = torch.randn(2, 8, 5, 5)
+    branch = block.branch
+    with torch.no_grad():
+        hidden_out = branch.mlp.layers[0](branch.norm(branch.dw(x).permute(0, 2, 3, 1)))
+    blockzoo.regularization.attach_activity_penalty(
+        block, blockzoo.regularization.L1(0.1), include="branch.mlp.layers.0"
+    )
+    with torch.set_grad_enabled(grad):
+        block(x)
+        # with autograd the MLP calls its hidden layer on the flattened positions, [2 * 5 * 5, 32]
+        batch = 2 * 5 * 5 if grad else 2
+        torch.testing.assert_close(
+            blockzoo.regularization.regularization_loss(block), 0.1 * hidden_out.abs().sum() / batch
+        )
+
+
+def test_a_convnext_mlp_that_was_replaced_is_called() -> None:
+    block = ConvNeXtBlock(4, layer_scale_init=None).eval()
+    block.branch.mlp.layers[0] = torch.nn.Linear(4, 16)  # no activation any more
+    x = torch.randn(1, 4, 3, 3)
+    with torch.no_grad():
+        expected = x + block.branch.mlp(block.branch.norm(block.branch.dw(x).permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
+        torch.testing.assert_close(block(x), expected)
+    assert block.modules_run_inline() == {}
 
 
 @pytest.mark.parametrize("layer_scale_init", [1e-6, None])
