@@ -225,21 +225,20 @@ class WindowAttention(_ChannelsLastMapBlock):
         index = _relative_position_index(self.window_size, self.relative_position_bias_table.device)
         return self.relative_position_bias_table[index].permute(2, 0, 1)
 
-    def _attention_mask(self, height: int, width: int, shift: tuple[int, int]) -> tuple[Tensor, bool]:
-        """The additive mask for windows of a padded ``height`` x ``width`` map, and whether it is per window.
+    def _attention_mask(self, height: int, width: int, count: int, shift: tuple[int, int]) -> Tensor:
+        """The additive mask of the ``count`` windows of a padded ``height`` x ``width`` map, ``[1, count * heads, L, L]``.
 
-        Without a shift, the bias alone, ``[1, heads, L, L]``; with one, the
-        bias plus the region mask of each window, ``[1, windows * heads, L, L]``.
+        The bias of each head, plus, in shifted windows, the region mask of each window.
         """
-        bias = self.relative_position_bias()
+        bias = self.relative_position_bias().unsqueeze(0)  # [1, heads, L, L]
+        length = self.window_size**2
         if not any(shift):
-            return bias.unsqueeze(0), False
+            return bias.expand(count, -1, -1, -1).reshape(1, -1, length, length)
         regions = _shift_regions(height, width, self.window_size, shift, bias.device)
         regions = _windows(regions[None, :, :, None], self.window_size)[0, :, :, 0]  # [windows, L]
         apart = regions[:, None, :] != regions[:, :, None]  # [windows, L, L]: pairs from different regions
         mask = torch.zeros(apart.shape, device=bias.device, dtype=bias.dtype).masked_fill_(apart, _MASKED)
-        length = self.window_size**2
-        return (bias.unsqueeze(0) + mask.unsqueeze(1)).reshape(1, -1, length, length), True
+        return (bias + mask.unsqueeze(1)).reshape(1, -1, length, length)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
@@ -255,10 +254,9 @@ class WindowAttention(_ChannelsLastMapBlock):
         count, length = windows.shape[1], windows.shape[2]
         # [N, windows, L, 3 * dim] -> [3, N, windows, heads, L, head_dim]
         qkv = self.qkv(windows).view(n, count, length, 3, self.num_heads, self.head_dim).permute(3, 0, 1, 4, 2, 5)
-        mask, per_window = self._attention_mask(padded_h, padded_w, shift)
-        # a mask per window: [N, windows * heads, L, head_dim]; else the windows join the batch
-        batch = (n, count * self.num_heads) if per_window else (n * count, self.num_heads)
-        q, k, v = qkv.reshape(3, *batch, length, self.head_dim).unbind(0)
+        # every window's heads side by side, [N, windows * heads, L, head_dim]: the mask is the same for every image
+        q, k, v = qkv.reshape(3, n, count * self.num_heads, length, self.head_dim).unbind(0)
+        mask = self._attention_mask(padded_h, padded_w, count, shift)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attn_drop_rate if self.training else 0.0
         )
