@@ -17,6 +17,7 @@ from blockzoo.models import (  # register the families
     _resnet,
     _shufflenet,
     _simple,
+    _swin,
     _vgg_mobilenet,
     _vit,
 )
@@ -36,6 +37,7 @@ del (
     _resnet,
     _shufflenet,
     _simple,
+    _swin,
     _vgg_mobilenet,
     _vit,
 )

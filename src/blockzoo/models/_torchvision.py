@@ -22,7 +22,10 @@ def torchvision_to_blockzoo(model: nn.Module, state_dict: Mapping[str, torch.Ten
     and checks every shape. A model whose forward order differs from the
     order torchvision registers its tensors in (ConvNeXt's layer scale, the
     vision transformers' class token) lists its keys in torchvision's order
-    with a ``torchvision_key_order()`` method.
+    with a ``torchvision_key_order()`` method; one that computes what
+    torchvision stores as a buffer (Swin's relative position index) names the
+    endings of those keys in ``torchvision_skipped_suffixes``, and they are
+    left out.
 
     Raises:
         CheckpointError: the number of tensors or a shape differs (every
@@ -36,6 +39,9 @@ def torchvision_to_blockzoo(model: nn.Module, state_dict: Mapping[str, torch.Ten
         ['features.stem.conv.conv.weight', 'features.stem.conv.norm.weight']
     """
     ours = model.state_dict()
+    skipped = tuple(getattr(model, "torchvision_skipped_suffixes", ()))
+    if skipped:
+        state_dict = {k: v for k, v in state_dict.items() if not k.endswith(skipped)}
     reorder = getattr(model, "torchvision_key_order", None)
     if callable(reorder):
         ours = {key: ours[key] for key in reorder()}
