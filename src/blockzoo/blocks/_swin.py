@@ -17,10 +17,8 @@ from torch import Tensor, nn
 from blockzoo._checks import check_int, check_positive_int, check_probability
 from blockzoo._types import DeviceLike
 from blockzoo.blocks._attention import pre_norm_halves
-from blockzoo.blocks._base import Block
-from blockzoo.blocks._layout import layout_error
+from blockzoo.blocks._base import ChannelsLastMapBlock
 from blockzoo.blocks._mlp import MLP, mlp_hidden_features
-from blockzoo.errors import InputError
 from blockzoo.init._records import set_record
 from blockzoo.layers import LayerSpec, Placement, build_layer
 from blockzoo.roles import Role
@@ -29,47 +27,6 @@ __all__ = ["PatchMerging", "SwinBlock", "WindowAttention"]
 
 #: What torchvision and the paper add to the logits of a pair of tokens from different regions of a shifted window.
 _MASKED = -100.0
-
-
-class _ChannelsLastMapBlock(Block):
-    """A block on maps with the channels last, ``[N, H, W, dim]``: checks its input's rank and width."""
-
-    channel_dim = -1
-    dim: int
-
-    def _layout_error(self, shape: Sequence[int], dtype: torch.dtype | None) -> InputError:
-        hint = None
-        floating = dtype is None or dtype.is_floating_point
-        if floating and len(shape) == 4 and shape[1] == self.dim and shape[-1] != self.dim:
-            hint = (
-                "the input looks channels-first [N, C, H, W]; Swin blocks take the channels last [N, H, W, C]: "
-                "x.permute(0, 2, 3, 1)."
-            )
-        elif floating and len(shape) == 3 and shape[-1] == self.dim:
-            hint = "the input looks like tokens [N, L, C]; Swin blocks take the grid: x.view(N, H, W, C)."
-        return layout_error(
-            type(self).__name__,
-            shape,
-            dtype,
-            expected=f"[N, H, W, {self.dim}]",
-            channels=self.dim,
-            rank=4,
-            channel_dim=-1,
-            hint=hint,
-        )
-
-    def _check(self, x: Tensor) -> None:
-        if x.dim() != 4 or x.shape[-1] != self.dim or not x.is_floating_point():
-            raise self._layout_error(x.shape, x.dtype)
-
-    def _check_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
-        shape = tuple(input_shape)
-        if len(shape) != 4 or shape[-1] != self.dim:
-            raise self._layout_error(shape, None)
-        return shape
-
-    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
-        return torch.Size(self._check_shape(input_shape))
 
 
 def _relative_position_index(window_size: int, device: torch.device) -> Tensor:
@@ -115,7 +72,7 @@ def _unwindow(x: Tensor, height: int, width: int) -> Tensor:
     return x.permute(0, 1, 3, 2, 4, 5).reshape(n, height, width, c)
 
 
-class WindowAttention(_ChannelsLastMapBlock):
+class WindowAttention(ChannelsLastMapBlock):
     """Multi-head self-attention inside square windows, optionally shifted, with a relative position bias (Swin v1).
 
     The map ``[N, H, W, dim]`` is padded with zeros at the bottom and right to
@@ -274,7 +231,7 @@ class WindowAttention(_ChannelsLastMapBlock):
         return text + (f", attn_drop_rate={self.attn_drop_rate}" if self.attn_drop_rate else "")
 
 
-class SwinBlock(_ChannelsLastMapBlock):
+class SwinBlock(ChannelsLastMapBlock):
     """The Swin Transformer block (v1): ``x + attn(norm(x))`` in (shifted) windows, then ``x + mlp(norm(x))``.
 
     Like :class:`TransformerBlock`, each half is a residual block with its own
@@ -375,7 +332,7 @@ class SwinBlock(_ChannelsLastMapBlock):
         return self.feedforward(self.attention(x))  # type: ignore[no-any-return]
 
 
-class PatchMerging(_ChannelsLastMapBlock):
+class PatchMerging(ChannelsLastMapBlock):
     """Halve a channels-last map by joining each 2x2 patch's channels, then norm and project them (Swin v1).
 
     The four positions of each 2x2 patch are concatenated in torchvision's
