@@ -24,8 +24,9 @@ from support import fit_side, representative_models, scale_branch_ends_
 #: What the last layer of each residual branch keeps of its filled values.
 BRANCH_SCALE = 0.2
 
-#: The representative models (see ``support.representative_models``) whose features are convolutional maps.
-CNNS = [name for name in representative_models() if blockzoo.model_info(name).family not in ("mlp", "vit")]
+#: The representative models (see ``support.representative_models``) whose features are convolutional maps
+#: ``[N, C, H, W]`` (a ViT's are tokens, a Swin's channels-last maps ``[N, H, W, C]``).
+CNNS = [name for name in representative_models() if blockzoo.model_info(name).family not in ("mlp", "vit", "swin")]
 
 
 def build(name: str, *, dtype: torch.dtype = torch.float32, **kwargs: object) -> nn.Module:

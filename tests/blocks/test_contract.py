@@ -311,6 +311,42 @@ def position_embedding(draw: st.DrawFn) -> Case:
     return factory, (draw(st.integers(1, 3)), seen * seen + prefix, dim)
 
 
+def _window(draw: st.DrawFn) -> dict[str, int]:
+    window = draw(st.integers(1, 4))
+    return {"window_size": window, "shift_size": draw(st.integers(0, window - 1))}
+
+
+def _channels_last_map(draw: st.DrawFn, dim: int) -> tuple[int, ...]:
+    return (draw(st.integers(1, 2)), *_spatial(draw, 2, 1, 9), dim)  # padded, one window or several
+
+
+@st.composite
+def window_attention(draw: st.DrawFn) -> Case:
+    dim, heads = _heads(draw)
+    kwargs = {**_window(draw), "qkv_bias": draw(st.booleans()), "attn_drop_rate": draw(st.sampled_from([0.0, 0.1]))}
+    return functools.partial(blockzoo.WindowAttention, dim, heads, **kwargs), _channels_last_map(draw, dim)
+
+
+@st.composite
+def swin_block(draw: st.DrawFn) -> Case:
+    dim, heads = _heads(draw)
+    kwargs = {
+        **_window(draw),
+        "mlp_ratio": draw(st.sampled_from([1.0, 2.0])),
+        "drop_rate": draw(st.sampled_from([0.0, 0.1])),
+        "drop_path_rate": draw(st.sampled_from([0.0, 0.1])),
+        "layer_scale_init": draw(st.sampled_from([None, 0.1])),
+    }
+    return functools.partial(blockzoo.SwinBlock, dim, heads, **kwargs), _channels_last_map(draw, dim)
+
+
+@st.composite
+def patch_merging(draw: st.DrawFn) -> Case:
+    dim = draw(st.integers(1, 6))
+    kwargs = {"out_dim": draw(st.sampled_from([None, 3])), "norm_layer": draw(st.sampled_from(["layernorm", None]))}
+    return functools.partial(blockzoo.PatchMerging, dim, **kwargs), _channels_last_map(draw, dim)
+
+
 @st.composite
 def fire(draw: st.DrawFn) -> Case:
     nd = draw(st.integers(1, 3))
@@ -371,6 +407,9 @@ STRATEGIES = {
     "PatchEmbed": patch_embed(),
     "ClassToken": class_token(),
     "PositionEmbedding": position_embedding(),
+    "WindowAttention": window_attention(),
+    "SwinBlock": swin_block(),
+    "PatchMerging": patch_merging(),
     "ConvNormAct": conv_norm_act(),
     "ConvBlock": conv_block(),
     "DepthwiseSeparableConv": depthwise_separable(),

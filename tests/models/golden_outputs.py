@@ -68,6 +68,7 @@ CASES: dict[str, Case] = {
     "simple_cnn": Case("simple_cnn", 32),
     "convnext": Case("convnext_tiny", 64),
     "vit": Case("vit_b_32", 64),  # 2 x 2 patches, with its position embeddings resized
+    "swin": Case("swin_t", 64),  # stages 1 and 2 padded to whole windows and shifted
     "alexnet": Case("alexnet", 64),
     "squeezenet": Case("squeezenet1_1", 64),
     "shufflenet_v2": Case("shufflenet_v2_x0_5", 64),

@@ -65,6 +65,7 @@ TOLERANCES: dict[str, float] = {
     "mobilenet": 1e-11,
     "convnext": 1e-11,
     "vit": 1e-11,
+    "swin": 1e-11,
     "mobilenet_v3": 1e-11,
     "efficientnet": 1e-11,
     "efficientnet_v2": 1e-11,

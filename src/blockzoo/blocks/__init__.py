@@ -13,6 +13,7 @@ from blockzoo.blocks._residual import BasicBlock, Bottleneck, ResidualBlock
 from blockzoo.blocks._se import SqueezeExcite
 from blockzoo.blocks._shortcut import PadShortcut
 from blockzoo.blocks._shuffle import ShuffleUnit, channel_shuffle
+from blockzoo.blocks._swin import PatchMerging, SwinBlock, WindowAttention
 from blockzoo.blocks._tokens import ClassToken, PatchEmbed, PositionEmbedding
 
 __all__ = [
@@ -40,11 +41,14 @@ __all__ = [
     "MBConv",
     "PadShortcut",
     "PatchEmbed",
+    "PatchMerging",
     "PositionEmbedding",
     "ResidualBlock",
     "ShuffleUnit",
     "SqueezeExcite",
+    "SwinBlock",
     "TransformerBlock",
     "Transition",
+    "WindowAttention",
     "channel_shuffle",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ from blockzoo.blocks._residual import ResidualBlock
 from blockzoo.layers import LayerSpec, Placement, build_layer
 from blockzoo.roles import Role
 
-__all__ = ["MultiHeadSelfAttention", "TransformerBlock"]
+__all__ = ["MultiHeadSelfAttention", "TransformerBlock", "pre_norm_halves"]
 
 
 class MultiHeadSelfAttention(TokenBlock):
@@ -107,6 +108,52 @@ class _PreNormResidual(ResidualBlock):
     zero_init_roles = (Role.SCALE, Role.WEIGHT)
 
 
+def _pre_norm_half(
+    dim: int, name: str, layer: nn.Module, drop: nn.Module | None, layer_scale_init: float | None, **kw: Any
+) -> ResidualBlock:
+    placement: Placement = {"device": kw["device"], "dtype": kw["dtype"]}
+    parts: OrderedDict[str, nn.Module] = OrderedDict(
+        norm=build_layer("norm", kw["norm_layer"], dim, spatial_dims=0, **placement)
+    )
+    parts[name] = layer
+    if drop is not None:
+        parts["drop"] = drop
+    parts["layer_scale"] = (
+        nn.Identity() if layer_scale_init is None else LayerScale(dim, init_value=layer_scale_init, **placement)
+    )
+    return _PreNormResidual(nn.Sequential(parts), drop_path_rate=kw["drop_path_rate"])
+
+
+def pre_norm_halves(
+    dim: int,
+    attn: nn.Module,
+    mlp: nn.Module,
+    *,
+    norm_layer: LayerSpec,
+    drop_rate: float,
+    layer_scale_init: float | None,
+    drop_path_rate: float,
+    device: DeviceLike,
+    dtype: torch.dtype | None,
+) -> tuple[ResidualBlock, ResidualBlock]:
+    """The two halves of a pre-norm transformer block: ``x + attn(norm(x))`` and ``x + mlp(norm(x))``.
+
+    Each is a residual block whose branch has the children ``norm``, then
+    ``attn`` or ``mlp`` and (the MLP's half only, as torchvision's MLP drops
+    its output) ``drop``, then ``layer_scale`` (a :class:`LayerScale`, or
+    ``nn.Identity`` with ``layer_scale_init=None``); both get
+    ``drop_path_rate``. The norms and layer scales act on the last dimension,
+    so the halves take tokens ``[N, L, dim]`` and channels-last maps
+    ``[N, H, W, dim]`` alike.
+    """
+    kw = {"norm_layer": norm_layer, "drop_path_rate": drop_path_rate, "device": device, "dtype": dtype}
+    drop = build_layer("dropout", "dropout" if drop_rate else None, drop_rate)
+    return (
+        _pre_norm_half(dim, "attn", attn, None, layer_scale_init, **kw),
+        _pre_norm_half(dim, "mlp", mlp, drop, layer_scale_init, **kw),
+    )
+
+
 class TransformerBlock(TokenBlock):
     """The pre-norm transformer encoder block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``.
 
@@ -174,20 +221,16 @@ class TransformerBlock(TokenBlock):
             dim, num_heads, qkv_bias=qkv_bias, attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate, **placement
         )
         mlp = MLP(dim, (hidden,), dim, act_layer=act_layer, drop_rate=drop_rate, **placement)
-        attention = OrderedDict(norm=self._norm(norm_layer, placement), attn=attn)
-        attention["layer_scale"] = self._scale(layer_scale_init, placement)
-        self.attention = _PreNormResidual(nn.Sequential(attention), drop_path_rate=drop_path_rate)
-        feedforward = OrderedDict(norm=self._norm(norm_layer, placement), mlp=mlp)
-        # torchvision's MLP drops its output too
-        feedforward["drop"] = build_layer("dropout", "dropout" if drop_rate else None, drop_rate)
-        feedforward["layer_scale"] = self._scale(layer_scale_init, placement)
-        self.feedforward = _PreNormResidual(nn.Sequential(feedforward), drop_path_rate=drop_path_rate)
-
-    def _norm(self, norm_layer: LayerSpec, placement: Placement) -> nn.Module:
-        return build_layer("norm", norm_layer, self.dim, spatial_dims=0, **placement)
-
-    def _scale(self, init: float | None, placement: Placement) -> nn.Module:
-        return nn.Identity() if init is None else LayerScale(self.dim, init_value=init, **placement)
+        self.attention, self.feedforward = pre_norm_halves(
+            dim,
+            attn,
+            mlp,
+            norm_layer=norm_layer,
+            drop_rate=drop_rate,
+            layer_scale_init=layer_scale_init,
+            drop_path_rate=drop_path_rate,
+            **placement,
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)

@@ -209,3 +209,44 @@ class TokenBlock(Block):
         if len(shape) != 3 or shape[-1] != self.dim:
             raise tokens_error(type(self).__name__, shape, None, self.dim)
         return torch.Size(shape)
+
+
+class ChannelsLastMapBlock(Block):
+    """A block on maps with the channels last, ``[N, H, W, dim]`` (Swin's): checks its input's rank and width."""
+
+    channel_dim = -1
+    dim: int
+
+    def _layout_error(self, shape: Sequence[int], dtype: torch.dtype | None) -> InputError:
+        hint = None
+        floating = dtype is None or dtype.is_floating_point
+        if floating and len(shape) == 4 and shape[1] == self.dim and shape[-1] != self.dim:
+            hint = (
+                "the input looks channels-first [N, C, H, W]; this block takes the channels last [N, H, W, C]: "
+                "x.permute(0, 2, 3, 1)."
+            )
+        elif floating and len(shape) == 3 and shape[-1] == self.dim:
+            hint = "the input looks like tokens [N, L, C]; this block takes the grid: x.view(N, H, W, C)."
+        return layout_error(
+            type(self).__name__,
+            shape,
+            dtype,
+            expected=f"[N, H, W, {self.dim}]",
+            channels=self.dim,
+            rank=4,
+            channel_dim=-1,
+            hint=hint,
+        )
+
+    def _check(self, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[-1] != self.dim or not x.is_floating_point():
+            raise self._layout_error(x.shape, x.dtype)
+
+    def _check_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
+        shape = tuple(input_shape)
+        if len(shape) != 4 or shape[-1] != self.dim:
+            raise self._layout_error(shape, None)
+        return shape
+
+    def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
+        return torch.Size(self._check_shape(input_shape))

@@ -18,6 +18,7 @@ from blockzoo.models import (  # register the families
     _resnet,
     _shufflenet,
     _simple,
+    _swin,
     _vgg_mobilenet,
     _vit,
 )
@@ -38,6 +39,7 @@ del (
     _resnet,
     _shufflenet,
     _simple,
+    _swin,
     _vgg_mobilenet,
     _vit,
 )

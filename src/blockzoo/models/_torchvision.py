@@ -24,8 +24,8 @@ def torchvision_to_blockzoo(model: nn.Module, state_dict: Mapping[str, torch.Ten
     vision transformers' class token) lists its keys in torchvision's order
     with a ``torchvision_key_order()`` method, and a model without some of
     torchvision's layers (GoogLeNet's and Inception v3's auxiliary
-    classifiers) names the keys it leaves out with
-    ``torchvision_unused_keys(keys)``.
+    classifiers, Swin's relative position index, which blockzoo computes)
+    names the keys it leaves out with ``torchvision_unused_keys(keys)``.
 
     Raises:
         CheckpointError: the number of tensors or a shape differs (every
