@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from torch.utils import benchmark
 
@@ -83,17 +84,21 @@ def best_ratio(a: list[float], b: list[float]) -> float:
     return min(a) / min(b)
 
 
-def byte_compile(package: str) -> None:
-    """Write the ``.pyc`` files of ``package``, as installing its wheel does.
+def byte_compile(package: str = "blockzoo", *, folder: Path | None = None) -> None:
+    """Write the ``.pyc`` files of ``package`` (or of the package in ``folder``), as installing its wheel does.
 
     An editable install under ``PYTHONDONTWRITEBYTECODE=1`` (set on some CI
     machines) never writes them, so every fresh interpreter would compile the
     package's source again; torch's files were compiled when pip installed it.
     Timing an import without this compares compiling against loading.
     """
-    spec = importlib.util.find_spec(package)
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        compileall.compile_dir(folder, quiet=1)
+    if folder is None:
+        spec = importlib.util.find_spec(package)
+        folders = [Path(f) for f in (spec.submodule_search_locations or [])] if spec else []
+    else:
+        folders = [folder]
+    for path in folders:
+        compileall.compile_dir(str(path), quiet=1)
 
 
 def process_seconds(code: str) -> float:
