@@ -13,12 +13,22 @@ exact copy shares and an optimizer step or a load of other values changes.
 
 from __future__ import annotations
 
+import functools
+import threading
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ATTRIBUTE", "Record", "fingerprint", "get_record", "same_values", "set_record"]
+__all__ = [
+    "ATTRIBUTE",
+    "Record",
+    "constant_fingerprint",
+    "fingerprint",
+    "get_record",
+    "same_values",
+    "set_record",
+]
 
 #: The attribute of a module that holds its parameters' records.
 ATTRIBUTE = "blockzoo_init"
@@ -40,6 +50,36 @@ class Record:
     fingerprint: Tensor | None
 
 
+#: On the CPU, a tensor of more than this many elements is fingerprinted a block of rows at a time
+#: through a float64 buffer of this size (2 MiB) that each thread keeps (see :func:`_buffer`).
+#: Converting a large weight to float64 whole takes a fresh allocation of twice its size, and the
+#: kernel's zeroing of those new pages cost more than drawing the weight did.
+_CHUNK = 1 << 18
+#: Up to this many elements, one matrix-vector product with cached index weights gives all three sums.
+_SMALL = 1 << 12
+
+#: Up to this many elements (and on other devices), the float64 copy is made whole.
+_WHOLE = 1 << 16
+
+_local = threading.local()
+
+
+def _buffer(size: int) -> Tensor:
+    """This thread's float64 CPU buffer of at least ``size`` elements, kept between calls (its pages stay mapped)."""
+    buffer: Tensor | None = getattr(_local, "buffer", None)
+    if buffer is None or buffer.numel() < size:
+        buffer = _local.buffer = torch.empty(size, dtype=torch.float64)
+    return buffer
+
+
+@functools.lru_cache(maxsize=128)
+def _index_weights(rows: int, cols: int, device: torch.device) -> Tensor:
+    """``[2, rows * cols]``: each element's row index and column index (from 1), in row-major order."""
+    row = torch.arange(1, rows + 1, dtype=torch.float64, device=device).repeat_interleave(cols)
+    col = torch.arange(1, cols + 1, dtype=torch.float64, device=device).repeat(rows)
+    return torch.stack([row, col])
+
+
 @torch.no_grad()
 def fingerprint(tensor: Tensor) -> Tensor | None:
     """Three float64 numbers that change when ``tensor``'s values do, on its device (no host sync).
@@ -52,10 +92,43 @@ def fingerprint(tensor: Tensor) -> Tensor | None:
     """
     if tensor.is_meta or not tensor.is_floating_point() or tensor.numel() == 0:
         return None
-    values = tensor.detach().reshape(tensor.shape[0] if tensor.dim() else 1, -1).to(torch.float64)
-    rows = torch.arange(1, values.shape[0] + 1, dtype=torch.float64, device=values.device)
-    cols = torch.arange(1, values.shape[1] + 1, dtype=torch.float64, device=values.device)
-    return torch.stack([values.square().sum(), values.sum(1) @ rows, values.sum(0) @ cols])
+    tensor = tensor.detach()
+    rows = tensor.shape[0] if tensor.dim() else 1
+    cols = tensor.numel() // rows
+    if tensor.numel() <= _SMALL:  # few elements: the Python calls are the cost, so make few
+        values = tensor.reshape(1, -1).to(torch.float64)
+        return torch.mv(torch.cat([values, _index_weights(rows, cols, tensor.device)]), values[0])
+    step = min(_CHUNK // cols, rows)
+    if tensor.device.type != "cpu" or step < 1 or tensor.numel() <= _WHOLE:
+        values = tensor.reshape(rows, cols).to(torch.float64)
+        row_index = torch.arange(1, rows + 1, dtype=torch.float64, device=values.device)
+        col_index = torch.arange(1, cols + 1, dtype=torch.float64, device=values.device)
+        return torch.stack([values.square().sum(), values.sum(1) @ row_index, values.sum(0) @ col_index])
+    return _fingerprint_by_rows(tensor, rows, cols, step)
+
+
+def _fingerprint_by_rows(tensor: Tensor, rows: int, cols: int, step: int) -> Tensor:
+    """:func:`fingerprint` of a large CPU tensor, ``step`` rows at a time (the same sums, in another order)."""
+    f64 = torch.float64
+    squares = torch.empty((rows + step - 1) // step, dtype=f64)
+    row_sums = torch.empty(rows, dtype=f64)
+    col_sums = torch.zeros(cols, dtype=f64)
+    ones_row, ones_col = torch.ones(step, dtype=f64), torch.ones(cols, dtype=f64)
+    buffer = _buffer(step * cols)
+    n = 0
+    for block, square, row_sum in zip(tensor.split(step), squares.unbind(), row_sums.split(step), strict=True):
+        if block.shape[0] != n:  # the first block, and a shorter last one
+            n = block.shape[0]
+            flat = buffer[: n * cols]
+            shaped, matrix = flat.view(block.shape), flat.view(n, cols)
+            columns, ones = matrix.mT, ones_row[:n]
+        shaped.copy_(block)  # in any memory format, the copy is in logical order
+        torch.dot(flat, flat, out=square)
+        torch.mv(matrix, ones_col, out=row_sum)
+        col_sums.addmv_(columns, ones)
+    row_index = torch.arange(1, rows + 1, dtype=f64)
+    col_index = torch.arange(1, cols + 1, dtype=f64)
+    return torch.stack([squares.sum(), row_sums @ row_index, col_sums @ col_index])
 
 
 def same_values(saved: Tensor | None, tensor: Tensor) -> bool:
@@ -79,13 +152,34 @@ def same_values(saved: Tensor | None, tensor: Tensor) -> bool:
     return bool(((current - saved).abs() <= 1e-9 * scale + 1e-300).all())
 
 
-def set_record(module: nn.Module, name: str, initializer: str, expected_std: float | None) -> None:
-    """Record that ``module``'s parameter ``name`` was just initialised by ``initializer``."""
+def constant_fingerprint(value: float, tensor: Tensor) -> Tensor | None:
+    """:func:`fingerprint` of ``tensor`` when every element holds ``value``, from the formula (no pass over it).
+
+    ``value`` must be exactly representable in ``tensor``'s dtype (as 0 and 1 are).
+    """
+    if tensor.is_meta or not tensor.is_floating_point() or tensor.numel() == 0:
+        return None
+    rows = tensor.shape[0] if tensor.dim() else 1
+    cols = tensor.numel() // rows
+    sums = [value * value * rows * cols, value * cols * rows * (rows + 1) / 2, value * rows * cols * (cols + 1) / 2]
+    return torch.tensor(sums, dtype=torch.float64, device=tensor.device)
+
+
+def set_record(
+    module: nn.Module, name: str, initializer: str, expected_std: float | None, *, fill: float | None = None
+) -> None:
+    """Record that ``module``'s parameter ``name`` was just initialised by ``initializer``.
+
+    ``fill``: the constant the parameter was just filled with (exactly representable in its dtype), if
+    it was; its fingerprint then comes from :func:`constant_fingerprint` without reading the values.
+    """
     records = getattr(module, ATTRIBUTE, None)
     if not isinstance(records, dict):
         records = {}
         setattr(module, ATTRIBUTE, records)
-    records[name] = Record(initializer, expected_std, fingerprint(getattr(module, name)))
+    tensor = getattr(module, name)
+    values = fingerprint(tensor) if fill is None else constant_fingerprint(fill, tensor)
+    records[name] = Record(initializer, expected_std, values)
 
 
 def get_record(module: nn.Module, name: str) -> Record | None:
