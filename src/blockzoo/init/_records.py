@@ -116,7 +116,9 @@ def _fingerprint_by_rows(tensor: Tensor, rows: int, cols: int, step: int) -> Ten
     ones_row, ones_col = torch.ones(step, dtype=f64), torch.ones(cols, dtype=f64)
     buffer = _buffer(step * cols)
     n = 0
-    for block, square, row_sum in zip(tensor.split(step), squares.unbind(), row_sums.split(step), strict=True):
+    for block, square, row_sum in zip(
+        torch.split(tensor, step), squares.unbind(), torch.split(row_sums, step), strict=True
+    ):
         if block.shape[0] != n:  # the first block, and a shorter last one
             n = block.shape[0]
             flat = buffer[: n * cols]
@@ -155,7 +157,9 @@ def same_values(saved: Tensor | None, tensor: Tensor) -> bool:
 def constant_fingerprint(value: float, tensor: Tensor) -> Tensor | None:
     """:func:`fingerprint` of ``tensor`` when every element holds ``value``, from the formula (no pass over it).
 
-    ``value`` must be exactly representable in ``tensor``'s dtype (as 0 and 1 are).
+    ``value`` must be exactly representable in ``tensor``'s dtype (as 0 and 1 are). The three numbers
+    are copied from the host, which on an accelerator waits for its queue, so :func:`set_record` uses
+    this on the CPU only.
     """
     if tensor.is_meta or not tensor.is_floating_point() or tensor.numel() == 0:
         return None
@@ -171,14 +175,18 @@ def set_record(
     """Record that ``module``'s parameter ``name`` was just initialised by ``initializer``.
 
     ``fill``: the constant the parameter was just filled with (exactly representable in its dtype), if
-    it was; its fingerprint then comes from :func:`constant_fingerprint` without reading the values.
+    it was; on the CPU its fingerprint then comes from :func:`constant_fingerprint` without reading the
+    values.
     """
     records = getattr(module, ATTRIBUTE, None)
     if not isinstance(records, dict):
         records = {}
         setattr(module, ATTRIBUTE, records)
     tensor = getattr(module, name)
-    values = fingerprint(tensor) if fill is None else constant_fingerprint(fill, tensor)
+    if fill is not None and tensor.device.type == "cpu":
+        values = constant_fingerprint(fill, tensor)
+    else:
+        values = fingerprint(tensor)
     records[name] = Record(initializer, expected_std, values)
 
 
