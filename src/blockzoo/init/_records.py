@@ -108,29 +108,29 @@ def fingerprint(tensor: Tensor) -> Tensor | None:
 
 
 def _fingerprint_by_rows(tensor: Tensor, rows: int, cols: int, step: int) -> Tensor:
-    """:func:`fingerprint` of a large CPU tensor, ``step`` rows at a time (the same sums, in another order)."""
+    """:func:`fingerprint` of a large CPU tensor, ``step`` rows at a time (the same sums, in another order).
+
+    Each block is copied into the buffer once and read three times: the sum of its squares, its column
+    sums, and its column sums weighted by row index (whose total is the row-weighted sum). Every product
+    adds into its result in place (an ``out=`` argument would cost a resize check per block).
+    """
     f64 = torch.float64
-    squares = torch.empty((rows + step - 1) // step, dtype=f64)
-    row_sums = torch.empty(rows, dtype=f64)
-    col_sums = torch.zeros(cols, dtype=f64)
-    ones_row, ones_col = torch.ones(step, dtype=f64), torch.ones(cols, dtype=f64)
-    buffer = _buffer(step * cols)
+    row_index = torch.arange(1, rows + 1, dtype=f64)
+    col_sums, weighted = torch.zeros(cols, dtype=f64), torch.zeros(cols, dtype=f64)
+    squares = []
+    buffer, ones = _buffer(step * cols), torch.ones(step, dtype=f64)
     n = 0
-    for block, square, row_sum in zip(
-        torch.split(tensor, step), squares.unbind(), torch.split(row_sums, step), strict=True
-    ):
+    for block, index in zip(torch.split(tensor, step), torch.split(row_index, step), strict=True):
         if block.shape[0] != n:  # the first block, and a shorter last one
             n = block.shape[0]
             flat = buffer[: n * cols]
-            shaped, matrix = flat.view(block.shape), flat.view(n, cols)
-            columns, ones = matrix.mT, ones_row[:n]
+            shaped, columns, ones_n = flat.view(block.shape), flat.view(n, cols).mT, ones[:n]
         shaped.copy_(block)  # in any memory format, the copy is in logical order
-        torch.dot(flat, flat, out=square)
-        torch.mv(matrix, ones_col, out=row_sum)
-        col_sums.addmv_(columns, ones)
-    row_index = torch.arange(1, rows + 1, dtype=f64)
+        squares.append(torch.dot(flat, flat))
+        col_sums.addmv_(columns, ones_n)
+        weighted.addmv_(columns, index)
     col_index = torch.arange(1, cols + 1, dtype=f64)
-    return torch.stack([squares.sum(), row_sums @ row_index, col_sums @ col_index])
+    return torch.stack([torch.stack(squares).sum(), weighted.sum(), col_sums @ col_index])
 
 
 def same_values(saved: Tensor | None, tensor: Tensor) -> bool:
