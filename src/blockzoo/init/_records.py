@@ -50,16 +50,18 @@ class Record:
     fingerprint: Tensor | None
 
 
-#: On the CPU, a tensor of more than this many elements is fingerprinted a block of rows at a time
-#: through a float64 buffer of this size (2 MiB) that each thread keeps (see :func:`_buffer`).
-#: Converting a large weight to float64 whole takes a fresh allocation of twice its size, and the
-#: kernel's zeroing of those new pages cost more than drawing the weight did.
-_CHUNK = 1 << 18
+# The fingerprint's three paths, by size. Converting a large weight to float64 whole takes a fresh
+# allocation twice its size (and square() another), and the kernel's zeroing of those new pages cost
+# more than drawing the weight did; so on the CPU a large tensor goes a block of rows at a time
+# through a float64 buffer that each thread keeps (see _buffer).
+
 #: Up to this many elements, one matrix-vector product with cached index weights gives all three sums.
 _SMALL = 1 << 12
-
-#: Up to this many elements (and on other devices), the float64 copy is made whole.
+#: Up to this many elements (and on any device but the CPU, or for a row longer than ``_CHUNK``),
+#: the float64 copy is made whole.
 _WHOLE = 1 << 16
+#: The buffer's size in elements (2 MiB); a block holds as many whole rows as fit in it.
+_CHUNK = 1 << 18
 
 _local = threading.local()
 
