@@ -161,8 +161,14 @@ def _owners(model: nn.Module) -> dict[str, nn.Module]:
     }
 
 
+#: The initializers that fill a constant exact in every floating dtype, so that the records need not read it back.
+_FILLS = {"zeros": 0.0, "ones": 1.0}
+
+
 def _apply(
-    model: nn.Module, items: list[tuple[str, nn.Parameter, _Init]], generator_for: Callable[[str, Tensor], Any]
+    owners: Mapping[str, nn.Module],
+    items: list[tuple[str, nn.Parameter, _Init]],
+    generator_for: Callable[[str, Tensor], Any],
 ) -> InitReport:
     # Validate every registered initializer against its tensor before changing anything
     # (fan-based ones need 2-D tensors), so that a bad plan leaves the model untouched.
@@ -185,9 +191,9 @@ def _apply(
                 for q, old in backups:  # a user callable failed: put everything back
                     q.copy_(old)
                 raise
-    owners = _owners(model)
     for (name, _, init), std in zip(items, expected, strict=True):  # recorded once everything succeeded
-        set_record(owners[name], name.rpartition(".")[2], str(init), std)
+        fill = _FILLS.get(init.name) if isinstance(init, Initializer) and not init.kwargs else None
+        set_record(owners[name], name.rpartition(".")[2], str(init), std, fill=fill)
 
     def rows() -> list[InitRow]:
         return [
@@ -304,7 +310,7 @@ def init_weights(
             return param_generator(seed, name, p.device)
         return generator
 
-    return _apply(model, items, generator_for)
+    return _apply(owners, items, generator_for)
 
 
 def default_init_(module: nn.Module) -> None:
@@ -333,7 +339,7 @@ def default_init_(module: nn.Module) -> None:
                 set_record(m, "weight", str(init), None if moments is None else moments[1])
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-                    set_record(m, "bias", "zeros", 0.0)
+                    set_record(m, "bias", "zeros", 0.0, fill=0.0)
             elif m is not module and _owns_tensors(m):
                 reset = getattr(m, "reset_parameters", None)
                 if callable(reset):
