@@ -131,6 +131,16 @@ def test_spatial_size_too_small_for_the_pooling() -> None:
         ConvBlock(3, 8, pool_size=3).output_shape((2, 3, 2, 2))
 
 
+def test_a_padded_pool_takes_a_map_as_small_as_its_output_allows_in_forward_and_output_shape() -> None:
+    # a 3x3 window padded by 1 gives a 1x1 output from a 2x2 map: no error in either; a 0x0 map is refused by both
+    block = ConvBlock(3, 4, pool_layer=lambda k: nn.MaxPool2d(k, padding=1), pool_size=3)
+    x = torch.randn(2, 3, 2, 2)
+    assert block(x).shape == block.output_shape(x.shape) == (2, 4, 1, 1)
+    assert ConvBlock(3, 4, pool_size=3).output_shape((2, 3, 3, 3)) == (2, 4, 1, 1)
+    with pytest.raises(InputError, match="smaller than the pooling window 3"):
+        ConvBlock(3, 4, pool_size=3).output_shape((2, 3, 2, 3))
+
+
 def test_output_shape_validates_the_layout() -> None:
     with pytest.raises(
         InputError, match=r"ConvNormAct expected input of shape \[N, 3, H, W\], received \[2, 5, 8, 8\]\."

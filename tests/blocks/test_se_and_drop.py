@@ -98,6 +98,19 @@ def test_drop_block_drops_the_fraction_the_papers_gamma_gives(
     torch.testing.assert_close(y.mean(), torch.tensor(1.0), rtol=1e-5, atol=1e-5)  # the kept values are rescaled
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_drop_block_rescales_low_precision_maps_larger_than_float16_can_count(dtype: torch.dtype) -> None:
+    # 4 x 16 x 32 x 32 = 65536 positions: more than float16's largest finite value (65504)
+    torch.manual_seed(0)
+    y = DropBlock(0.3, 5)(torch.ones(4, 16, 32, 32, dtype=dtype))
+    kept = (y != 0).double().mean().item()
+    assert y.isfinite().all()
+    assert 0.6 < kept < 0.9
+    # every kept value is the rescaling 1 / kept fraction, rounded to the dtype once
+    expected = torch.tensor(1 / kept, dtype=torch.float64).to(dtype)
+    assert torch.all(y[y != 0] == expected)
+
+
 def test_drop_block_drops_square_regions() -> None:
     torch.manual_seed(3)
     drop = DropBlock(0.05, 3)

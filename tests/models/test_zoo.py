@@ -122,6 +122,31 @@ def test_registry_rules() -> None:
     assert info.paper.startswith("Sandler et al. 2018")
 
 
+def _builder(*, num_classes: int = 10, in_channels: int = 3, scale: float = 1.0) -> torch.nn.Module:
+    return torch.nn.Linear(in_channels, num_classes)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(75, TypeError), ((75,), TypeError), ((75, 75, 3), TypeError), ("ab", TypeError), ((-1, 0), ValueError),
+     ((7.5, 7.5), ValueError), ((True, 8), ValueError)],
+)  # fmt: skip
+def test_register_model_refuses_a_min_input_size_that_is_not_two_positive_ints(value: object, error: type) -> None:
+    with pytest.raises(
+        error, match=r"min_input_size must be \(H, W\), two positive ints, or None\. Received: min_input_size="
+    ):
+        blockzoo.register_model("never_registered", family="x", min_input_size=value)(_builder)  # type: ignore[arg-type]
+    assert "never_registered" not in list_models()
+
+
+def test_register_model_refuses_pretrained_options_the_builder_does_not_take() -> None:
+    with pytest.raises(
+        TypeError, match=r"pretrained_options of model 'never_registered' does not take 'scael'\. Did you mean 'scale'"
+    ):
+        blockzoo.register_model("never_registered", family="x", pretrained_options={"scael": 2.0})(_builder)
+    assert "never_registered" not in list_models()
+
+
 def test_residual_options() -> None:
     model = create_model("resnet20", drop_path_rate=0.2, zero_init_last=True)
     rates = [m.drop_path.p for m in model.modules() if isinstance(m, blockzoo.BasicBlock)]

@@ -227,20 +227,6 @@ def test_a_failed_parametrization_leaves_the_model_as_it_was() -> None:
     assert list(list_regularizers(m)) == []
 
 
-def test_an_activity_penalty_sees_the_units_a_conv_block_runs_inline() -> None:
-    block = blockzoo.ConvBlock(3, 4, num_convs=2).eval()
-    x = torch.randn(2, 3, 6, 6)
-    unit_out = block.convs[1](block.convs[0](x))  # the second unit's output, the units called as modules
-    attach_activity_penalty(block, L1(0.1), include="convs.1")
-    block(x)
-    torch.testing.assert_close(regularization_loss(block), 0.1 * unit_out.abs().sum() / 2)
-    assert block.modules_run_inline() == {
-        block.convs: block.convs[1].act,
-        block.convs[0]: block.convs[0].act,
-        block.convs[1]: block.convs[1].act,
-    }
-
-
 def test_an_activity_penalty_sees_the_parts_a_residual_block_runs_inline() -> None:
     block = blockzoo.BasicBlock(8, 8).eval()
     x = torch.randn(2, 8, 5, 5)

@@ -117,8 +117,9 @@ class Block(nn.Module):
         Their own hooks do not fire; each is mapped to the layer whose output
         is theirs, where a hook sees the same tensor (as
         :func:`~blockzoo.regularization.attach_activity_penalty` does). Empty
-        here; blockzoo's residual blocks and :class:`~blockzoo.ConvBlock` run
-        their plain conv-norm-act units inline.
+        here; blockzoo's residual blocks run their plain conv-norm-act units
+        inline, and :class:`~blockzoo.ConvNeXtBlock` its MLP's layers when
+        autograd is off.
         """
         return {}
 

@@ -295,18 +295,19 @@ class ConvBlock(ChannelsFirstBlock):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        y = run_units(self.convs, x)
+        y = x
+        for conv in self.convs:  # iterating skips nn.Sequential's own call
+            y = conv(y)
         try:
             return self._run_stages(y)
-        except (
-            RuntimeError
-        ) as error:  # checked only on failure: a check before every pooling costs a small stage's time
-            if self._pool_window and min(y.shape[2:]) < self._pool_window:
+        except RuntimeError as error:  # looked into only on failure: a check before every pooling costs time
+            if self._pools_to_nothing(y.shape):
                 raise self._pool_error(x.shape, y.shape[2:]) from error
             raise
 
-    def modules_run_inline(self) -> dict[nn.Module, nn.Module]:
-        return units_run_inline(self.convs)
+    def _pools_to_nothing(self, shape: Sequence[int]) -> bool:
+        """Whether one of our window pools would leave no position of a map of ``shape``."""
+        return bool(self._pool_window) and 0 in infer_shape(self.pool, shape)[2:]
 
     def _pool_error(self, input_shape: Sequence[int], spatial: Sequence[int]) -> Exception:
         return self._layout_error(
@@ -318,7 +319,7 @@ class ConvBlock(ChannelsFirstBlock):
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
         shape = infer_shape(self.convs, self._check_shape(input_shape))
-        if self._pool_window and min(shape[2:]) < self._pool_window:
+        if self._pools_to_nothing(shape):
             raise self._pool_error(input_shape, shape[2:])
         return infer_shape(self.pool, shape)
 

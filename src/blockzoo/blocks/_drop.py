@@ -163,7 +163,9 @@ class DropBlock(Block):
         # Pad so that the window ending at each position sees the seeds whose block covers it.
         pad = [p for b in reversed(blocks) for p in (b - 1, b - 1)]
         dropped = _MAX_POOL[self.spatial_dims](F.pad(seeds, pad), tuple(blocks), stride=1)
-        scale = dropped.numel() / (dropped.numel() - dropped.sum()).clamp(min=1.0)
+        # Counted in float32: a float16 count overflows past 65504 positions (and bfloat16's is coarse).
+        kept = dropped.numel() - dropped.sum(dtype=torch.float32)
+        scale = (dropped.numel() / kept.clamp(min=1.0)).to(x.dtype)
         # The kept positions' mask, already rescaled, in one pass: scale - scale * dropped (0 or scale, exactly).
         return x * torch.addcmul(scale, dropped, scale, value=-1.0)
 

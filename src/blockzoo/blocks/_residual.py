@@ -33,7 +33,9 @@ class ResidualBlock(Block):
     :class:`InvertedResidual` are residual blocks with the classic branches.
     A block built with ``has_shortcut=False`` (a MobileNet block that changes
     the shape) is ``act(branch(x))``: tools that act on the shortcut
-    (stochastic depth, :meth:`zero_init_last_`) leave it alone.
+    (stochastic depth, :meth:`zero_init_last_`) leave it alone. An identity
+    shortcut is a disabled slot: like a block's disabled stages, it is not
+    called (its hooks do not fire), and the input is added as it is.
 
     Args:
         branch: The residual branch.
@@ -99,12 +101,7 @@ class ResidualBlock(Block):
     _add_in_place: bool = False
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.run_branch(x)
-        drop_path = self.drop_path
-        # Like a disabled stage (see Block._set_stages), a DropPath that cannot drop is not called: a module
-        # call costs more than a small block's sum. Any other module put in its place is always called.
-        if type(drop_path) is not DropPath or (drop_path.training and drop_path.p > 0.0):
-            out = drop_path(out)
+        out = self.drop_path(self.run_branch(x))
         if self.has_shortcut:
             out = self._add_shortcut(out, x)
         return self._run_stages(out)
@@ -116,7 +113,8 @@ class ResidualBlock(Block):
 
     def _add_shortcut(self, out: Tensor, x: Tensor) -> Tensor:
         module = self.shortcut
-        shortcut: Tensor = x if type(module) is nn.Identity else module(x)  # an identity is not called either
+        # an identity shortcut is a disabled slot, not called (as disabled stages are not, see Block._set_stages)
+        shortcut: Tensor = x if type(module) is nn.Identity else module(x)
         if self._add_in_place:
             out += shortcut
             return out

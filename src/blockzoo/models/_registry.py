@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from blockzoo._checks import is_int
 from blockzoo._names import GlobsLike, reject_unknown_keywords
 from blockzoo._registry import Registry
 
@@ -104,8 +105,9 @@ def register_model(
     def decorator(builder: Builder) -> Builder:
         if not callable(builder):
             raise TypeError(f"register_model needs a callable builder. Received: builder={builder!r}")
-        smallest = None if min_input_size is None else (int(min_input_size[0]), int(min_input_size[1]))
-        entry = _Entry(builder, family, paper, tuple(input_size), smallest, dict(pretrained_options or {}))
+        options = dict(pretrained_options or {})
+        reject_unknown_keywords(options, _accepted(builder), owner=f"pretrained_options of model {name!r}")
+        entry = _Entry(builder, family, paper, tuple(input_size), _check_min_input_size(min_input_size), options)
         _MODELS.register(name, entry)
         return builder
 
@@ -121,6 +123,20 @@ def list_models(include: GlobsLike = "*", exclude: GlobsLike = None) -> list[str
         ['resnet101', 'resnet110', 'resnet152', 'resnet18']
     """
     return _MODELS.list(include, exclude)
+
+
+def _check_min_input_size(value: Sequence[int] | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise TypeError(
+            f"min_input_size must be (H, W), two positive ints, or None. Received: min_input_size={value!r}"
+        )
+    if not all(is_int(v) and v > 0 for v in value):
+        raise ValueError(
+            f"min_input_size must be (H, W), two positive ints, or None. Received: min_input_size={value!r}"
+        )
+    return int(value[0]), int(value[1])
 
 
 def _accepted(builder: Builder) -> list[str]:
