@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -127,7 +128,8 @@ def maxvit(
     return model
 
 
-@register_model("maxvit_t", family="maxvit", paper=_PAPER, min_input_size=(221, 221))
-def maxvit_t(**kwargs: object) -> MaxViT:
-    """MaxViT-T: stem 64, widths 64, 128, 256, 512, depths 2, 2, 5, 2, heads of 32 (torchvision's ``maxvit_t``)."""
-    return maxvit(64, (64, 128, 256, 512), (2, 2, 5, 2), **kwargs)  # type: ignore[arg-type]
+#: maxvit_t: stem 64, stage widths and depths, heads of 32 (torchvision's ``maxvit_t``). Each stage's map must be a
+#: multiple of 7: 221 x 221 is the smallest input (maps of 111, then 56, 28, 14 and 7).
+register_model("maxvit_t", family="maxvit", paper=_PAPER, min_input_size=(221, 221))(
+    functools.partial(maxvit, 64, (64, 128, 256, 512), (2, 2, 5, 2))
+)
