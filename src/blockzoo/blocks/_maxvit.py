@@ -29,7 +29,7 @@ __all__ = ["MaxViTBlock", "MaxViTMBConv", "PartitionAttention", "RelativePositio
 MAXVIT_BATCH_NORM = functools.partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)
 
 
-def relative_position_index(size: int) -> Tensor:
+def relative_position_index(size: int, device: DeviceLike = None) -> Tensor:
     """For a ``size x size`` window, the row of the bias table of each pair of positions, ``[size**2, size**2]``.
 
     The pair (``i``, ``j``) of tokens at (``yi``, ``xi``) and (``yj``, ``xj``) reads row
@@ -42,7 +42,8 @@ def relative_position_index(size: int) -> Tensor:
                 [7, 6, 4, 3],
                 [8, 7, 5, 4]])
     """
-    coords = torch.stack(torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")).flatten(1)
+    steps = torch.arange(size, device=device)
+    coords = torch.stack(torch.meshgrid(steps, steps, indexing="ij")).flatten(1)
     offsets = coords[:, :, None] - coords[:, None, :] + (size - 1)  # [2, L, L], each in [0, 2 * size - 2]
     return offsets[0] * (2 * size - 1) + offsets[1]
 
@@ -81,8 +82,6 @@ class RelativePositionAttention(TokenBlock):
         torch.Size([2, 49, 64])
     """
 
-    relative_position_index: Tensor
-
     def __init__(
         self,
         dim: int,
@@ -103,8 +102,6 @@ class RelativePositionAttention(TokenBlock):
         self.scale = head_dim**-0.5 if scale is None else check_number("scale", scale, low=0, low_open=True)
         rows = (2 * window_size - 1) ** 2
         self.relative_position_bias_table = nn.Parameter(torch.empty(rows, self.num_heads, device=device, dtype=dtype))
-        # Persistent, as in torchvision: its state_dict carries the index.
-        self.register_buffer("relative_position_index", relative_position_index(window_size).to(device))
         self.qkv = nn.Linear(dim, 3 * dim, device=device, dtype=dtype)
         self.proj = nn.Linear(dim, dim, device=device, dtype=dtype)
         self.reset_parameters()
@@ -120,7 +117,10 @@ class RelativePositionAttention(TokenBlock):
     def position_bias(self) -> Tensor:
         """The bias added to each head's logits, ``[num_heads, window_size ** 2, window_size ** 2]``."""
         length = self.window_size**2
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        # The index is made here, not kept in a buffer (torchvision keeps one): a model built on the meta device and
+        # materialised with to_empty() would lose it. Compiled and exported programs hold it as a constant.
+        table = self.relative_position_bias_table
+        bias = table[relative_position_index(self.window_size, device=table.device).view(-1)]
         return bias.view(length, length, self.num_heads).permute(2, 0, 1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -322,7 +322,8 @@ class MaxViTMBConv(_ChannelsResidual):
     ) -> None:
         check_positive_int("in_channels", in_channels)
         check_positive_int("out_channels", out_channels)
-        check_choice("stride", stride, (1, 2))
+        if stride not in (1, 2) or isinstance(stride, bool):
+            raise ValueError(f"stride must be 1 or 2. Received: stride={stride!r}")
         hidden = int(out_channels * check_number("expand_ratio", expand_ratio, low=0, low_open=True))
         squeeze = int(out_channels * check_number("se_ratio", se_ratio, low=0, high=1, low_open=True))
         if hidden < 1 or squeeze < 1:

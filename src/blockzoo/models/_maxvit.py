@@ -14,7 +14,7 @@ from blockzoo._types import DeviceLike
 from blockzoo.blocks import ClassifierHead, ConvNormAct, MaxViTBlock, MaxViTMBConv
 from blockzoo.blocks._drop import drop_path_rates
 from blockzoo.blocks._maxvit import MAXVIT_BATCH_NORM
-from blockzoo.init import zero_init_last_
+from blockzoo.init import default_init_, zero_init_last_
 from blockzoo.layers import Placement
 from blockzoo.models._base import ZooModel
 from blockzoo.models._registry import register_model
@@ -26,9 +26,10 @@ class _MaxViTHead(ClassifierHead):
     """The head of MaxViT: pool, layer norm, linear and tanh, then a classifier without a bias."""
 
     def _make_fc(self, num_classes: int, *, device: DeviceLike, dtype: torch.dtype | None) -> nn.Module:
-        fc = super()._make_fc(num_classes, device=device, dtype=dtype)
-        if isinstance(fc, nn.Linear):
-            fc.bias = None  # torchvision's last linear layer has none
+        if num_classes == 0:
+            return nn.Identity()
+        fc = nn.Linear(self.num_features, num_classes, bias=False, device=device, dtype=dtype)  # torchvision's: no bias
+        default_init_(fc)  # no activation after it: the linear default
         return fc
 
 
@@ -49,6 +50,10 @@ class MaxViT(ZooModel):
         >>> model.output_shape((1, 3, 224, 224))
         torch.Size([1, 10])
     """
+
+    def torchvision_unused_keys(self, keys: Sequence[str]) -> list[str]:
+        """The keys of torchvision's ``relative_position_index`` buffers: blockzoo makes the index in the forward pass."""
+        return [key for key in keys if key.endswith(".relative_position_index")]
 
     def torchvision_key_order(self) -> list[str]:
         """The state_dict keys in torchvision's order: each MBConv's shortcut before its branch."""
