@@ -347,6 +347,55 @@ def patch_merging(draw: st.DrawFn) -> Case:
     return functools.partial(blockzoo.PatchMerging, dim, **kwargs), _channels_last_map(draw, dim)
 
 
+def _heads_of_width(draw: st.DrawFn) -> tuple[int, int]:
+    """A token width and a head width that divides it."""
+    head_dim = draw(st.integers(1, 4))
+    return head_dim * draw(st.integers(1, 3)), head_dim
+
+
+@st.composite
+def relative_position_attention(draw: st.DrawFn) -> Case:
+    dim, head_dim = _heads_of_width(draw)
+    window = draw(st.integers(1, 3))
+    kwargs = {"head_dim": head_dim, "window_size": window, "scale": draw(st.sampled_from([None, 0.5]))}
+    shape = (draw(st.integers(1, 3)), window * window, dim)
+    return functools.partial(blockzoo.RelativePositionAttention, dim, **kwargs), shape
+
+
+@st.composite
+def partition_attention(draw: st.DrawFn) -> Case:
+    dim, head_dim = _heads_of_width(draw)
+    size = draw(st.integers(1, 3))
+    kwargs = {
+        "partition": draw(st.sampled_from(["window", "grid"])),
+        "partition_size": size,
+        "head_dim": head_dim,
+        "mlp_ratio": draw(st.sampled_from([1.0, 2.0])),
+        "drop_rate": draw(st.sampled_from([0.0, 0.1])),
+        "drop_path_rate": draw(st.sampled_from([0.0, 0.1])),
+    }
+    shape = (draw(st.integers(1, 2)), dim, size * draw(st.integers(1, 3)), size * draw(st.integers(1, 3)))
+    return functools.partial(blockzoo.PartitionAttention, dim, **kwargs), shape
+
+
+@st.composite
+def maxvit_mbconv(draw: st.DrawFn) -> Case:
+    stride = draw(st.integers(1, 2))
+    c_in, c_out = draw(st.integers(1, 6)), 4 * draw(st.integers(1, 2))
+    kwargs = {"stride": stride, "drop_path_rate": draw(st.sampled_from([0.0, 0.2]))}
+    return functools.partial(blockzoo.MaxViTMBConv, c_in, c_out, **kwargs), (2, c_in, *_spatial(draw, 2, 2, 6))
+
+
+@st.composite
+def maxvit_block(draw: st.DrawFn) -> Case:
+    stride, size = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    c_in, c_out = draw(st.integers(1, 6)), 4 * draw(st.integers(1, 2))
+    kwargs = {"stride": stride, "partition_size": size, "head_dim": 4, "mlp_ratio": 1.0}
+    # the MBConv's output, stride times smaller, must be a multiple of the partition size on both sides
+    spatial = [stride * size * draw(st.integers(1, 2)) for _ in range(2)]
+    return functools.partial(blockzoo.MaxViTBlock, c_in, c_out, **kwargs), (2, c_in, *spatial)
+
+
 @st.composite
 def fire(draw: st.DrawFn) -> Case:
     nd = draw(st.integers(1, 3))
@@ -410,6 +459,10 @@ STRATEGIES = {
     "WindowAttention": window_attention(),
     "SwinBlock": swin_block(),
     "PatchMerging": patch_merging(),
+    "RelativePositionAttention": relative_position_attention(),
+    "PartitionAttention": partition_attention(),
+    "MaxViTMBConv": maxvit_mbconv(),
+    "MaxViTBlock": maxvit_block(),
     "ConvNormAct": conv_norm_act(),
     "ConvBlock": conv_block(),
     "DepthwiseSeparableConv": depthwise_separable(),

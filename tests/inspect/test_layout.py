@@ -78,8 +78,9 @@ def test_every_block_keeps_channels_last(name: str, mode: str) -> None:
 def _features_input(name: str) -> torch.Tensor:
     """A channels_last input whose feature map is larger than 1x1, so that its memory format shows."""
     c, h, _ = blockzoo.model_info(name).input_size
-    # lenet5's features are 1x1 at 32x32, inception_v3's (three stride-2 convs and two pools, unpadded) below 107x107
-    side = {"lenet5": 40, "inception_v3": 107}.get(name, 64 if h >= 224 else h)
+    # lenet5's features are 1x1 at 32x32, inception_v3's (three stride-2 convs and two pools, unpadded) below 107x107;
+    # maxvit_t takes 221x221 at the least (every stage a multiple of its 7x7 partitions)
+    side = {"lenet5": 40, "inception_v3": 107, "maxvit_t": 221}.get(name, 64 if h >= 224 else h)
     return torch.randn(1, c, side, side).contiguous(memory_format=torch.channels_last)
 
 

@@ -77,6 +77,7 @@ CASES: dict[str, Case] = {
     "regnet_y": Case("regnet_y_400mf", 64),
     "googlenet": Case("googlenet", 64),
     "inception_v3": Case("inception_v3", 75),  # its smallest input
+    "maxvit": Case("maxvit_t", 221),  # its smallest input: every stage a multiple of the 7 x 7 partitions
 }
 
 BATCH = 2

@@ -78,6 +78,7 @@ TOLERANCES: dict[str, float] = {
     "regnet_y": 1e-11,
     "googlenet": 1e-11,
     "inception_v3": 1e-11,
+    "maxvit": 1e-11,
 }
 
 

@@ -31,7 +31,7 @@ def test_the_torchvision_families_are_all_there() -> None:
         "mobilenet_v3_small", "mobilenet_v3_large", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
         "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
         "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
-        "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l", "googlenet", "inception_v3",
+        "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l", "googlenet", "inception_v3", "maxvit_t",
         "swin_t", "swin_s", "swin_b",
     }  # fmt: skip
     assert set(TORCHVISION_NAMES) == expected
@@ -65,8 +65,13 @@ def test_the_left_out_auxiliary_classifier_is_torchvisions() -> None:
 IMAGE_SIZE = {name: {"image_size": 64} for name in TORCHVISION_NAMES if name.startswith("vit_")}
 
 
-#: Options of torchvision's builders: googlenet and inception_v3 warn (an error here) unless told how to initialise.
-TORCHVISION_OPTIONS = {"googlenet": {"init_weights": True}, "inception_v3": {"init_weights": True}}
+#: Options of torchvision's builders: googlenet and inception_v3 warn (an error here) unless told how to initialise;
+#: maxvit_t is built for one input size (its partitions are laid out at construction): the test's (fit_side).
+TORCHVISION_OPTIONS = {
+    "googlenet": {"init_weights": True},
+    "inception_v3": {"init_weights": True},
+    "maxvit_t": {"input_size": (221, 221)},
+}
 
 
 #: Families without batch norms, whose torchvision twins are built on meta and filled at random (faster than their

@@ -7,6 +7,7 @@ from blockzoo.blocks._convnext import ConvNeXtBlock, LayerNorm2d, LayerScale
 from blockzoo.blocks._dense import DenseBlock, DenseLayer, Transition
 from blockzoo.blocks._drop import DropBlock, DropPath
 from blockzoo.blocks._fire import Fire
+from blockzoo.blocks._maxvit import MaxViTBlock, MaxViTMBConv, PartitionAttention, RelativePositionAttention
 from blockzoo.blocks._mbconv import FusedMBConv, InvertedResidual, MBConv
 from blockzoo.blocks._mlp import MLP, ClassifierHead
 from blockzoo.blocks._residual import BasicBlock, Bottleneck, ResidualBlock
@@ -36,13 +37,17 @@ __all__ = [
     "InvertedResidual",
     "LayerNorm2d",
     "LayerScale",
+    "MaxViTBlock",
+    "MaxViTMBConv",
     "MultiHeadSelfAttention",
     "FusedMBConv",
     "MBConv",
     "PadShortcut",
+    "PartitionAttention",
     "PatchEmbed",
     "PatchMerging",
     "PositionEmbedding",
+    "RelativePositionAttention",
     "ResidualBlock",
     "ShuffleUnit",
     "SqueezeExcite",
