@@ -87,7 +87,8 @@ class _LiveBytes(TorchDispatchMode):
 
     CPU allocators keep no statistics torch exposes (``torch.cuda.max_memory_allocated`` is CUDA
     only), so the peak is tracked from the ops' outputs, freed through weakref finalizers. An output
-    on the storage of one of the op's inputs is a view or an in-place result: no new memory. Counting
+    on the storage one of the op's inputs had before it ran is a view or an in-place result: no new
+    memory (an ``out=`` or ``resize_`` op that allocates gives its output a new storage, counted). Counting
     it would count the storage it views, such as a weight that ``F.linear`` transposes, as allocated by
     the forward and never freed (a parameter outlives the forward).
     """
@@ -102,8 +103,9 @@ class _LiveBytes(TorchDispatchMode):
         self.seen.discard(ptr)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        out = func(*args, **(kwargs or {}))
+        # The inputs' storages before the op: an out= or resize_ op that allocates moves its output's storage.
         inputs = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        out = func(*args, **(kwargs or {}))
         for t in tree_leaves(out):
             if (
                 isinstance(t, torch.Tensor)

@@ -227,3 +227,18 @@ def test_peak_memory_is_the_most_alive_at_once_not_the_sum() -> None:
     # The ReLU's output is made while the first product is alive; the first product is gone before the last
     # layer runs (nn.Sequential lets go of each input), so two [8, 512] float32 tensors are the peak.
     assert peak_bytes(model, torch.randn(8, 64)) == 2 * 8 * 512 * 4
+
+
+class _OutAndResize(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.add(x, x, out=torch.empty(0))  # out= resizes the empty tensor: a new storage of x's size
+        out.resize_(2 * x.numel())  # a larger storage again, the old one freed
+        return out
+
+
+def test_peak_memory_counts_what_out_and_resize_ops_allocate() -> None:
+    from benchmarks.bench_models import peak_bytes
+
+    x = torch.randn(8, 32)
+    # the first storage (x's size) is alive while resize_ allocates the second (twice x's size), then freed
+    assert peak_bytes(_OutAndResize(), x) == 3 * x.nbytes

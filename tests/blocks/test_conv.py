@@ -141,6 +141,14 @@ def test_a_padded_pool_takes_a_map_as_small_as_its_output_allows_in_forward_and_
         ConvBlock(3, 4, pool_size=3).output_shape((2, 3, 2, 3))
 
 
+def test_a_stride_one_pool_with_no_position_left_is_refused_by_forward_and_output_shape() -> None:
+    block = ConvBlock(3, 4, pool_layer=lambda k: nn.MaxPool2d(k, stride=1), pool_size=3)
+    with pytest.raises(InputError, match="smaller than the pooling window 3"):
+        block.output_shape((2, 3, 1, 1))
+    with pytest.raises(InputError, match="smaller than the pooling window 3"):
+        block(torch.randn(2, 3, 1, 1))
+
+
 def test_output_shape_validates_the_layout() -> None:
     with pytest.raises(
         InputError, match=r"ConvNormAct expected input of shape \[N, 3, H, W\], received \[2, 5, 8, 8\]\."

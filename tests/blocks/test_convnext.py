@@ -112,28 +112,22 @@ def test_convnext_block_equals_torchvisions_with_the_same_weights(channels_last:
         torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-5)
 
 
-def test_convnext_block_holds_no_more_memory_than_torchvisions_without_autograd() -> None:
+def test_convnext_block_peak_memory_against_torchvisions_without_autograd() -> None:
     from benchmarks.bench_models import peak_bytes
 
     ours, theirs = _pair_with_torchvision(16)
     x = torch.randn(2, 16, 9, 9)
-    # Alive at the MLP's activation: its input and output, each 4 maps wide. The conv's and the norm's outputs
-    # (one map each) are gone by then.
-    assert peak_bytes(ours, x) == peak_bytes(theirs, x) == 8 * x.nbytes
-
-
-def test_convnext_block_gives_the_same_with_and_without_autograd_and_names_what_it_runs_inline() -> None:
-    block = ConvNeXtBlock(8, layer_scale_init=0.5).eval()
-    x = torch.randn(2, 8, 5, 5)
-    with torch.no_grad():
-        without = block(x)
-    torch.testing.assert_close(block(x), without, rtol=0, atol=0)
-    hidden = block.branch.mlp.layers[0]
-    assert block.modules_run_inline() == {hidden: hidden.act}
+    # Alive at the MLP's activation, in torchvision's block (one nn.Sequential): its input and output, each 4 maps
+    # wide. blockzoo's branch calls its MLP as a module (DESIGN: no path that skips a sub-block's forward), so the
+    # norm's output, one map, stays alive as the MLP's argument until the MLP returns. The conv's output is gone.
+    assert peak_bytes(theirs, x) == 8 * x.nbytes
+    assert peak_bytes(ours, x) == 9 * x.nbytes
 
 
 @pytest.mark.parametrize("grad", [False, True])
-def test_an_activity_penalty_on_a_convnext_hidden_layer_sees_its_output_with_and_without_autograd(grad: bool) -> None:
+def test_an_activity_penalty_on_a_convnext_hidden_layer_is_divided_by_the_batch_with_and_without_autograd(
+    grad: bool,
+) -> None:
     block = ConvNeXtBlock(8).eval()
     x = torch.randn(2, 8, 5, 5)
     branch = block.branch
@@ -143,22 +137,8 @@ def test_an_activity_penalty_on_a_convnext_hidden_layer_sees_its_output_with_and
         block, blockzoo.regularization.L1(0.1), include="branch.mlp.layers.0"
     )
     with torch.set_grad_enabled(grad):
-        block(x)
-        # with autograd the MLP calls its hidden layer on the flattened positions, [2 * 5 * 5, 32]
-        batch = 2 * 5 * 5 if grad else 2
-        torch.testing.assert_close(
-            blockzoo.regularization.regularization_loss(block), 0.1 * hidden_out.abs().sum() / batch
-        )
-
-
-def test_a_convnext_mlp_that_was_replaced_is_called() -> None:
-    block = ConvNeXtBlock(4, layer_scale_init=None).eval()
-    block.branch.mlp.layers[0] = torch.nn.Linear(4, 16)  # no activation any more
-    x = torch.randn(1, 4, 3, 3)
-    with torch.no_grad():
-        expected = x + block.branch.mlp(block.branch.norm(block.branch.dw(x).permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
-        torch.testing.assert_close(block(x), expected)
-    assert block.modules_run_inline() == {}
+        block(x)  # with autograd the MLP runs its hidden layer on the flattened positions, [2 * 5 * 5, 32]
+        torch.testing.assert_close(blockzoo.regularization.regularization_loss(block), 0.1 * hidden_out.abs().sum() / 2)
 
 
 @pytest.mark.parametrize("layer_scale_init", [1e-6, None])

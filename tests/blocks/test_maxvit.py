@@ -11,7 +11,7 @@ from torch import nn
 
 import blockzoo
 from blockzoo import InputError, MaxViTBlock, MaxViTMBConv, PartitionAttention, RelativePositionAttention, Role
-from blockzoo.blocks._maxvit import relative_position_index
+from blockzoo.blocks._attention import relative_position_index
 
 torchvision = pytest.importorskip("torchvision")
 tv_maxvit = pytest.importorskip("torchvision.models.maxvit")
@@ -182,3 +182,8 @@ def test_maxvit_t_keeps_torchvisions_stochastic_depth() -> None:
     # ours: the same rate on each of a block's five residual blocks (its MBConv and two halves of each attention)
     rates = [m.p for m in ours.modules() if isinstance(m, blockzoo.DropPath)]
     torch.testing.assert_close(torch.tensor(rates), torch.tensor(per_layer).repeat_interleave(5), rtol=0, atol=1e-12)
+
+
+def test_maxvit_t_names_attn_drop_rate_when_it_is_out_of_range() -> None:
+    with pytest.raises(ValueError, match=r"attn_drop_rate must be .*Received: attn_drop_rate=1\.5"):
+        blockzoo.create_model("maxvit_t", attn_drop_rate=1.5, device="meta")

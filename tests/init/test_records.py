@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+import blockzoo
 from blockzoo import init_report, init_weights
 from blockzoo.init import _records, initializer, param_generator
 from blockzoo.init._records import constant_fingerprint, fingerprint, same_values
@@ -158,3 +159,13 @@ def test_default_draws_from_one_generator_equal_torch_init_in_parameter_order() 
         model[1].bias[0] = 0.5
     modified = {row.name for row in init_report(model) if row.status == "modified"}
     assert modified == {"3.weight", "1.bias"}
+
+
+def test_records_made_under_fake_tensors_leave_nothing_that_breaks_a_real_build() -> None:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():  # as torch.export and torch.compile trace: small and large weights, both fingerprint paths
+        blockzoo.MLP(7, (9,), 3)
+        blockzoo.MLP(700, (900,), 3)
+    real = blockzoo.MLP(700, (900,), 3)
+    assert {row.status for row in blockzoo.init_report(real)} == {"initialized"}

@@ -227,6 +227,16 @@ def test_a_failed_parametrization_leaves_the_model_as_it_was() -> None:
     assert list(list_regularizers(m)) == []
 
 
+def test_an_activity_penalty_on_a_conv_blocks_convs_sees_the_last_units_output() -> None:
+    block = blockzoo.ConvBlock(3, 4, num_convs=2).eval()
+    x = torch.randn(2, 3, 6, 6)
+    convs_out = block.convs(x)  # ConvBlock calls the units in turn, not the container
+    attach_activity_penalty(block, L1(0.1), include="convs")
+    block(x)
+    torch.testing.assert_close(regularization_loss(block), 0.1 * convs_out.abs().sum() / 2)
+    assert block.modules_run_inline() == {block.convs: block.convs[1]}
+
+
 def test_an_activity_penalty_sees_the_parts_a_residual_block_runs_inline() -> None:
     block = blockzoo.BasicBlock(8, 8).eval()
     x = torch.randn(2, 8, 5, 5)

@@ -18,7 +18,27 @@ from blockzoo.blocks._residual import ResidualBlock
 from blockzoo.layers import LayerSpec, Placement, build_layer
 from blockzoo.roles import Role
 
-__all__ = ["MultiHeadSelfAttention", "TransformerBlock", "pre_norm_halves"]
+__all__ = ["MultiHeadSelfAttention", "TransformerBlock", "pre_norm_halves", "relative_position_index"]
+
+
+def relative_position_index(size: int, device: DeviceLike = None) -> Tensor:
+    """For a ``size x size`` window (Swin's and MaxViT's relative position bias), the row of the bias table of each pair of positions, ``[size**2, size**2]``.
+
+    The pair (``i``, ``j``) of tokens at (``yi``, ``xi``) and (``yj``, ``xj``) reads row
+    ``(yi - yj + size - 1) * (2 * size - 1) + (xi - xj + size - 1)`` of a table with one row per offset.
+
+    Example:
+        >>> from blockzoo.blocks._attention import relative_position_index
+        >>> relative_position_index(2)
+        tensor([[4, 3, 1, 0],
+                [5, 4, 2, 1],
+                [7, 6, 4, 3],
+                [8, 7, 5, 4]])
+    """
+    steps = torch.arange(size, device=device)
+    coords = torch.stack(torch.meshgrid(steps, steps, indexing="ij")).flatten(1)
+    offsets = coords[:, :, None] - coords[:, None, :] + (size - 1)  # [2, L, L], each in [0, 2 * size - 2]
+    return offsets[0] * (2 * size - 1) + offsets[1]
 
 
 class MultiHeadSelfAttention(TokenBlock):

@@ -307,7 +307,11 @@ class ConvBlock(ChannelsFirstBlock):
 
     def _pools_to_nothing(self, shape: Sequence[int]) -> bool:
         """Whether one of our window pools would leave no position of a map of ``shape``."""
-        return bool(self._pool_window) and 0 in infer_shape(self.pool, shape)[2:]
+        return bool(self._pool_window) and any(side <= 0 for side in infer_shape(self.pool, shape)[2:])
+
+    def modules_run_inline(self) -> dict[nn.Module, nn.Module]:
+        """``convs``, whose units :meth:`forward` calls in turn without calling ``convs``: its last unit gives its output."""
+        return {self.convs: self.convs[-1]}
 
     def _pool_error(self, input_shape: Sequence[int], spatial: Sequence[int]) -> Exception:
         return self._layout_error(

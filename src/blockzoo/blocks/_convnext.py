@@ -178,15 +178,7 @@ class _ConvNeXtBranch(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # [N, H, W, C]: the norm and MLP act on each position's channels; the conv's output goes once the norm returns
-        y = self.norm(self.dw(x).permute(0, 2, 3, 1))
-        layers = None if torch.is_grad_enabled() or type(self.mlp) is not MLP else self.mlp._inline_layers()
-        if layers is None:
-            y = self.mlp(y)
-        else:
-            # Nothing keeps the norm's output for a backward pass: run the MLP's layers here, so that it goes as
-            # soon as the first linear layer returns, as in torchvision's block (calling the MLP would hold it).
-            for layer in layers:
-                y = layer(y)
+        y = self.mlp(self.norm(self.dw(x).permute(0, 2, 3, 1)))
         out: Tensor = self.layer_scale(y.permute(0, 3, 1, 2))  # back to [N, C, H, W]
         return out
 
@@ -200,12 +192,7 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
     ``branch.mlp`` (an :class:`MLP`) and ``branch.layer_scale`` (a
     :class:`LayerScale`, or ``nn.Identity`` with ``layer_scale_init=None``).
     :meth:`zero_init_last_` zeroes the layer scale (without one, the MLP's
-    output layer), so the block starts as the identity. Without autograd the
-    branch runs the MLP's linear layers and activation itself, so that the
-    norm's output is let go once the first linear layer returns, as in
-    torchvision's block: the MLP's and its hidden layer's own hooks do not fire
-    then, and ``modules_run_inline()`` names the layer that sees the hidden
-    layer's output.
+    output layer), so the block starts as the identity.
 
     Args:
         channels: Channels of the input and output.
@@ -273,25 +260,6 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
 
     #: The branch always returns a new tensor (never the block's input): add the input into it in place.
     _add_in_place = True
-
-    def modules_run_inline(self) -> dict[nn.Module, nn.Module]:
-        """The MLP's hidden layers, which the branch runs layer by layer without autograd.
-
-        Each maps to its last layer that runs (the activation), whose output is
-        the hidden layer's, with or without autograd. The MLP itself is not
-        mapped: no layer gives its output in both modes (with autograd it runs
-        its layers on the flattened positions and is called as a module).
-        """
-        branch = self.branch
-        mlp = getattr(branch, "mlp", None) if type(branch) is _ConvNeXtBranch else None
-        if type(mlp) is not MLP or mlp._inline_layers() is None:
-            return {}
-        inline: dict[nn.Module, nn.Module] = {}
-        for hidden in mlp.layers:
-            ran = [m for m in hidden.children() if type(m) is not nn.Identity]  # fc, norm, act, drop: those that run
-            if ran:
-                inline[hidden] = ran[-1]
-        return inline
 
     #: The branch ends in its layer scale (or, without one, the MLP's output layer), after its norm.
     zero_init_roles = (Role.SCALE, Role.WEIGHT)

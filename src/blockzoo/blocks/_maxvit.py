@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from blockzoo._checks import check_choice, check_number, check_positive_int, check_probability
 from blockzoo._types import DeviceLike
-from blockzoo.blocks._attention import _PreNormResidual
+from blockzoo.blocks._attention import _PreNormResidual, relative_position_index
 from blockzoo.blocks._base import ChannelsFirstBlock, TokenBlock
 from blockzoo.blocks._conv import ConvNormAct
 from blockzoo.blocks._mlp import MLP, mlp_hidden_features
@@ -27,25 +27,6 @@ __all__ = ["MaxViTBlock", "MaxViTMBConv", "PartitionAttention", "RelativePositio
 
 #: MaxViT's batch norm (the paper's and torchvision's eps and momentum).
 MAXVIT_BATCH_NORM = functools.partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)
-
-
-def relative_position_index(size: int, device: DeviceLike = None) -> Tensor:
-    """For a ``size x size`` window, the row of the bias table of each pair of positions, ``[size**2, size**2]``.
-
-    The pair (``i``, ``j``) of tokens at (``yi``, ``xi``) and (``yj``, ``xj``) reads row
-    ``(yi - yj + size - 1) * (2 * size - 1) + (xi - xj + size - 1)`` of a table with one row per offset.
-
-    Example:
-        >>> relative_position_index(2)
-        tensor([[4, 3, 1, 0],
-                [5, 4, 2, 1],
-                [7, 6, 4, 3],
-                [8, 7, 5, 4]])
-    """
-    steps = torch.arange(size, device=device)
-    coords = torch.stack(torch.meshgrid(steps, steps, indexing="ij")).flatten(1)
-    offsets = coords[:, :, None] - coords[:, None, :] + (size - 1)  # [2, L, L], each in [0, 2 * size - 2]
-    return offsets[0] * (2 * size - 1) + offsets[1]
 
 
 class RelativePositionAttention(TokenBlock):

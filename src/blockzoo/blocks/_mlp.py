@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -184,26 +184,6 @@ class MLP(Block):
         for stage in self._stages:  # self._run_stages(x), without one more call per forward
             x = stage(x)
         return x
-
-    def _inline_layers(self) -> list[Callable[[Tensor], Tensor]] | None:
-        """The layers a forward without autograd runs, in order: each hidden layer's, then the output layer.
-
-        For a block that runs them itself on an input it owns: calling the MLP (or
-        a hidden layer) holds its input until the call returns, where running the
-        layers one by one lets it go as soon as the first linear layer returns.
-        ``None`` where ``layers`` or one of them was replaced by another module,
-        which must then be called.
-        """
-        layers = self._modules["layers"]  # the registered child, without nn.Module's attribute lookup
-        if type(layers) is not nn.Sequential:
-            return None
-        stages: list[Callable[[Tensor], Tensor]] = []
-        for layer in layers:
-            if type(layer) is not _LinearNormAct:
-                return None
-            stages += layer._stages
-        stages += self._stages
-        return stages
 
     def _input_error(self, shape: Sequence[int], dtype: torch.dtype | None) -> InputError:
         expected = f"[N, {self.in_features}]" if self._flat_only else f"[N, *, {self.in_features}]"

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from blockzoo._checks import check_int, check_positive_int, check_probability
 from blockzoo._types import DeviceLike
-from blockzoo.blocks._attention import pre_norm_halves
+from blockzoo.blocks._attention import pre_norm_halves, relative_position_index
 from blockzoo.blocks._base import ChannelsLastMapBlock
 from blockzoo.blocks._mlp import MLP, mlp_hidden_features
 from blockzoo.init._records import set_record
@@ -27,19 +27,6 @@ __all__ = ["PatchMerging", "SwinBlock", "WindowAttention"]
 
 #: What torchvision and the paper add to the logits of a pair of tokens from different regions of a shifted window.
 _MASKED = -100.0
-
-
-def _relative_position_index(window_size: int, device: torch.device) -> Tensor:
-    """Row of the bias table for each pair of positions ``(i, j)`` of a window, ``[L, L]`` with ``L = window**2``.
-
-    The table has a row per offset ``(dy, dx)`` between two positions, each in
-    ``[-(w - 1), w - 1]``, numbered ``(dy + w - 1) * (2w - 1) + dx + w - 1``.
-    """
-    coords = torch.arange(window_size, device=device)
-    offset = coords[:, None] - coords[None, :] + (window_size - 1)  # [w, w]: row of i minus row of j, shifted
-    # positions i = (yi, xi) and j = (yj, xj): [yi, xi, yj, xj] -> [L, L]
-    index = offset[:, None, :, None] * (2 * window_size - 1) + offset[None, :, None, :]
-    return index.reshape(window_size**2, window_size**2)
 
 
 def _shift_regions(height: int, width: int, window_size: int, shift: tuple[int, int], device: torch.device) -> Tensor:
@@ -179,7 +166,7 @@ class WindowAttention(ChannelsLastMapBlock):
             >>> WindowAttention(8, num_heads=2, window_size=3).relative_position_bias().shape
             torch.Size([2, 9, 9])
         """
-        index = _relative_position_index(self.window_size, self.relative_position_bias_table.device)
+        index = relative_position_index(self.window_size, self.relative_position_bias_table.device)
         return self.relative_position_bias_table[index].permute(2, 0, 1)
 
     def _attention_mask(self, height: int, width: int, count: int, shift: tuple[int, int]) -> Tensor:

@@ -13,7 +13,6 @@ exact copy shares and an optimizer step or a load of other values changes.
 
 from __future__ import annotations
 
-import functools
 import threading
 from dataclasses import dataclass
 
@@ -55,7 +54,7 @@ class Record:
 # more than drawing the weight did; so on the CPU a large tensor goes a block of rows at a time
 # through a float64 buffer that each thread keeps (see _buffer).
 
-#: Up to this many elements, one matrix-vector product with cached index weights gives all three sums.
+#: Up to this many elements, one matrix-vector product with the index weights gives all three sums.
 _SMALL = 1 << 12
 #: Up to this many elements (and on any device but the CPU, or for a row longer than ``_CHUNK``),
 #: the float64 copy is made whole.
@@ -69,12 +68,12 @@ _local = threading.local()
 def _buffer(size: int) -> Tensor:
     """This thread's float64 CPU buffer of at least ``size`` elements, kept between calls (its pages stay mapped)."""
     buffer: Tensor | None = getattr(_local, "buffer", None)
-    if buffer is None or buffer.numel() < size:
+    # a plain tensor only: one made under a tensor subclass's mode (FakeTensorMode) cannot take real values
+    if type(buffer) is not torch.Tensor or buffer.numel() < size:
         buffer = _local.buffer = torch.empty(size, dtype=torch.float64)
     return buffer
 
 
-@functools.lru_cache(maxsize=128)
 def _index_weights(rows: int, cols: int, device: torch.device) -> Tensor:
     """``[2, rows * cols]``: each element's row index and column index (from 1), in row-major order."""
     row = torch.arange(1, rows + 1, dtype=torch.float64, device=device).repeat_interleave(cols)
@@ -101,7 +100,7 @@ def fingerprint(tensor: Tensor) -> Tensor | None:
         values = tensor.reshape(1, -1).to(torch.float64)
         return torch.mv(torch.cat([values, _index_weights(rows, cols, tensor.device)]), values[0])
     step = min(_CHUNK // cols, rows)
-    if tensor.device.type != "cpu" or step < 1 or tensor.numel() <= _WHOLE:
+    if type(tensor) is not torch.Tensor or tensor.device.type != "cpu" or step < 1 or tensor.numel() <= _WHOLE:
         values = tensor.reshape(rows, cols).to(torch.float64)
         row_index = torch.arange(1, rows + 1, dtype=torch.float64, device=values.device)
         col_index = torch.arange(1, cols + 1, dtype=torch.float64, device=values.device)

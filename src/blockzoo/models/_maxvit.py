@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from blockzoo._checks import check_bool
+from blockzoo._checks import check_bool, check_probability
 from blockzoo._types import DeviceLike
 from blockzoo.blocks import ClassifierHead, ConvNormAct, MaxViTBlock, MaxViTMBConv
 from blockzoo.blocks._drop import drop_path_rates
@@ -98,6 +98,7 @@ def maxvit(
     initialisation, not torchvision's normal of std 0.02; torchvision's
     weights load as they are.
     """
+    check_probability("attn_drop_rate", attn_drop_rate)  # the blocks take it as their proj_drop_rate
     placement: Placement = {"device": device, "dtype": dtype}
     stem = nn.Sequential(
         ConvNormAct(in_channels, stem_width, 3, stride=2, norm_layer=MAXVIT_BATCH_NORM, act_layer="gelu", **placement),

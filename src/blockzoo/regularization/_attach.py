@@ -160,6 +160,7 @@ class _ActivityPenalty(Attachment):
         self.penalty = penalty
         self.modules = [m for _, m in modules]
         self.collected: list[Tensor] = []
+        self._batch: int | None = None  # the batch size of the forward pass in progress (see _clear)
         self._handles: list[RemovableHandle] = []
 
     def apply(self) -> None:
@@ -173,13 +174,19 @@ class _ActivityPenalty(Attachment):
 
     def _clear(self, module: nn.Module, args: Any) -> None:
         self.collected.clear()
+        # The batch is the model's: a layer may see the positions folded into its first dimension (an MLP
+        # on tokens runs its layers on [N * L, features] with autograd), which is not the batch size.
+        inputs = tensor_leaves(args)
+        self._batch = inputs[0].shape[0] if inputs and inputs[0].dim() > 0 else None
 
     def _record(self, module: nn.Module, args: Any, output: Any) -> None:
         leaves = tensor_leaves(output)
         if not leaves:
             return
         out = leaves[0]
-        batch = out.shape[0] if out.dim() > 0 else 1
+        batch = getattr(self, "_batch", None)
+        if batch is None:  # a model called without a tensor argument: the output's first dimension
+            batch = out.shape[0] if out.dim() > 0 else 1
         if batch == 0:  # an empty batch adds nothing (not 0 / 0)
             return
         penalty = _at_step(self.penalty, self.step)
