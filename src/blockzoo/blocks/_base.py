@@ -112,7 +112,7 @@ class Block(nn.Module):
         return x
 
     def modules_run_inline(self) -> dict[nn.Module, nn.Module]:
-        """Sub-modules that :meth:`forward` runs as their parts, without calling them.
+        """Sub-modules that ``forward`` runs as their parts, without calling them.
 
         Their own hooks do not fire; each is mapped to the layer whose output
         is theirs, where a hook sees the same tensor (as

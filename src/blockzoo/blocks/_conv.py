@@ -310,7 +310,7 @@ class ConvBlock(ChannelsFirstBlock):
         return bool(self._pool_window) and any(side <= 0 for side in infer_shape(self.pool, shape)[2:])
 
     def modules_run_inline(self) -> dict[nn.Module, nn.Module]:
-        """``convs``, whose units :meth:`forward` calls in turn without calling ``convs``: its last unit gives its output."""
+        """``convs``, whose units ``forward`` calls in turn without calling ``convs``: its last unit gives its output."""
         return {self.convs: self.convs[-1]}
 
     def _pool_error(self, input_shape: Sequence[int], spatial: Sequence[int]) -> Exception:

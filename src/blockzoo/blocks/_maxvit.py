@@ -284,7 +284,7 @@ class MaxViTMBConv(_ChannelsResidual):
         torch.Size([2, 64, 7, 7])
     """
 
-    #: The branch ends in a conv with a bias and no norm: zero_init_last_ zeroes that conv.
+    #: The branch ends in a conv with a bias and no norm, which ``zero_init_last_`` zeroes.
     zero_init_roles = (Role.WEIGHT,)
 
     def __init__(
