@@ -52,18 +52,23 @@ BLOCKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "Transition": (lambda: blockzoo.Transition(8, 4), (2, 8, 8, 8)),
     "ShuffleUnit": (lambda: blockzoo.ShuffleUnit(8, 16, stride=2), (2, 8, 8, 8)),
     "Fire": (lambda: blockzoo.Fire(8, 4, 8, 8), (2, 8, 8, 8)),
+    "PartitionAttention": (lambda: blockzoo.PartitionAttention(8, partition_size=4, head_dim=4), (2, 8, 8, 8)),
+    "MaxViTMBConv": (lambda: blockzoo.MaxViTMBConv(8, 16, stride=2), (2, 8, 8, 8)),
+    "MaxViTBlock": (lambda: blockzoo.MaxViTBlock(8, 16, stride=2, partition_size=2, head_dim=4), (2, 8, 8, 8)),
 }
 #: Blocks whose output is not a map (features, or tokens [N, L, C]), and a function: the check does not apply.
 FLAT_OUTPUT = {
     "MLP", "ClassifierHead", "PatchEmbed", "ClassToken", "PositionEmbedding", "MultiHeadSelfAttention",
-    "TransformerBlock", "channel_shuffle",
+    "TransformerBlock", "channel_shuffle", "RelativePositionAttention",
 }  # fmt: skip
+#: Blocks on maps with the channels last in their shape, [N, H, W, C] (Swin's): a memory format does not apply.
+CHANNELS_LAST_SHAPE = {"WindowAttention", "SwinBlock", "PatchMerging"}
 ABSTRACT = {"Block", "ChannelsFirstBlock"}
 
 
 def test_every_block_is_covered() -> None:
     covered = {name.split("-")[0] for name in BLOCKS}
-    assert covered | FLAT_OUTPUT | ABSTRACT == set(blockzoo.blocks.__all__)
+    assert covered | FLAT_OUTPUT | CHANNELS_LAST_SHAPE | ABSTRACT == set(blockzoo.blocks.__all__)
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
