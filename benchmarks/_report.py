@@ -42,12 +42,6 @@ EXPLAINED: dict[str, str] = {
         "the same run (the 'vs torch compile + channels_last' row, 0.97x-0.99x); the 1.6x target came from a hand "
         "measurement this CPU does not reproduce"
     ),
-    "models/convnext_tiny/peak memory/vs torchvision": (
-        "the ConvNeXt branch calls its MLP as a module (DESIGN: no path that skips a sub-block's forward), so the "
-        "norm's output stays alive as the MLP's argument until it returns: a block's eval peak is 9 maps against 8 "
-        "for torchvision's nn.Sequential, which lets it go after the first linear layer "
-        "(tests/blocks/test_convnext.py counts both)"
-    ),
     "blocks/BasicBlock/small/fwd/compiled vs torch": (
         "both sides compile to one graph of the same ops (torch._dynamo.explain: conv, batch_norm, relu, conv, "
         "batch_norm, add, relu; no break); the difference is the guards dynamo checks on every call, which follow "

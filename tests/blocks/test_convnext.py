@@ -92,10 +92,10 @@ def _pair_with_torchvision(channels: int) -> tuple[ConvNeXtBlock, torch.nn.Modul
             "branch.dw.bias": state["block.0.bias"],
             "branch.norm.weight": state["block.2.weight"],
             "branch.norm.bias": state["block.2.bias"],
-            "branch.mlp.layers.0.fc.weight": state["block.3.weight"],
-            "branch.mlp.layers.0.fc.bias": state["block.3.bias"],
-            "branch.mlp.out.weight": state["block.5.weight"],
-            "branch.mlp.out.bias": state["block.5.bias"],
+            "branch.fc1.weight": state["block.3.weight"],
+            "branch.fc1.bias": state["block.3.bias"],
+            "branch.fc2.weight": state["block.5.weight"],
+            "branch.fc2.bias": state["block.5.bias"],
             "branch.layer_scale.gamma": state["layer_scale"],
         }
     )
@@ -117,11 +117,10 @@ def test_convnext_block_peak_memory_against_torchvisions_without_autograd() -> N
 
     ours, theirs = _pair_with_torchvision(16)
     x = torch.randn(2, 16, 9, 9)
-    # Alive at the MLP's activation, in torchvision's block (one nn.Sequential): its input and output, each 4 maps
-    # wide. blockzoo's branch calls its MLP as a module (DESIGN: no path that skips a sub-block's forward), so the
-    # norm's output, one map, stays alive as the MLP's argument until the MLP returns. The conv's output is gone.
+    # Alive at the activation, in torchvision's block (one nn.Sequential): its input and output, each 4 maps wide.
+    # blockzoo's branch is as flat: the conv's output went when the norm returned, the norm's when fc1 did.
     assert peak_bytes(theirs, x) == 8 * x.nbytes
-    assert peak_bytes(ours, x) == 9 * x.nbytes
+    assert peak_bytes(ours, x) == 8 * x.nbytes
 
 
 @pytest.mark.parametrize("grad", [False, True])
@@ -132,13 +131,50 @@ def test_an_activity_penalty_on_a_convnext_hidden_layer_is_divided_by_the_batch_
     x = torch.randn(2, 8, 5, 5)
     branch = block.branch
     with torch.no_grad():
-        hidden_out = branch.mlp.layers[0](branch.norm(branch.dw(x).permute(0, 2, 3, 1)))
-    blockzoo.regularization.attach_activity_penalty(
-        block, blockzoo.regularization.L1(0.1), include="branch.mlp.layers.0"
-    )
+        hidden_out = branch.act(branch.fc1(branch.norm(branch.dw(x).permute(0, 2, 3, 1))))  # [2, 5, 5, 32]
+    blockzoo.regularization.attach_activity_penalty(block, blockzoo.regularization.L1(0.1), include="branch.act")
     with torch.set_grad_enabled(grad):
-        block(x)  # with autograd the MLP runs its hidden layer on the flattened positions, [2 * 5 * 5, 32]
+        block(x)
         torch.testing.assert_close(blockzoo.regularization.regularization_loss(block), 0.1 * hidden_out.abs().sum() / 2)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_convnext_block_branch_calls_each_of_its_parts_as_a_module_in_order(grad: bool) -> None:
+    block = ConvNeXtBlock(8, mlp_ratio=2.0)
+    names = ["dw", "norm", "fc1", "act", "fc2", "layer_scale"]
+    assert [name for name, _ in block.branch.named_children()] == names
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    for name in names:
+        block.branch.get_submodule(name).register_forward_hook(
+            lambda _m, _args, out, name=name: seen.append((name, tuple(out.shape)))
+        )
+    with torch.set_grad_enabled(grad):
+        block(torch.randn(2, 8, 5, 4))
+    # each part's output: channels last from the norm to fc2, the hidden width 8 * 2 between fc1 and fc2
+    assert seen == [
+        ("dw", (2, 8, 5, 4)),
+        ("norm", (2, 5, 4, 8)),
+        ("fc1", (2, 5, 4, 16)),
+        ("act", (2, 5, 4, 16)),
+        ("fc2", (2, 5, 4, 8)),
+        ("layer_scale", (2, 8, 5, 4)),
+    ]
+
+
+def test_convnext_block_builds_its_activation_out_of_place_and_initialises_fc1_for_it() -> None:
+    relu = ConvNeXtBlock(8, act_layer="relu")
+    assert isinstance(relu.branch.act, torch.nn.ReLU)
+    assert not relu.branch.act.inplace
+    assert isinstance(ConvNeXtBlock(8, act_layer=None).branch.act, torch.nn.Identity)
+    assert isinstance(ConvNeXtBlock(8, norm_layer=None).branch.norm, torch.nn.Identity)
+    block = ConvNeXtBlock(8)
+    rows = {row.name: row.initializer for row in blockzoo.init.init_report(block).rows}
+    # fc1 feeds the activation, fc2 the layer scale: the activation-aware table's choices for GELU and for none
+    assert rows["branch.fc1.weight"] == str(blockzoo.init.activation_initializer(torch.nn.GELU()))
+    assert rows["branch.fc2.weight"] == str(blockzoo.init.activation_initializer(None))
+    assert rows["branch.fc1.bias"] == rows["branch.fc2.bias"] == "zeros"
+    roles = block.param_roles()
+    assert [roles[f"branch.{name}.weight"] for name in ("fc1", "fc2")] == [Role.WEIGHT, Role.WEIGHT]
 
 
 @pytest.mark.parametrize("layer_scale_init", [1e-6, None])
@@ -153,6 +189,10 @@ def test_convnext_block_zero_init_last_starts_as_the_identity(layer_scale_init: 
     assert roles["branch.norm.weight"] is Role.NORM
     if layer_scale_init is not None:
         assert roles["branch.layer_scale.gamma"] is Role.SCALE
+    else:  # without a layer scale the branch ends in fc2, weight and bias
+        assert not block.branch.fc2.weight.any()
+        assert not block.branch.fc2.bias.any()
+        assert block.branch.fc1.weight.any()
 
 
 def test_convnext_block_takes_stochastic_depth() -> None:

@@ -118,8 +118,7 @@ class Block(nn.Module):
         is theirs, where a hook sees the same tensor (as
         :func:`~blockzoo.regularization.attach_activity_penalty` does). Empty
         here; blockzoo's residual blocks run their plain conv-norm-act units
-        inline, and :class:`~blockzoo.ConvNeXtBlock` its MLP's layers when
-        autograd is off.
+        inline.
         """
         return {}
 

@@ -12,7 +12,7 @@ from blockzoo._checks import check_number, check_positive_int, check_spatial_dim
 from blockzoo._types import DeviceLike
 from blockzoo.blocks._base import Block, ChannelsFirstBlock
 from blockzoo.blocks._layout import layout_error
-from blockzoo.blocks._mlp import MLP, mlp_hidden_features
+from blockzoo.blocks._mlp import mlp_hidden_features
 from blockzoo.blocks._residual import ResidualBlock
 from blockzoo.errors import InputError
 from blockzoo.init._records import set_record
@@ -170,15 +170,22 @@ class LayerScale(Block):
 
 
 class _ConvNeXtBranch(nn.Module):
-    """ConvNeXt's residual branch: depthwise conv, then norm and MLP on each position, then layer scale."""
+    """ConvNeXt's residual branch, flat as torchvision's: depthwise conv, then norm, fc1, act, fc2 on each position, then layer scale."""
 
-    def __init__(self, dw: nn.Module, norm: nn.Module, mlp: nn.Module, layer_scale: nn.Module) -> None:
+    def __init__(
+        self, dw: nn.Module, norm: nn.Module, fc1: nn.Module, act: nn.Module, fc2: nn.Module, layer_scale: nn.Module
+    ) -> None:
         super().__init__()
-        self.dw, self.norm, self.mlp, self.layer_scale = dw, norm, mlp, layer_scale
+        self.dw, self.norm, self.fc1, self.act, self.fc2, self.layer_scale = dw, norm, fc1, act, fc2, layer_scale
 
     def forward(self, x: Tensor) -> Tensor:
-        # [N, H, W, C]: the norm and MLP act on each position's channels; the conv's output goes once the norm returns
-        y = self.mlp(self.norm(self.dw(x).permute(0, 2, 3, 1)))
+        # Each part is called in turn on the previous one's output, as in torchvision's nn.Sequential, so each
+        # intermediate is released as soon as the next part returns (the norm's once fc1 has read it).
+        y = self.dw(x).permute(0, 2, 3, 1)  # [N, H, W, C]: the next four act on each position's channels
+        y = self.norm(y)
+        y = self.fc1(y)
+        y = self.act(y)
+        y = self.fc2(y)
         out: Tensor = self.layer_scale(y.permute(0, 3, 1, 2))  # back to [N, C, H, W]
         return out
 
@@ -188,11 +195,12 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
 
     The norm and the MLP (two linear layers, 4x wide, GELU between) act on each
     position's channels: the branch moves the channels last for them, as
-    torchvision does, and back. The parts are ``branch.dw``, ``branch.norm``,
-    ``branch.mlp`` (an :class:`MLP`) and ``branch.layer_scale`` (a
-    :class:`LayerScale`, or ``nn.Identity`` with ``layer_scale_init=None``).
-    :meth:`zero_init_last_` zeroes the layer scale (without one, the MLP's
-    output layer), so the block starts as the identity.
+    torchvision does, and back. The branch is flat, as torchvision's
+    ``nn.Sequential`` is: its parts are ``branch.dw``, ``branch.norm``,
+    ``branch.fc1``, ``branch.act``, ``branch.fc2`` and ``branch.layer_scale``
+    (a :class:`LayerScale`, or ``nn.Identity`` with ``layer_scale_init=None``),
+    each called as a module in that order. :meth:`zero_init_last_` zeroes the
+    layer scale (without one, ``fc2``), so the block starts as the identity.
 
     Args:
         channels: Channels of the input and output.
@@ -202,7 +210,7 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
         norm_layer: A norm over the last dimension (it sees ``[N, H, W, C]``):
             torch's layer norm with eps 1e-6 by default; ``"layernorm"``, a
             callable or ``None``.
-        act_layer: Activation of the MLP.
+        act_layer: Activation between ``fc1`` and ``fc2`` (built out of place).
         drop_path_rate: Stochastic-depth probability.
         device: Where the parameters are created.
         dtype: The parameters' dtype.
@@ -217,8 +225,10 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
         >>> block = ConvNeXtBlock(32)
         >>> block.branch.dw
         Conv2d(32, 32, kernel_size=(7, 7), stride=(1, 1), padding=(3, 3), groups=32)
-        >>> block.branch.mlp.layers[0].fc, block.branch.layer_scale
-        (Linear(in_features=32, out_features=128, bias=True), LayerScale(32, init_value=1e-06, spatial_dims=2))
+        >>> block.branch.fc1, block.branch.act
+        (Linear(in_features=32, out_features=128, bias=True), GELU(approximate='none'))
+        >>> block.branch.fc2, block.branch.layer_scale
+        (Linear(in_features=128, out_features=32, bias=True), LayerScale(32, init_value=1e-06, spatial_dims=2))
         >>> block(torch.randn(2, 32, 8, 8)).shape
         torch.Size([2, 32, 8, 8])
     """
@@ -247,13 +257,17 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
             channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, device=device, dtype=dtype
         )
         norm = build_layer("norm", norm_layer, channels, spatial_dims=0, device=device, dtype=dtype)
-        mlp = MLP(channels, (hidden,), channels, act_layer=act_layer, device=device, dtype=dtype)
+        fc1 = nn.Linear(channels, hidden, device=device, dtype=dtype)
+        # out of place: fc1's output on [N, H, W, C] is a view of its 2-D product, which autograd would copy
+        # back slice by slice after an in-place activation (GELU, the default, has no in-place form anyway)
+        act = build_layer("act", act_layer, spatial_dims=0, device=device, dtype=dtype)
+        fc2 = nn.Linear(hidden, channels, device=device, dtype=dtype)
         scale: nn.Module = (
             nn.Identity()
             if layer_scale_init is None
             else LayerScale(channels, init_value=layer_scale_init, spatial_dims=2, device=device, dtype=dtype)
         )
-        super().__init__(_ConvNeXtBranch(dw, norm, mlp, scale), drop_path_rate=drop_path_rate)
+        super().__init__(_ConvNeXtBranch(dw, norm, fc1, act, fc2, scale), drop_path_rate=drop_path_rate)
         self.in_channels, self.out_channels, self.spatial_dims = channels, channels, 2
         self.kernel_size = kernel_size
         self.reset_parameters()
@@ -261,7 +275,7 @@ class ConvNeXtBlock(ResidualBlock, ChannelsFirstBlock):
     #: The branch always returns a new tensor (never the block's input): add the input into it in place.
     _add_in_place = True
 
-    #: The branch ends in its layer scale (or, without one, the MLP's output layer), after its norm.
+    #: The branch ends in its layer scale (or, without one, fc2), after its norm.
     zero_init_roles = (Role.SCALE, Role.WEIGHT)
 
     def forward(self, x: Tensor) -> Tensor:
