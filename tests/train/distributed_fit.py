@@ -5,9 +5,11 @@ The tests in ``test_distributed.py`` launch it and compare what rank 0 saves wit
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,14 @@ def run(
     return model, history.rows
 
 
+class CrashInRank1(Callback):
+    """Fails in rank 1 alone, after its first step: rank 0 goes on into the epoch's next collective."""
+
+    def on_batch_end(self, trainer: Trainer, index: int, result: StepOutput) -> None:
+        if rank() == 1:
+            raise RuntimeError("crash in rank 1")
+
+
 class StopInRank1(Callback):
     """Asks to stop after epoch 1 in rank 1 only; rank 0's decision (go on) is the one taken."""
 
@@ -120,10 +130,19 @@ def other_runs(out: Path) -> None:
     (out / f"rank{rank()}.json").write_text(json.dumps(seen))
 
 
+def note_exit(out: Path) -> None:
+    """Write when this process finished exiting: runs after fit's exit handler (handlers run last in, first out)."""
+    atexit.register(lambda: (out / f"exit{rank()}.txt").write_text(repr(time.time())))
+
+
 def main() -> None:
     torch.set_num_threads(1)
     mode, out = sys.argv[1], Path(sys.argv[2])
     strategy = "fsdp" if mode == "fsdp" else "ddp"
+    note_exit(out)
+    if mode == "crash1":
+        run(strategy, out, callbacks=(CrashInRank1(),))
+        return
     if mode == "resume":  # stopped in epoch 2, then resumed from the checkpoint of epoch 1
         try:
             run(strategy, out, callbacks=(CrashInEpoch2(),))
@@ -141,6 +160,9 @@ def main() -> None:
     if strategy == "ddp":
         torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, out / "weights.pt")
     (out / "rows.json").write_text(json.dumps(rows))
+    # rank 1 has left already: it waits at the exit barrier while rank 0 still works
+    time.sleep(0.5)
+    (out / "end0.txt").write_text(repr(time.time()))
 
 
 if __name__ == "__main__":

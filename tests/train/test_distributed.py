@@ -33,15 +33,25 @@ SRC = Path(blockzoo.__file__).parents[1]
 TORCHRUN_ENV = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29999"}
 
 
-def torchrun(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
-    """Run ``args`` in two processes started by torchrun (its standalone rendezvous on a free local port); their output."""
+def launch(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` in two processes started by torchrun (its standalone rendezvous on a free local port)."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{SRC}{os.pathsep}{HERE}", **(env or {})}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         environment.pop(name, None)  # torchrun sets them for its processes
-    done = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=240)
+    return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=240)
+
+
+def torchrun(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run ``args`` as :func:`launch` does, require that every process succeeded; their output."""
+    done = launch(*args, cwd=cwd, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout + done.stderr
+
+
+def check_left_together(out: Path) -> None:
+    """Rank 1 (which had nothing left to do) finished exiting only after rank 0 had finished its work."""
+    assert float((out / "exit1.txt").read_text()) >= float((out / "end0.txt").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +84,7 @@ def test_two_ddp_processes_end_with_the_weights_of_one(one_process, tmp_path: Pa
     for key, value in model.state_dict().items():
         torch.testing.assert_close(fresh.state_dict()[key], value, msg=key)
     check_other_runs(tmp_path)
+    check_left_together(tmp_path)
 
 
 def check_other_runs(out: Path) -> None:
@@ -102,6 +113,19 @@ def test_a_two_process_run_resumed_ends_as_one_process_does(one_process, tmp_pat
     for key, value in model.state_dict().items():
         torch.testing.assert_close(saved[key], value, msg=key)
     check_rows(json.loads((tmp_path / "rows.json").read_text()), reference)
+    check_left_together(tmp_path)  # the failed fit before the resumed one does not count at exit
+
+
+@pytest.mark.slow  # torchrun starts two Python processes that import torch
+def test_a_fit_that_fails_in_one_process_ends_the_run_with_its_error(tmp_path: Path) -> None:
+    # rank 1 fails inside fit while rank 0 waits in a collective for it: rank 1 must exit (not wait at an exit
+    # barrier that rank 0 never reaches) with its own error, and torchrun then stops rank 0
+    done = launch(str(HERE / "distributed_fit.py"), "crash1", str(tmp_path), cwd=tmp_path)
+    out = done.stdout + done.stderr
+    assert done.returncode != 0, out
+    assert "RuntimeError: crash in rank 1" in out
+    assert "exitcode  : 1 " in out  # rank 1 ended on its exception, not on an abort (-6) while exiting
+    assert (tmp_path / "exit1.txt").exists()  # rank 1 ran its exit handlers to the end
 
 
 @pytest.mark.slow  # torchrun starts two Python processes that import torch
@@ -112,6 +136,7 @@ def test_fsdp2_matches_one_process_and_its_weights_load_unsharded(one_process, t
     model, reference = one_process
     torchrun(str(HERE / "distributed_fit.py"), "fsdp", str(tmp_path), cwd=tmp_path)
     check_rows(json.loads((tmp_path / "rows.json").read_text()), reference)
+    check_left_together(tmp_path)
     run = tmp_path / "run"
     assert not (run / "state.pt").exists()  # a sharded run keeps no state to resume
     fresh = blockzoo.load_weights(worker.make_model(), run / "last.safetensors")

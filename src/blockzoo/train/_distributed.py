@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -135,12 +136,20 @@ class Distributed:
             # destroy_process_group finds its peers' old addresses in torchrun's store, and its first collective
             # waits for ever. It is left when the process exits.
             atexit.register(_leave_group)
+        _exit.fits_ended = False  # until this fit ends as every process's does (:meth:`ended`)
         self.rank = int(dist.get_rank())
 
-    def end(self) -> None:
-        """Leave the process group now if :meth:`start` created it (the command line, as it ends)."""
+    def ended(self) -> None:
+        """Note that this fit ended normally in this process (its last collective, a barrier, is behind it)."""
+        _exit.fits_ended = True
+
+    def end(self, *, failed: bool = False) -> None:
+        """Leave the process group now if :meth:`start` created it (the command line, as it ends).
+
+        ``failed``: the command is ending on an error, so the other processes may not come to a last barrier.
+        """
         if self.created:
-            _leave_group()
+            _leave_group(together=not failed)
         self.created = False
 
     def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
@@ -211,9 +220,39 @@ class Distributed:
         return {k: v for k, v in get_model_state_dict(module, options=options).items() if isinstance(v, Tensor)}
 
 
-def _leave_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+class _ExitState:
+    #: Whether this process's fits all ended normally: then every process comes to the last barrier at exit.
+    fits_ended = True
+
+
+_exit = _ExitState()
+
+
+def _leave_group(*, together: bool = True) -> None:
+    """Destroy the default process group; first, unless a fit failed here, wait there for every process.
+
+    A gloo worker thread frees the tensors of a finished collective after the
+    collective has returned (a barrier keeps those of the collectives before
+    it until it is freed), and freeing a tensor that Python knows needs the
+    GIL. A process that leaves while another still works (rank 0 writing its
+    files) can reach interpreter shutdown before its worker has done that, and
+    then the worker aborts the process ("terminate called without an active
+    exception", exit code -6) although the run succeeded. So the processes
+    first meet at a barrier whose work this thread holds: waiting for it lets
+    the workers finish the earlier frees while Python is alive, and the
+    barrier's own work is freed here, on this thread. A fit that failed in this
+    process skips the barrier: its peers may be inside another collective, and
+    this process must exit for torchrun to stop them.
+    """
+    if not dist.is_initialized():
+        return
+    gc.collect()  # the wrappers of a failed fit, kept in its traceback's cycles, still hold the group
+    if together and _exit.fits_ended:
+        work = dist.barrier(async_op=True)
+        if work is not None:
+            work.wait()
+        del work
+    dist.destroy_process_group()
 
 
 def resolve_distributed(
@@ -296,10 +335,13 @@ def process_group(device: str | torch.device = "auto") -> Iterator[Distributed |
 
     group = Distributed(world, strategy="ddp", sync_batchnorm=False)
     group.start(group.device(resolve_device(device)))
+    _exit.fits_ended = True  # no fit has run yet: the command's processes meet at its end
     try:
         yield group
-    finally:
-        group.end()
+    except BaseException:
+        group.end(failed=True)
+        raise
+    group.end()
 
 
 def metric_reducer(d: Distributed, metrics: list[str], device: torch.device) -> Callable[[MetricState], None]:

@@ -200,6 +200,7 @@ class Run(Checkpoints):
                 self.finish()  # a group that fit joined stays for the next fit, and is left at exit
             if d is not None:
                 d.barrier()  # the files that finish writes (history.json, curves.png) are complete for every process
+                d.ended()
         return t.history
 
     def one_epoch(self, epoch: int) -> None:
