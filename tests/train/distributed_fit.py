@@ -143,6 +143,12 @@ def main() -> None:
     if mode == "crash1":
         run(strategy, out, callbacks=(CrashInRank1(),))
         return
+    if mode == "raise0":  # fit ends in both; then rank 0 fails in its own code while rank 1 starts another fit
+        run(strategy, out)
+        if rank() == 0:
+            raise RuntimeError("rank 0 failed after fit")
+        run(strategy, out / "again")
+        return
     if mode == "resume":  # stopped in epoch 2, then resumed from the checkpoint of epoch 1
         try:
             run(strategy, out, callbacks=(CrashInEpoch2(),))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,18 @@ def launch(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproce
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{SRC}{os.pathsep}{HERE}", **(env or {})}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         environment.pop(name, None)  # torchrun sets them for its processes
-    return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=240)
+    # its own session: on a timeout the workers (which may wait in a collective) are stopped with torchrun
+    with subprocess.Popen(
+        command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    ) as process:  # fmt: skip
+        try:
+            out, err = process.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
 def torchrun(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -126,6 +138,17 @@ def test_a_fit_that_fails_in_one_process_ends_the_run_with_its_error(tmp_path: P
     assert "RuntimeError: crash in rank 1" in out
     assert "exitcode  : 1 " in out  # rank 1 ended on its exception, not on an abort (-6) while exiting
     assert (tmp_path / "exit1.txt").exists()  # rank 1 ran its exit handlers to the end
+
+
+@pytest.mark.slow  # torchrun starts two Python processes that import torch
+def test_an_error_after_fit_in_one_process_ends_the_run_with_it(tmp_path: Path) -> None:
+    # rank 0 raises in its own code after fit while rank 1 waits in the next fit's first collective: rank 0 must
+    # exit on its error (no barrier at exit), and torchrun then stops rank 1
+    done = launch(str(HERE / "distributed_fit.py"), "raise0", str(tmp_path), cwd=tmp_path)
+    out = done.stdout + done.stderr
+    assert done.returncode != 0, out
+    assert "RuntimeError: rank 0 failed after fit" in out
+    assert (tmp_path / "exit0.txt").exists()  # rank 0 ran its exit handlers to the end
 
 
 @pytest.mark.slow  # torchrun starts two Python processes that import torch

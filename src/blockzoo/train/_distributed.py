@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import gc
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -148,9 +149,9 @@ class Distributed:
 
         ``failed``: the command is ending on an error, so the other processes may not come to a last barrier.
         """
-        if self.created:
+        created, self.created = self.created, False
+        if created:
             _leave_group(together=not failed)
-        self.created = False
 
     def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
         """The module that trains: ``DistributedDataParallel(module)``, or ``module`` sharded in place by ``fully_shard``."""
@@ -221,38 +222,51 @@ class Distributed:
 
 
 class _ExitState:
-    #: Whether this process's fits all ended normally: then every process comes to the last barrier at exit.
+    #: Whether this process's last fit ended normally (or none ran): then the processes meet at a barrier at exit.
     fits_ended = True
 
 
 _exit = _ExitState()
 
 
+def _exiting_on_error() -> bool:
+    """Whether the interpreter is exiting on an uncaught exception (Python sets ``sys.last_value`` before exit handlers)."""
+    return getattr(sys, "last_exc", None) is not None or getattr(sys, "last_value", None) is not None
+
+
 def _leave_group(*, together: bool = True) -> None:
-    """Destroy the default process group; first, unless a fit failed here, wait there for every process.
+    """Destroy the default process group; first, when this process ends normally, wait there for every process.
 
     A gloo worker thread frees the tensors of a finished collective after the
     collective has returned (a barrier keeps those of the collectives before
-    it until it is freed), and freeing a tensor that Python knows needs the
-    GIL. A process that leaves while another still works (rank 0 writing its
-    files) can reach interpreter shutdown before its worker has done that, and
-    then the worker aborts the process ("terminate called without an active
-    exception", exit code -6) although the run succeeded. So the processes
-    first meet at a barrier whose work this thread holds: waiting for it lets
-    the workers finish the earlier frees while Python is alive, and the
-    barrier's own work is freed here, on this thread. A fit that failed in this
-    process skips the barrier: its peers may be inside another collective, and
-    this process must exit for torchrun to stop them.
+    it until it is freed itself), and freeing a tensor that Python holds
+    needs the GIL. A process that leaves while another still works (rank 0
+    writing its files) can reach interpreter shutdown before its worker has
+    done that; the worker then aborts the process ("terminate called without
+    an active exception", exit code -6) although the run succeeded. So the
+    processes first meet at a barrier whose work this thread holds: waiting
+    for it lets the workers finish the earlier frees while Python is alive,
+    and the barrier's own work is freed here, on this thread.
+
+    The barrier is skipped when this process's last fit raised or the
+    interpreter is exiting on an uncaught exception (Ctrl-C included): the
+    other processes may be inside another collective, and this one must exit
+    for torchrun to see the error and stop them. A process that leaves early
+    by ``sys.exit`` while the others still run collectives waits here for
+    them, as it would at any collective.
     """
     if not dist.is_initialized():
         return
-    gc.collect()  # the wrappers of a failed fit, kept in its traceback's cycles, still hold the group
-    if together and _exit.fits_ended:
-        work = dist.barrier(async_op=True)
-        if work is not None:
-            work.wait()
-        del work
-    dist.destroy_process_group()
+    # a fit whose exception was caught and dropped leaves its DDP wrapper in garbage cycles that hold the group
+    gc.collect()
+    try:
+        if together and _exit.fits_ended and not _exiting_on_error():
+            work = dist.barrier(async_op=True)
+            if work is not None:
+                work.wait()
+            del work
+    finally:
+        dist.destroy_process_group()
 
 
 def resolve_distributed(
