@@ -35,6 +35,8 @@ from benchmarks._timing import byte_compile
 
 ROOT = Path(__file__).resolve().parent.parent
 NUMBER = 100
+#: The blocks also counted against torchvision's own block: those without a hand-written torch one.
+VS_TORCHVISION = ("DropBlock",)
 INSTALL = "valgrind is not installed (Debian/Ubuntu: apt-get install valgrind)"
 
 
@@ -59,6 +61,7 @@ def _environment() -> Iterator[dict[str, str]]:
 
 
 def _setup(block: str, side: str, backward: bool) -> str:
+    """Setup code of one side: ``"ours"`` or a reference's name in ``Block.refs``, built after the same seed."""
     return "\n".join(
         [
             "import torch",
@@ -66,7 +69,7 @@ def _setup(block: str, side: str, backward: bool) -> str:
             f"b = {{b.name: b for b in blocks()}}[{block!r}]",
             "torch.manual_seed(0)",
             "x = b.to_input(torch.randn(SHAPES['small']))",
-            "m = (b.ours if " + repr(side == "ours") + " else b.refs['torch'])(SHAPES['small'][1])",
+            f"m = (b.ours if {side!r} == 'ours' else b.refs[{side!r}])(SHAPES['small'][1])",
             f"m.train({backward} or b.always_train)",
             f"torch.set_grad_enabled({backward})",
         ]
@@ -74,7 +77,7 @@ def _setup(block: str, side: str, backward: bool) -> str:
 
 
 def block_instructions(block: str, side: str, *, backward: bool = False) -> float:
-    """Instructions per call of one block's forward (blockzoo's ``side="ours"`` or hand-written torch's)."""
+    """Instructions per call of one block's forward: blockzoo's (``side="ours"``) or a reference's (``"torch"``, ...)."""
     from torch.utils.benchmark import Timer
 
     stmt = "m(x).sum().backward()" if backward else "m(x)"
@@ -104,12 +107,22 @@ def _record(case: str, ours: float, reference: float, *, target: str | None, noi
     return Record(case, ours, reference, "instructions", ratio, (ratio, ratio), noise=noise, target=target).explain()
 
 
-def measure_block(block: str) -> list[Record | Skip]:
-    """blockzoo's block against the hand-written torch one: instructions per forward at the small shape."""
+def measure_block(block: str, references: tuple[str, ...] = ("torch",)) -> list[Record | Skip]:
+    """blockzoo's block against each reference (hand-written torch, torchvision): instructions per forward at the small shape."""
+    from benchmarks.bench_blocks import target
+
     if not available():
         raise Skipped(INSTALL)
-    ours, theirs = block_instructions(block, "ours"), block_instructions(block, "torch")
-    return [_record(f"callgrind/blocks/{block}/small/fwd/vs torch", ours, theirs, target="<= 1.05")]
+    ours = block_instructions(block, "ours")
+    return [
+        _record(
+            f"callgrind/blocks/{block}/small/fwd/vs {ref}",
+            ours,
+            block_instructions(block, ref),
+            target=target(ref, "small"),
+        )
+        for ref in references
+    ]
 
 
 def measure_aa(block: str = "ConvNormAct") -> list[Record | Skip]:
@@ -141,9 +154,8 @@ def cases(settings: Settings) -> list[Case]:
     from benchmarks.bench_blocks import blocks
 
     out = [Case("callgrind/import", measure_import), Case("callgrind/A-A", measure_aa)]
-    out += [
-        Case(f"callgrind/blocks/{b.name}", lambda name=b.name: measure_block(name))
-        for b in blocks()
-        if "torch" in b.refs
-    ]
+    for b in blocks():
+        refs = tuple(r for r in b.refs if r == "torch" or (r == "torchvision" and b.name in VS_TORCHVISION))
+        if refs:
+            out.append(Case(f"callgrind/blocks/{b.name}", lambda name=b.name, refs=refs: measure_block(name, refs)))
     return out

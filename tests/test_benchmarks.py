@@ -193,6 +193,30 @@ def test_callgrind_mode_says_valgrind_is_missing_and_skips(monkeypatch) -> None:
         _callgrind.measure_block("MLP")
 
 
+def test_callgrind_counts_dropblock_against_torchvisions_from_the_same_seed() -> None:
+    names = [c.name for c in _callgrind.cases(_suite.Settings(callgrind=True))]
+    assert "callgrind/blocks/DropBlock" in names  # no hand-written torch DropBlock: torchvision's is its reference
+    from torchvision.ops import DropBlock2d
+
+    import blockzoo
+
+    built = {}
+    try:
+        for side in ("ours", "torchvision"):
+            ns: dict[str, object] = {}
+            exec(_callgrind._setup("DropBlock", side, backward=False), ns)  # what the counted interpreter runs first
+            built[side] = ns
+    finally:
+        torch.set_grad_enabled(True)
+    ours, theirs = built["ours"]["m"], built["torchvision"]["m"]
+    assert isinstance(ours, blockzoo.DropBlock)
+    assert isinstance(theirs, DropBlock2d)
+    assert ours.training  # dropout-like blocks do nothing in eval mode
+    assert theirs.training
+    assert (ours.p, ours.block_size) == (theirs.p, theirs.block_size)
+    assert torch.equal(built["ours"]["x"], built["torchvision"]["x"])
+
+
 def test_the_optimizer_bound_is_the_bytes_over_the_measured_bandwidth(monkeypatch) -> None:
     from benchmarks import _bandwidth, bench_optim
 

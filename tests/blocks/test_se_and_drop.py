@@ -127,3 +127,36 @@ def test_drop_block_bad_arguments_and_inputs() -> None:
     with pytest.raises(InputError, match=r"DropBlock expected input of shape \[N, C, H, W\], received \[2, 3, 4\]"):
         DropBlock(0.1, 3)(torch.randn(2, 3, 4))
     assert torch.equal(DropBlock(0.5, 3).eval()(x := torch.randn(2, 3, 4, 4)), x)
+
+
+@pytest.mark.parametrize(("p", "block_size", "size"), [(0.1, 3, 8), (0.3, 5, 12), (0.2, 7, 9)])
+def test_drop_block_matches_torchvisions_drop_block2d_from_the_same_seed(p: float, block_size: int, size: int) -> None:
+    """For odd blocks that fit, the paper's construction is torchvision's: the same seeds from the same
+    generator state, the same regions and the same rescaling (torchvision adds 1e-6 to the count)."""
+    from torchvision.ops import drop_block2d
+
+    x = torch.randn(2, 4, size, size)
+    torch.manual_seed(7)
+    ours = DropBlock(p, block_size)(x)
+    torch.manual_seed(7)
+    theirs = drop_block2d(x, p, block_size)
+    assert torch.equal(ours == 0, theirs == 0)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=0)
+
+
+def test_drop_block_that_drops_everything_returns_zeros() -> None:
+    # block_size = map size: one seed position per map, drawn with gamma = p * 49 / (49 * 1) = p, and its block
+    # covers the map; so with probability p^6 (1 - 6e-6 here) all 6 maps are dropped and no position is kept
+    torch.manual_seed(0)
+    y = DropBlock(1 - 1e-6, 7)(torch.ones(2, 3, 7, 7))
+    assert torch.equal(y, torch.zeros_like(y))  # zeros, not 0 * inf = NaN
+
+
+def test_drop_block_gradient_is_the_rescaled_mask() -> None:
+    x = torch.randn(2, 3, 10, 10, requires_grad=True)
+    torch.manual_seed(5)
+    y = DropBlock(0.3, 3)(x)
+    y.sum().backward()
+    kept = y.detach() != 0
+    assert x.grad is not None
+    torch.testing.assert_close(x.grad, kept.float() * (kept.numel() / kept.sum()))

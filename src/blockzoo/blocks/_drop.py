@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from blockzoo._checks import (
@@ -22,7 +20,10 @@ from blockzoo.blocks._layout import layout, layout_error
 
 __all__ = ["DropBlock", "DropPath", "drop_path_rates"]
 
-_MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+#: torch's own pooling functions (in ``torch.__all__``), which ``F.max_pool*d`` wrap in a layer of Python that
+#: DropBlock does not need (no indices, no ceil mode); likewise ``torch.constant_pad_nd`` and ``torch.rsub``
+#: below are the ops behind ``F.pad`` and ``1 - tensor``.
+_MAX_POOL = {1: torch.max_pool1d, 2: torch.max_pool2d, 3: torch.max_pool3d}
 
 
 def drop_path_rates(rate: float, count: int) -> list[float]:
@@ -154,20 +155,28 @@ class DropBlock(Block):
             )
         if not self.training or self.p == 0.0:
             return x
-        spatial = x.shape[2:]
-        blocks = [min(self.block_size, s) for s in spatial]
-        valid = [s - b + 1 for s, b in zip(spatial, blocks, strict=False)]
-        # Seeds only where a whole block fits (Ghiasi et al. 2018, eq. 1).
-        gamma = min(1.0, self.p * math.prod(spatial) / (math.prod(blocks) * math.prod(valid)))
-        seeds = x.new_empty((*x.shape[:2], *valid)).bernoulli_(gamma)
-        # Pad so that the window ending at each position sees the seeds whose block covers it.
-        pad = [p for b in reversed(blocks) for p in (b - 1, b - 1)]
-        dropped = _MAX_POOL[self.spatial_dims](F.pad(seeds, pad), tuple(blocks), stride=1)
+        shape = x.shape
+        seeds = [shape[0], shape[1]]
+        blocks: list[int] = []
+        pad: list[int] = []
+        positions = covered = 1
+        for size in shape[2:]:
+            block = min(self.block_size, size)
+            fits = size - block + 1  # seeds only where a whole block fits (Ghiasi et al. 2018, eq. 1)
+            positions *= size
+            covered *= block * fits
+            seeds.append(fits)
+            blocks.append(block)
+            # Pad so that the window ending at each position sees the seeds whose block covers it
+            # (prepended: the pad list names the last dimension first).
+            pad[:0] = (block - 1, block - 1)
+        gamma = min(1.0, self.p * positions / covered)
+        padded = torch.constant_pad_nd(x.new_empty(seeds).bernoulli_(gamma), pad)
+        keep = torch.rsub(_MAX_POOL[self.spatial_dims](padded, blocks, 1), 1)
         # Counted in float32: a float16 count overflows past 65504 positions (and bfloat16's is coarse).
-        kept = dropped.numel() - dropped.sum(dtype=torch.float32)
-        scale = (dropped.numel() / kept.clamp(min=1.0)).to(x.dtype)
-        # The kept positions' mask, already rescaled, in one pass: scale - scale * dropped (0 or scale, exactly).
-        return x * torch.addcmul(scale, dropped, scale, value=-1.0)
+        scale = keep.sum(dtype=torch.float32).clamp_min_(1.0).reciprocal_().mul_(keep.numel())
+        # The mask in x's dtype holds 0 or the scale rounded once, as ``x * keep * scale`` in float16 would not.
+        return x * keep.mul_(scale)
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
         return torch.Size(input_shape)
