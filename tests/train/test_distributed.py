@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -129,26 +130,25 @@ def test_a_two_process_run_resumed_ends_as_one_process_does(one_process, tmp_pat
 
 
 @pytest.mark.slow  # torchrun starts two Python processes that import torch
-def test_a_fit_that_fails_in_one_process_ends_the_run_with_its_error(tmp_path: Path) -> None:
-    # rank 1 fails inside fit while rank 0 waits in a collective for it: rank 1 must exit (not wait at an exit
-    # barrier that rank 0 never reaches) with its own error, and torchrun then stops rank 0
-    done = launch(str(HERE / "distributed_fit.py"), "crash1", str(tmp_path), cwd=tmp_path)
+@pytest.mark.parametrize(
+    ("mode", "failing", "error"),
+    [
+        # rank 1 fails inside fit while rank 0 waits for it in a collective
+        ("crash1", 1, "RuntimeError: crash in rank 1"),
+        # rank 0 raises in its own code after fit while rank 1 waits in the next fit's first collective
+        ("raise0", 0, "RuntimeError: rank 0 failed after fit"),
+    ],
+)
+def test_a_process_that_fails_ends_the_run_with_its_error(mode: str, failing: int, error: str, tmp_path: Path) -> None:
+    # the failing process must exit at once with its error (not wait at an exit barrier that the other never
+    # reaches), so that torchrun stops the other
+    done = launch(str(HERE / "distributed_fit.py"), mode, str(tmp_path), cwd=tmp_path)
     out = done.stdout + done.stderr
     assert done.returncode != 0, out
-    assert "RuntimeError: crash in rank 1" in out
-    assert "exitcode  : 1 " in out  # rank 1 ended on its exception, not on an abort (-6) while exiting
-    assert (tmp_path / "exit1.txt").exists()  # rank 1 ran its exit handlers to the end
-
-
-@pytest.mark.slow  # torchrun starts two Python processes that import torch
-def test_an_error_after_fit_in_one_process_ends_the_run_with_it(tmp_path: Path) -> None:
-    # rank 0 raises in its own code after fit while rank 1 waits in the next fit's first collective: rank 0 must
-    # exit on its error (no barrier at exit), and torchrun then stops rank 1
-    done = launch(str(HERE / "distributed_fit.py"), "raise0", str(tmp_path), cwd=tmp_path)
-    out = done.stdout + done.stderr
-    assert done.returncode != 0, out
-    assert "RuntimeError: rank 0 failed after fit" in out
-    assert (tmp_path / "exit0.txt").exists()  # rank 0 ran its exit handlers to the end
+    assert error in out
+    # it ended on its exception (exit code 1), not on an abort (-6) while exiting
+    assert re.search(rf"rank\s+: {failing} \(local_rank: {failing}\)\s+exitcode\s+: 1 \(pid", out), out
+    assert (tmp_path / f"exit{failing}.txt").exists()  # and ran its exit handlers to the end
 
 
 @pytest.mark.slow  # torchrun starts two Python processes that import torch
