@@ -69,7 +69,7 @@ def test_relative_position_attention_runs_scaled_dot_product_attention_with_the_
     # the same as the attention written out, the bias added to each head's logits
     with torch.no_grad():
         q, k, v = attn.qkv(x).view(3, 4, 3, 2, 8).permute(2, 0, 3, 1, 4)
-        logits = q @ k.transpose(-1, -2) * 8**-0.5 + attn.position_bias()
+        logits = q @ k.transpose(-1, -2) * 8**-0.5 + attn.relative_position_bias()
         expected = attn.proj((logits.softmax(-1) @ v).transpose(1, 2).reshape(3, 4, 16))
         torch.testing.assert_close(attn(x), expected)
 

@@ -15,6 +15,7 @@ from blockzoo.blocks._base import TokenBlock
 from blockzoo.blocks._convnext import LAYER_NORM_EPS6, LayerScale
 from blockzoo.blocks._mlp import MLP, mlp_hidden_features
 from blockzoo.blocks._residual import ResidualBlock
+from blockzoo.init._records import set_record
 from blockzoo.layers import LayerSpec, Placement, build_layer
 from blockzoo.roles import Role
 
@@ -39,6 +40,22 @@ def relative_position_index(size: int, device: DeviceLike = None) -> Tensor:
     coords = torch.stack(torch.meshgrid(steps, steps, indexing="ij")).flatten(1)
     offsets = coords[:, :, None] - coords[:, None, :] + (size - 1)  # [2, L, L], each in [0, 2 * size - 2]
     return offsets[0] * (2 * size - 1) + offsets[1]
+
+
+def relative_position_bias(table: Tensor, size: int) -> Tensor:
+    """Each head's bias for the pairs of positions of a ``size x size`` window, ``[heads, size**2, size**2]``.
+
+    ``table`` is ``[(2 * size - 1) ** 2, heads]``, one row per offset. The index is made here, not kept in a
+    buffer as torchvision does: a model built on the meta device and materialised with ``to_empty()`` would lose
+    it. Compiled and exported programs hold it as a constant.
+    """
+    return table[relative_position_index(size, table.device)].permute(2, 0, 1)
+
+
+def reset_relative_position_table(module: nn.Module) -> None:
+    """Draw ``module.relative_position_bias_table`` as torchvision and the papers do, and record it."""
+    nn.init.trunc_normal_(module.get_parameter("relative_position_bias_table"), std=0.02)
+    set_record(module, "relative_position_bias_table", "trunc_normal(std=0.02)", 0.02)
 
 
 class MultiHeadSelfAttention(TokenBlock):

@@ -12,14 +12,13 @@ from torch import Tensor, nn
 
 from blockzoo._checks import check_choice, check_number, check_positive_int, check_probability
 from blockzoo._types import DeviceLike
-from blockzoo.blocks._attention import _PreNormResidual, relative_position_index
+from blockzoo.blocks._attention import _PreNormResidual, relative_position_bias, reset_relative_position_table
 from blockzoo.blocks._base import ChannelsFirstBlock, TokenBlock
 from blockzoo.blocks._conv import ConvNormAct
 from blockzoo.blocks._mlp import MLP, mlp_hidden_features
 from blockzoo.blocks._residual import _ChannelsResidual
 from blockzoo.blocks._se import SqueezeExcite
 from blockzoo.errors import InputError
-from blockzoo.init._records import set_record
 from blockzoo.layers import LayerSpec, Placement, build_layer, keep_channels_last
 from blockzoo.roles import Role
 
@@ -92,17 +91,11 @@ class RelativePositionAttention(TokenBlock):
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
-        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)  # torchvision's and the paper's
-        set_record(self, "relative_position_bias_table", "trunc_normal(std=0.02)", 0.02)
+        reset_relative_position_table(self)
 
-    def position_bias(self) -> Tensor:
+    def relative_position_bias(self) -> Tensor:
         """The bias added to each head's logits, ``[num_heads, window_size ** 2, window_size ** 2]``."""
-        length = self.window_size**2
-        # The index is made here, not kept in a buffer (torchvision keeps one): a model built on the meta device and
-        # materialised with to_empty() would lose it. Compiled and exported programs hold it as a constant.
-        table = self.relative_position_bias_table
-        bias = table[relative_position_index(self.window_size, device=table.device).view(-1)]
-        return bias.view(length, length, self.num_heads).permute(2, 0, 1)
+        return relative_position_bias(self.relative_position_bias_table, self.window_size)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
@@ -115,7 +108,9 @@ class RelativePositionAttention(TokenBlock):
         # [N, L, 3 * dim] -> [3, N, heads, L, head_dim]
         qkv = self.qkv(x).view(n, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.position_bias().to(q.dtype), scale=self.scale)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=self.relative_position_bias().to(q.dtype), scale=self.scale
+        )
         return self.proj(out.transpose(1, 2).reshape(n, length, self.dim))  # type: ignore[no-any-return]
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:

@@ -16,10 +16,9 @@ from torch import Tensor, nn
 
 from blockzoo._checks import check_int, check_positive_int, check_probability
 from blockzoo._types import DeviceLike
-from blockzoo.blocks._attention import pre_norm_halves, relative_position_index
+from blockzoo.blocks._attention import pre_norm_halves, relative_position_bias, reset_relative_position_table
 from blockzoo.blocks._base import ChannelsLastMapBlock
 from blockzoo.blocks._mlp import MLP, mlp_hidden_features
-from blockzoo.init._records import set_record
 from blockzoo.layers import LayerSpec, Placement, build_layer
 from blockzoo.roles import Role
 
@@ -155,8 +154,7 @@ class WindowAttention(ChannelsLastMapBlock):
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
-        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)  # torchvision's and the paper's
-        set_record(self, "relative_position_bias_table", "trunc_normal(std=0.02)", 0.02)
+        reset_relative_position_table(self)
 
     def relative_position_bias(self) -> Tensor:
         """The bias each head adds to the logits of a window's pairs of positions, ``[num_heads, L, L]``.
@@ -166,8 +164,7 @@ class WindowAttention(ChannelsLastMapBlock):
             >>> WindowAttention(8, num_heads=2, window_size=3).relative_position_bias().shape
             torch.Size([2, 9, 9])
         """
-        index = relative_position_index(self.window_size, self.relative_position_bias_table.device)
-        return self.relative_position_bias_table[index].permute(2, 0, 1)
+        return relative_position_bias(self.relative_position_bias_table, self.window_size)
 
     def _attention_mask(self, height: int, width: int, count: int, shift: tuple[int, int]) -> Tensor:
         """The additive mask of the ``count`` windows of a padded ``height`` x ``width`` map, ``[1, count * heads, L, L]``.
