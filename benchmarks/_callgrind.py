@@ -11,8 +11,12 @@ total: the import cannot be a ``Timer`` statement, since the module is only
 imported once per process. An A/A row measures blockzoo's ConvNormAct twice:
 its ratio is 1.00 up to the counting's own noise (well under 1%).
 
-Each measurement takes about a minute under valgrind, so the mode is off
-unless ``--callgrind`` is given; ``--only callgrind/blocks/MLP`` picks rows.
+Every block is counted against each of its references (hand-written torch,
+torchvision, timm), forward and forward+backward, as the wall-time rows at
+the small shape are: ``python -m benchmarks --check`` lets these counts
+decide those rows when it is given both reports. Each measurement takes
+about a minute under valgrind, so the mode is off unless ``--callgrind`` is
+given; ``--only callgrind/blocks/MLP`` picks rows.
 Install valgrind with ``apt-get install valgrind`` (Debian and Ubuntu); without it
 the cases say so and are skipped.
 """
@@ -35,8 +39,6 @@ from benchmarks._timing import byte_compile
 
 ROOT = Path(__file__).resolve().parent.parent
 NUMBER = 100
-#: The blocks also counted against torchvision's own block: those without a hand-written torch one.
-VS_TORCHVISION = ("DropBlock",)
 INSTALL = "valgrind is not installed (Debian/Ubuntu: apt-get install valgrind)"
 
 
@@ -68,7 +70,7 @@ def _setup(block: str, side: str, backward: bool) -> str:
             "from benchmarks.bench_blocks import SHAPES, blocks",
             f"b = {{b.name: b for b in blocks()}}[{block!r}]",
             "torch.manual_seed(0)",
-            "x = b.to_input(torch.randn(SHAPES['small']))",
+            f"x = b.to_input(torch.randn(SHAPES['small'])).requires_grad_({backward})",  # as the wall rows' input
             f"m = (b.ours if {side!r} == 'ours' else b.refs[{side!r}])(SHAPES['small'][1])",
             f"m.train({backward} or b.always_train)",
             f"torch.set_grad_enabled({backward})",
@@ -108,21 +110,28 @@ def _record(case: str, ours: float, reference: float, *, target: str | None, noi
 
 
 def measure_block(block: str, references: tuple[str, ...] = ("torch",)) -> list[Record | Skip]:
-    """blockzoo's block against each reference (hand-written torch, torchvision): instructions per forward at the small shape."""
+    """blockzoo's block against each reference: instructions per forward and per forward+backward at the small shape.
+
+    The rows are named as the wall-time rows they decide, behind ``callgrind/``.
+    """
     from benchmarks.bench_blocks import target
 
     if not available():
         raise Skipped(INSTALL)
-    ours = block_instructions(block, "ours")
-    return [
-        _record(
-            f"callgrind/blocks/{block}/small/fwd/vs {ref}",
-            ours,
-            block_instructions(block, ref),
-            target=target(ref, "small"),
-        )
-        for ref in references
-    ]
+    rows: list[Record | Skip] = []
+    for backward in (False, True):
+        ours = block_instructions(block, "ours", backward=backward)
+        mode = "fwd+bwd" if backward else "fwd"
+        rows += [
+            _record(
+                f"callgrind/blocks/{block}/small/{mode}/vs {ref}",
+                ours,
+                block_instructions(block, ref, backward=backward),
+                target=target(ref, "small"),
+            )
+            for ref in references
+        ]
+    return rows
 
 
 def measure_aa(block: str = "ConvNormAct") -> list[Record | Skip]:
@@ -155,7 +164,7 @@ def cases(settings: Settings) -> list[Case]:
 
     out = [Case("callgrind/import", measure_import), Case("callgrind/A-A", measure_aa)]
     for b in blocks():
-        refs = tuple(r for r in b.refs if r == "torch" or (r == "torchvision" and b.name in VS_TORCHVISION))
-        if refs:
+        if b.refs:
+            refs = tuple(b.refs)
             out.append(Case(f"callgrind/blocks/{b.name}", lambda name=b.name, refs=refs: measure_block(name, refs)))
     return out

@@ -1,3 +1,6 @@
+import copy
+import pickle
+
 import pytest
 import torch
 from torch import nn
@@ -258,6 +261,31 @@ def test_an_identity_shortcut_is_not_called_and_the_drop_path_always_is() -> Non
     block(x)  # training, rate 0: the drop path's forward runs (and returns its input)
     block.eval()(x)
     assert seen == ["drop_path", "drop_path"]
+
+
+def test_the_branch_shortcut_and_drop_path_that_run_follow_every_way_of_replacing_them() -> None:
+    block = BasicBlock(4, 4).eval()
+    x = torch.randn(2, 4, 5, 5)
+    block.branch = nn.Sequential(nn.Conv2d(4, 4, 1), nn.Tanh())  # attribute assignment
+    torch.testing.assert_close(block(x), torch.relu(block.branch(x) + x))
+    block.add_module("shortcut", nn.Conv2d(4, 4, 1))  # as torch's converters replace children
+    torch.testing.assert_close(block(x), torch.relu(block.branch(x) + block.shortcut(x)))
+    block.shortcut = nn.Identity()
+    torch.testing.assert_close(block(x), torch.relu(block.branch(x) + x))
+    clone = copy.deepcopy(block)  # the copy runs its own children, not the original's
+    with torch.no_grad():
+        clone.branch[0].weight.zero_()
+        clone.branch[0].bias.zero_()
+    torch.testing.assert_close(clone(x), torch.relu(x))
+    torch.testing.assert_close(block(x), torch.relu(block.branch(x) + x))
+    restored = pickle.loads(pickle.dumps(clone))
+    restored.branch = nn.Identity()  # a branch that returns the block's input: not added into in place
+    before = x.clone()
+    torch.testing.assert_close(restored(x), torch.relu(2 * x))
+    torch.testing.assert_close(x, before)
+    del block.drop_path
+    with pytest.raises(AttributeError, match=r"BasicBlock has no 'drop_path' sub-layer; assign a module to it"):
+        block(x)
 
 
 def test_modules_put_in_place_of_the_drop_path_and_the_shortcut_are_called() -> None:

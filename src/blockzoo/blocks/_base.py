@@ -67,6 +67,10 @@ class Block(nn.Module):
     # holds those that are not ``nn.Identity``.
     _stage_names: tuple[str, ...] = ()
     _stages: tuple[Callable[[Tensor], Tensor], ...] = ()
+    # Other children whose replacement calls ``_refresh_stages``: a subclass that keeps
+    # them in its instance dictionary (as ``_stages``, away from ``nn.Module.__getattr__``)
+    # names them here and extends ``_refresh_stages``.
+    _watched_names: ClassVar[tuple[str, ...]] = ()
 
     def _set_stages(self, *names: str) -> None:
         """Declare the children that :meth:`_run_stages` calls, in order.
@@ -92,18 +96,18 @@ class Block(nn.Module):
 
     def __setattr__(self, name: str, value: Tensor | nn.Module) -> None:
         super().__setattr__(name, value)
-        if name in self._stage_names:
+        if name in self._stage_names or name in self._watched_names:
             self._refresh_stages()
 
     def add_module(self, name: str, module: nn.Module | None) -> None:
         """Register a child; replacing a stage this way (as ``SyncBatchNorm.convert_sync_batchnorm`` does) is followed too."""
         super().add_module(name, module)
-        if name in self._stage_names:
+        if name in self._stage_names or name in self._watched_names:
             self._refresh_stages()
 
     def __delattr__(self, name: str) -> None:
         super().__delattr__(name)
-        if name in self._stage_names:
+        if name in self._stage_names or name in self._watched_names:
             self._refresh_stages()
 
     def _run_stages(self, x: Tensor) -> Tensor:

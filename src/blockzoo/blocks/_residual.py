@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from blockzoo._checks import check_choice, check_number, check_positive_int, check_probability, check_spatial_dims
 from blockzoo._types import DeviceLike
-from blockzoo.blocks._base import Block, ChannelsFirstBlock
+from blockzoo.blocks._base import Block, ChannelsFirstBlock, _MissingStage
 from blockzoo.blocks._conv import ConvNormAct, run_units, units_run_inline
 from blockzoo.blocks._drop import DropPath
 from blockzoo.blocks._se import SqueezeExcite
@@ -100,25 +100,42 @@ class ResidualBlock(Block):
     #: never the block's input.
     _add_in_place: bool = False
 
+    # branch, shortcut and drop_path are kept in the instance dictionary as ``_parts`` (see _refresh_stages)
+    _watched_names = ("branch", "shortcut", "drop_path")
+    _parts: tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor] | None, Callable[[Tensor], Tensor]]
+
+    def _refresh_stages(self) -> None:
+        """Also keep ``(branch, shortcut, drop_path)`` as ``_parts``, the shortcut ``None`` when it is an identity.
+
+        ``forward`` reads them there: through ``nn.Module.__getattr__`` the
+        three cost about a module call more per forward.
+        Like ``_stages``, they are rebuilt whenever one is replaced.
+        """
+        super()._refresh_stages()
+        name = type(self).__name__
+        found = [self._modules.get(n) for n in self._watched_names]
+        branch, shortcut, drop_path = (
+            m if m is not None else _MissingStage(name, n) for m, n in zip(found, self._watched_names, strict=True)
+        )
+        self.__dict__["_parts"] = (branch, None if type(shortcut) is nn.Identity else shortcut, drop_path)
+
     def forward(self, x: Tensor) -> Tensor:
-        out = self.drop_path(self.run_branch(x))
+        out = self.run_branch(x)
+        _, shortcut, drop_path = self._parts
+        out = drop_path(out)
         if self.has_shortcut:
-            out = self._add_shortcut(out, x)
-        return self._run_stages(out)
+            short = x if shortcut is None else shortcut(x)
+            if self._add_in_place and out is not x:  # a branch replaced by an identity returns the input itself
+                out += short
+            else:
+                out = out + short
+        for stage in self._stages:  # self._run_stages(out), without one more call per forward
+            out = stage(out)
+        return out
 
     def run_branch(self, x: Tensor) -> Tensor:
         """The branch's output for ``x``; here ``self.branch(x)``."""
-        out: Tensor = self.branch(x)
-        return out
-
-    def _add_shortcut(self, out: Tensor, x: Tensor) -> Tensor:
-        module = self.shortcut
-        # an identity shortcut is a disabled slot, not called (as disabled stages are not, see Block._set_stages)
-        shortcut: Tensor = x if type(module) is nn.Identity else module(x)
-        if self._add_in_place:
-            out += shortcut
-            return out
-        return out + shortcut
+        return self._parts[0](x)
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
         out = infer_shape(self.branch, input_shape)
@@ -179,12 +196,10 @@ class _ChannelsResidual(ResidualBlock, ChannelsFirstBlock):
     #: then put back in the input's memory format.
     _narrow = False
 
-    def _keep_layout(self, x: Tensor, out: Tensor) -> Tensor:
-        return keep_channels_last(x, out) if self._narrow else out
-
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        return self._keep_layout(x, super().forward(x))
+        out = super().forward(x)
+        return keep_channels_last(x, out) if self._narrow else out
 
     def run_branch(self, x: Tensor) -> Tensor:
         """The branch; a plain ``nn.Sequential`` one through :func:`~blockzoo.blocks._conv.run_units`.
@@ -197,9 +212,8 @@ class _ChannelsResidual(ResidualBlock, ChannelsFirstBlock):
         own ``forward``, a squeeze-excite, your own module), and a branch that
         is not a plain ``nn.Sequential``, is called as a module.
         """
-        if type(self.branch) is not nn.Sequential:
-            return super().run_branch(x)
-        return run_units(self.branch, x)
+        branch = self._parts[0]
+        return run_units(branch, x) if type(branch) is nn.Sequential else branch(x)
 
     def modules_run_inline(self) -> dict[nn.Module, nn.Module]:
         return units_run_inline(self.branch) if type(self.branch) is nn.Sequential else {}
