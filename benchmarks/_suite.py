@@ -12,7 +12,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._report import RESULTS, Record, Report, Skip, check, latest_report, machine_report, print_rows
+from benchmarks._report import (
+    RESULTS,
+    Record,
+    Report,
+    Skip,
+    check,
+    counts_beside,
+    latest_report,
+    machine_report,
+    print_rows,
+)
 
 #: The bench modules, in the order the suite runs them.
 MODULES = (
@@ -100,10 +110,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, help="report path without suffix (default: benchmarks/results/MACHINE-DATE)")
     p.add_argument(
         "--check",
-        nargs="?",
-        const="latest",
+        nargs="*",
+        type=Path,
         metavar="REPORT",
-        help="run nothing: read REPORT (JSON; default the newest in benchmarks/results/) and exit 1 if a target is missed",
+        help=(
+            "run nothing: read the REPORTs (JSON; default the newest in benchmarks/results/ and its -callgrind "
+            "counts) and exit 1 if a target is missed; a small-shape block row with an instruction count takes "
+            "the count's verdict"
+        ),
     )
     return p
 
@@ -112,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The entry point of ``python -m benchmarks``; returns the exit status."""
     args = parser().parse_args(argv)
     if args.check is not None:
-        return check(latest_report() if args.check == "latest" else Path(args.check))
+        return check(args.check or counts_beside(latest_report()))
     settings = Settings(quick=args.quick, callgrind=args.callgrind)
     cases = select(collect(settings), args.only)
     if args.list:

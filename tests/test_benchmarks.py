@@ -129,6 +129,99 @@ def test_check_without_a_path_reads_the_newest_report(tmp_path, monkeypatch, cap
     assert str(newest) in capsys.readouterr().out
 
 
+def _count(case: str, ratio: float, target: str = "<= 1.0") -> Record:
+    return Record(f"callgrind/{case}", 1e6 * ratio, 1e6, "instructions", ratio, (ratio, ratio), target=target)
+
+
+def _wall(case: str, ratio: float, target: str = "<= 1.0") -> Record:
+    return Record(case, 1e-4 * ratio, 1e-4, "s", ratio, (ratio, ratio), noise=1.0, target=target)
+
+
+def test_check_lets_the_instruction_count_decide_small_block_rows_both_ways(tmp_path, capsys) -> None:
+    slow_wall = _wall("blocks/BasicBlock/small/fwd/vs torchvision", 1.05)  # wall time misses, the count meets
+    fast_wall = _wall("blocks/BasicBlock/small/fwd+bwd/vs torchvision", 0.99)  # wall time meets, the count misses
+    _, wall = _report_with(slow_wall, fast_wall).write(tmp_path / "box-2026-01-02")
+    counts = (_count(slow_wall.case, 0.95), _count(fast_wall.case, 1.01))
+    _, counted = _report_with(*counts).write(tmp_path / "box-2026-01-02-callgrind")
+    assert _suite.main(["--check", str(wall)]) == 1  # alone, wall time decides: 1.05x misses
+    alone = capsys.readouterr().out
+    assert f"MISSED     {slow_wall.case}: 1.050x against <= 1.0" in alone
+    assert fast_wall.case not in alone
+    assert _suite.main(["--check", str(wall), str(counted)]) == 1
+    out = capsys.readouterr().out
+    assert f"by count   {slow_wall.case}: 0.950x in instructions (1.050x in wall time) against <= 1.0" in out
+    assert f"MISSED     {fast_wall.case}: 1.010x in instructions (0.990x in wall time) against <= 1.0" in out
+    assert "1 met, 0 explained, 1 missed (1 met by their instruction count)" in out
+    assert "callgrind/" not in out.split("records")[-1]  # a count that decides a row is not listed again
+
+
+def test_an_explained_count_explains_the_row_it_decides(tmp_path, capsys, monkeypatch) -> None:
+    wall = _wall("blocks/MLP/small/fwd/vs torchvision", 1.03)
+    _, js = _report_with(wall, _count(wall.case, 1.003)).write(tmp_path / "r")  # written before the reason existed
+    monkeypatch.setitem(_report.EXPLAINED, "callgrind/blocks/MLP/*", "the input check")
+    assert _suite.main(["--check", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"explained  {wall.case}: 1.003x in instructions (1.030x in wall time) against <= 1.0: the input check" in out
+    )
+    assert "0 met, 1 explained, 0 missed" in out
+
+
+def test_only_small_eager_block_rows_are_decided_by_a_count(tmp_path, capsys) -> None:
+    rows = [
+        _wall("blocks/MLP/realistic/fwd/vs torch", 1.05, "<= 1.02"),
+        _wall("blocks/MLP/small/fwd/compiled vs torch", 1.06, "<= 1.05"),
+        _wall("import/blockzoo vs torchvision", 1.03),
+    ]
+    counts = [_count(r.case, 0.9, r.target or "") for r in rows]
+    _, js = _report_with(*rows, *counts).write(tmp_path / "r")
+    assert _suite.main(["--check", str(js)]) == 1
+    out = capsys.readouterr().out
+    assert "by count" not in out
+    assert all(f"MISSED     {r.case}" in out for r in rows)
+    assert "3 met, 0 explained, 3 missed" in out  # the counts stand as rows of their own
+
+
+def test_check_without_a_path_also_reads_the_counts_of_the_same_run(tmp_path, monkeypatch, capsys) -> None:
+    wall = _wall("blocks/MLP/small/fwd/vs torch", 1.07, "<= 1.05")
+    _, js = _report_with(wall).write(tmp_path / "box-2026-01-02")
+    _, counted = _report_with(_count(wall.case, 0.99, "<= 1.05")).write(tmp_path / "box-2026-01-02-callgrind")
+    monkeypatch.setattr(_suite, "latest_report", lambda: counted)  # the newest is the counts: its wall report too
+    assert _suite.main(["--check"]) == 0
+    out = capsys.readouterr().out
+    assert str(js) in out
+    assert str(counted) in out
+    assert f"by count   {wall.case}" in out
+    assert _report.counts_beside(tmp_path / "other.json") == [tmp_path / "other.json"]
+
+
+def test_callgrind_counts_each_block_against_every_reference_forward_and_backward(monkeypatch) -> None:
+    monkeypatch.setattr(_callgrind, "available", lambda: True)
+    counted: list[tuple[str, str, bool]] = []
+
+    def fake(block: str, side: str, *, backward: bool = False) -> float:
+        counted.append((block, side, backward))
+        return 100.0 if side == "ours" else 125.0
+
+    monkeypatch.setattr(_callgrind, "block_instructions", fake)
+    cases = {c.name: c for c in _callgrind.cases(_suite.Settings(callgrind=True))}
+    from benchmarks.bench_blocks import blocks
+
+    refs = {b.name: list(b.refs) for b in blocks()}
+    assert "torchvision" in refs["BasicBlock"]
+    rows = cases["callgrind/blocks/BasicBlock"].run()
+    assert [r.case for r in rows] == [
+        f"callgrind/blocks/BasicBlock/small/{mode}/vs {ref}"
+        for mode in ("fwd", "fwd+bwd")
+        for ref in refs["BasicBlock"]
+    ]
+    assert all(isinstance(r, Record) and r.ratio == 0.8 and r.unit == "instructions" for r in rows)
+    assert {(side, backward) for _, side, backward in counted} == {
+        (side, backward) for side in ["ours", *refs["BasicBlock"]] for backward in (False, True)
+    }
+    assert set(cases) >= {f"callgrind/blocks/{name}" for name, r in refs.items() if r}
+
+
 def _fake_cases(ran: list[str]) -> list[_suite.Case]:
     def case(name: str) -> _suite.Case:
         def run() -> list[Record | Skip]:
