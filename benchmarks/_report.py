@@ -425,7 +425,9 @@ def check(paths: Path | Iterable[Path]) -> int:
         verdict = count.verdict if count is not None else r.verdict
         tally[verdict] += 1
         if count is not None and (verdict != "met" or r.verdict != "met"):
-            figures = f"{r.case}: {count.ratio:.3f}x in instructions ({r.ratio:.3f}x in wall time) against {r.target}"
+            figures = (
+                f"{r.case}: {count.ratio:.3f}x in instructions ({r.ratio:.3f}x in wall time) against {count.target}"
+            )
             if verdict == "explained":
                 explained.append(f"{figures}: {count.explained}")
             else:

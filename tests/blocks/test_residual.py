@@ -288,6 +288,23 @@ def test_the_branch_shortcut_and_drop_path_that_run_follow_every_way_of_replacin
         block(x)
 
 
+@pytest.mark.parametrize("branch", [nn.Unflatten(1, (4,)), nn.Sequential(nn.Conv2d(4, 4, 1), nn.Tanh())])
+def test_a_replaced_branch_is_added_out_of_place(branch: nn.Module) -> None:
+    # a view of the input (added in place, it would change the caller's tensor) and a tensor autograd saved
+    block = BasicBlock(4, 4)
+    block.branch = branch
+    x = torch.randn(2, 4, 5, 5, requires_grad=True)
+    before = x.detach().clone()
+    block(x).sum().backward()  # an in-place add into tanh's output fails here
+    torch.testing.assert_close(x.detach(), before)
+    assert x.grad is not None
+    built = BasicBlock(4, 4)
+    assert built._add_in_place  # the branch it built ends in a conv-norm: a new tensor
+    built.add_module("branch", built.branch)  # the same branch again (as convert_sync_batchnorm re-adds children)
+    assert built._add_in_place
+    assert copy.deepcopy(block)._add_in_place is False
+
+
 def test_modules_put_in_place_of_the_drop_path_and_the_shortcut_are_called() -> None:
     block = BasicBlock(4, 4).eval()
     block.drop_path, block.shortcut = _Counting(), _Counting()

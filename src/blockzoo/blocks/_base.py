@@ -79,7 +79,9 @@ class Block(nn.Module):
         state-dict keys stay stable, but calling an identity costs a module call
         (about 1.5 us on a 2-core CPU, several percent of a small block's
         forward), so ``_run_stages`` skips them. The list is rebuilt whenever a
-        stage is replaced through attribute assignment (``block.act = nn.GELU()``).
+        stage is replaced through attribute assignment (``block.act = nn.GELU()``),
+        ``add_module`` or ``del``; a module written straight into ``_modules``
+        (as ``torch.ao.quantization``'s eager-mode ``convert`` does) is not seen.
         """
         self.__dict__["_stage_names"] = names
         self._refresh_stages()

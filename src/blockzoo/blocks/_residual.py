@@ -97,7 +97,8 @@ class ResidualBlock(Block):
 
     #: Add the shortcut into the branch's output in place (saving one block-sized
     #: tensor, as torchvision does); only for branches known to return a new tensor,
-    #: never the block's input.
+    #: never the block's input. A branch replaced after construction is added out of
+    #: place: it may return its input, a view of it, or a tensor autograd saved.
     _add_in_place: bool = False
 
     # branch, shortcut and drop_path are kept in the instance dictionary as ``_parts`` (see _refresh_stages)
@@ -108,8 +109,11 @@ class ResidualBlock(Block):
         """Also keep ``(branch, shortcut, drop_path)`` as ``_parts``, the shortcut ``None`` when it is an identity.
 
         ``forward`` reads them there: through ``nn.Module.__getattr__`` the
-        three cost about a module call more per forward.
-        Like ``_stages``, they are rebuilt whenever one is replaced.
+        three cost about a module call more per forward. Like ``_stages``,
+        they are rebuilt whenever one is replaced through attribute
+        assignment, ``add_module`` or ``del``; a child written straight into
+        ``_modules`` (as ``torch.ao.quantization``'s eager-mode ``convert``
+        does) is not seen by either.
         """
         super()._refresh_stages()
         name = type(self).__name__
@@ -117,6 +121,10 @@ class ResidualBlock(Block):
         branch, shortcut, drop_path = (
             m if m is not None else _MissingStage(name, n) for m, n in zip(found, self._watched_names, strict=True)
         )
+        previous = self.__dict__.get("_parts")
+        built = "_stage_names" in self.__dict__  # the constructor has declared its stages: it is done with the parts
+        if built and previous is not None and branch is not previous[0]:
+            self.__dict__["_add_in_place"] = False  # see _add_in_place
         self.__dict__["_parts"] = (branch, None if type(shortcut) is nn.Identity else shortcut, drop_path)
 
     def forward(self, x: Tensor) -> Tensor:
