@@ -117,9 +117,10 @@ class ResidualBlock(Block):
         """
         super()._refresh_stages()
         name = type(self).__name__
-        found = [self._modules.get(n) for n in self._watched_names]
+        found = [getattr(self, n, None) for n in self._watched_names]
         branch, shortcut, drop_path = (
-            m if m is not None else _MissingStage(name, n) for m, n in zip(found, self._watched_names, strict=True)
+            m if isinstance(m, nn.Module) else _MissingStage(name, n)
+            for m, n in zip(found, self._watched_names, strict=True)
         )
         previous = self.__dict__.get("_parts")
         built = "_stage_names" in self.__dict__  # the constructor has declared its stages: it is done with the parts
