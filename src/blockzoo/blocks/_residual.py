@@ -134,7 +134,7 @@ class ResidualBlock(Block):
         out = drop_path(out)
         if self.has_shortcut:
             short = x if shortcut is None else shortcut(x)
-            if self._add_in_place and out is not x:  # a branch replaced by an identity returns the input itself
+            if self._add_in_place:
                 out += short
             else:
                 out = out + short
