@@ -16,6 +16,7 @@ Run alone: ``python -m benchmarks.bench_blocks``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 import blockzoo
+from benchmarks._kernels import kernels, runs_no_more
 from benchmarks._report import Record, Skip, print_rows
 from benchmarks._suite import Case, Settings
 from benchmarks._timing import alternate
@@ -185,8 +187,9 @@ def blocks() -> list[Block]:
         from torchvision.ops import MLP as TvMLP
         from torchvision.ops import Conv2dNormActivation, DropBlock2d, StochasticDepth
 
-        refs["ConvNormAct"]["torchvision"] = lambda c: Conv2dNormActivation(c, c, 3, inplace=False)
-        refs["MLP"]["torchvision"] = lambda c: TvMLP(c, [4 * c, c], inplace=False)
+        # torchvision's defaults: Conv2dNormActivation's ReLU works in place (as blockzoo's does), MLP's does not
+        refs["ConvNormAct"]["torchvision"] = lambda c: Conv2dNormActivation(c, c, 3)
+        refs["MLP"]["torchvision"] = lambda c: TvMLP(c, [4 * c, c])
         refs["BasicBlock"]["torchvision"] = lambda c: TvBasicBlock(c, c)
         refs["Bottleneck"]["torchvision"] = lambda c: TvBottleneck(c, c // 4)
         refs["InvertedResidual"]["torchvision"] = lambda c: TvInvertedResidual(c, c, 1, 6)
@@ -281,15 +284,22 @@ def measure(
         models = {k: torch.compile(m) for k, m in models.items()}
     fns = {k: _step(m, x, backward) for k, m in models.items()}
     times = alternate(fns, rounds=rounds, min_run_time=min_run_time, warmup=warmup)
+    same: dict[str, bool | None] = dict.fromkeys(refs)
+    if shape != "small" and not compiled:  # where the kernels are the time, which kernels ran (benchmarks._kernels)
+        ours_kernels = kernels(fns["ours"])
+        same = {name: runs_no_more(ours_kernels, kernels(fns[name])) for name in refs}
     mode = "fwd+bwd" if backward else "fwd"
     kind = "compiled vs " if compiled else "vs "
     return [
-        Record.from_samples(
-            f"blocks/{block.name}/{shape}/{mode}/{kind}{name}",
-            times["ours"],
-            times[name],
-            twin=times.get("twin"),
-            target=target(name, shape),
+        dataclasses.replace(
+            Record.from_samples(
+                f"blocks/{block.name}/{shape}/{mode}/{kind}{name}",
+                times["ours"],
+                times[name],
+                twin=times.get("twin"),
+                target=target(name, shape),
+            ),
+            same_kernels=same[name],
         )
         for name in refs
     ]

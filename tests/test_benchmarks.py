@@ -5,6 +5,7 @@ Nothing here times anything: the records are synthetic.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -180,6 +181,40 @@ def test_only_small_eager_block_rows_are_decided_by_a_count(tmp_path, capsys) ->
     assert "by count" not in out
     assert all(f"MISSED     {r.case}" in out for r in rows)
     assert "3 met, 0 explained, 3 missed" in out  # the counts stand as rows of their own
+
+
+def test_a_realistic_row_with_the_same_kernels_takes_the_small_count_held_to_its_own_target(tmp_path, capsys) -> None:
+    met = _wall("blocks/BasicBlock/realistic/fwd/vs torch", 1.06, "<= 1.02")  # wall misses; overhead 1.01x counted
+    strict = _wall("blocks/BasicBlock/realistic/fwd+bwd/vs torch", 0.97, "<= 1.02")  # 1.03x: met at small, not here
+    other = _wall("blocks/MLP/realistic/fwd/vs torch", 1.06, "<= 1.02")  # other kernels: wall time decides
+    rows = [
+        dataclasses.replace(met, same_kernels=True),
+        dataclasses.replace(strict, same_kernels=True),
+        dataclasses.replace(other, same_kernels=False),
+    ]
+    counts = [
+        _count("blocks/BasicBlock/small/fwd/vs torch", 1.01, "<= 1.05"),
+        _count("blocks/BasicBlock/small/fwd+bwd/vs torch", 1.03, "<= 1.05"),
+        _count("blocks/MLP/small/fwd/vs torch", 0.9, "<= 1.05"),
+    ]
+    _, js = _report_with(*rows, *counts).write(tmp_path / "r")
+    assert _suite.main(["--check", str(js)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"by count   {met.case}: same kernels as the reference, and 1.010x in instructions at the small shape "
+        "(1.060x in wall time) against <= 1.02" in out
+    )
+    assert f"MISSED     {strict.case}: same kernels as the reference, and 1.030x in instructions" in out
+    assert f"MISSED     {other.case}: 1.060x against <= 1.02" in out
+    # BasicBlock's counts decide the realistic rows and are not listed again; MLP's decides none and stands alone
+    assert "2 met, 0 explained, 2 missed (1 met by their instruction count)" in out
+
+
+def test_the_same_kernels_mark_round_trips_and_shows_in_the_markdown(tmp_path) -> None:
+    row = dataclasses.replace(_wall("blocks/BasicBlock/realistic/fwd/vs torch", 1.0, "<= 1.02"), same_kernels=True)
+    md, js = _report_with(row, MET).write(tmp_path / "r")
+    assert _report.read_report(js).records == [row, MET]
+    assert "| met; same kernels |" in md.read_text()
 
 
 def test_check_without_a_path_also_reads_the_counts_of_the_same_run(tmp_path, monkeypatch, capsys) -> None:
