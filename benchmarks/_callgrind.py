@@ -16,7 +16,8 @@ torchvision, timm), forward and forward+backward, as the wall-time rows at
 the small shape are: ``python -m benchmarks --check`` lets these counts
 decide those rows when it is given both reports. Each measurement takes
 about a minute under valgrind, so the mode is off unless ``--callgrind`` is
-given; ``--only callgrind/blocks/MLP`` picks rows.
+given; ``--only callgrind/blocks/MLP`` picks rows. The compiled rows (``callgrind/blocks-compiled/``) count
+``torch.compile`` of each side against the hand-written torch block, as the compiled wall rows compare.
 Install valgrind with ``apt-get install valgrind`` (Debian and Ubuntu); without it
 the cases say so and are skipped.
 """
@@ -55,6 +56,7 @@ def _environment() -> Iterator[dict[str, str]]:
     os.environ["PATH"] = os.pathsep.join([bin_dir, saved.get("PATH", "")])
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), str(ROOT / "src"), saved.get("PYTHONPATH")) if p)
     os.environ["PYTHONHASHSEED"] = "0"  # the same dict layouts in every process
+    os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = "1"  # compiled rows: no pool of compile workers under valgrind
     try:
         yield dict(os.environ)
     finally:
@@ -78,13 +80,26 @@ def _setup(block: str, side: str, backward: bool) -> str:
     )
 
 
-def block_instructions(block: str, side: str, *, backward: bool = False) -> float:
-    """Instructions per call of one block's forward: blockzoo's (``side="ours"``) or a reference's (``"torch"``, ...)."""
+def block_instructions(block: str, side: str, *, backward: bool = False, compiled: bool = False) -> float:
+    """Instructions per call of one block's forward: blockzoo's (``side="ours"``) or a reference's (``"torch"``, ...).
+
+    With ``compiled=True`` the setup compiles the module with ``torch.compile`` and calls it three times, so the
+    count covers what a compiled call costs once compiled: dynamo's guards, the compiled graph and its kernels. The
+    same setup runs natively first, so the compile under valgrind finds inductor's kernels in its on-disk cache
+    (compiling them under valgrind would take hours; with the cache, about five minutes).
+    """
     from torch.utils.benchmark import Timer
 
     stmt = "m(x).sum().backward()" if backward else "m(x)"
-    with _environment():
-        stats = Timer(stmt=stmt, setup=_setup(block, side, backward)).collect_callgrind(number=NUMBER)
+    setup = _setup(block, side, backward)
+    if compiled:
+        setup += f"\nm = torch.compile(m)\nfor _ in range(3):\n    {stmt}"
+    with _environment() as env:
+        if compiled:
+            warm = subprocess.run([sys.executable, "-c", setup], env=env, capture_output=True, text=True)
+            if warm.returncode:
+                raise RuntimeError(f"compiling {block} ({side}) natively failed:\n{warm.stderr}")
+        stats = Timer(stmt=stmt, setup=setup).collect_callgrind(number=NUMBER)
     return float(stats.counts(denoise=True)) / NUMBER
 
 
@@ -134,6 +149,24 @@ def measure_block(block: str, references: tuple[str, ...] = ("torch",)) -> list[
     return rows
 
 
+def measure_compiled(block: str) -> list[Record | Skip]:
+    """``torch.compile`` of blockzoo's block against that of the hand-written torch one, as the compiled wall rows."""
+    from benchmarks.bench_blocks import target
+
+    if not available():
+        raise Skipped(INSTALL)
+    rows: list[Record | Skip] = []
+    for backward in (False, True):
+        mode = "fwd+bwd" if backward else "fwd"
+        ours, ref = (block_instructions(block, side, backward=backward, compiled=True) for side in ("ours", "torch"))
+        rows.append(
+            _record(
+                f"callgrind/blocks/{block}/small/{mode}/compiled vs torch", ours, ref, target=target("torch", "small")
+            )
+        )
+    return rows
+
+
 def measure_aa(block: str = "ConvNormAct") -> list[Record | Skip]:
     """The same blockzoo block counted twice: the A/A ratio of the instruction counts."""
     if not available():
@@ -160,11 +193,12 @@ def measure_import() -> list[Record | Skip]:
 def cases(settings: Settings) -> list[Case]:
     if not settings.callgrind:
         return []
-    from benchmarks.bench_blocks import blocks
+    from benchmarks.bench_blocks import COMPILED, blocks
 
     out = [Case("callgrind/import", measure_import), Case("callgrind/A-A", measure_aa)]
     for b in blocks():
         if b.refs:
             refs = tuple(b.refs)
             out.append(Case(f"callgrind/blocks/{b.name}", lambda name=b.name, refs=refs: measure_block(name, refs)))
+    out += [Case(f"callgrind/blocks-compiled/{name}", lambda name=name: measure_compiled(name)) for name in COMPILED]
     return out

@@ -168,19 +168,20 @@ def test_an_explained_count_explains_the_row_it_decides(tmp_path, capsys, monkey
     assert "0 met, 1 explained, 0 missed" in out
 
 
-def test_only_small_eager_block_rows_are_decided_by_a_count(tmp_path, capsys) -> None:
+def test_only_small_block_rows_and_the_import_against_torch_are_decided_by_their_count(tmp_path, capsys) -> None:
     rows = [
-        _wall("blocks/MLP/realistic/fwd/vs torch", 1.05, "<= 1.02"),
-        _wall("blocks/MLP/small/fwd/compiled vs torch", 1.06, "<= 1.05"),
+        _wall("blocks/MLP/realistic/fwd/vs torch", 1.05, "<= 1.02"),  # no same_kernels: wall time decides
+        _wall("models/resnet18/forward/contiguous/vs torchvision", 1.06, "<= 1.02"),
         _wall("import/blockzoo vs torchvision", 1.03),
     ]
-    counts = [_count(r.case, 0.9, r.target or "") for r in rows]
-    _, js = _report_with(*rows, *counts).write(tmp_path / "r")
+    compiled = _wall("blocks/MLP/small/fwd/compiled vs torch", 1.07, "<= 1.05")
+    counts = [_count(r.case, 0.9, r.target or "") for r in [*rows, compiled]]
+    _, js = _report_with(*rows, compiled, *counts).write(tmp_path / "r")
     assert _suite.main(["--check", str(js)]) == 1
     out = capsys.readouterr().out
-    assert "by count" not in out
     assert all(f"MISSED     {r.case}" in out for r in rows)
-    assert "3 met, 0 explained, 3 missed" in out  # the counts stand as rows of their own
+    assert f"by count   {compiled.case}: 0.900x in instructions (1.070x in wall time) against <= 1.05" in out
+    assert "4 met, 0 explained, 3 missed (1 met by their instruction count)" in out  # 3 counts stand on their own
 
 
 def test_a_realistic_row_with_the_same_kernels_takes_the_small_count_held_to_its_own_target(tmp_path, capsys) -> None:
@@ -208,6 +209,28 @@ def test_a_realistic_row_with_the_same_kernels_takes_the_small_count_held_to_its
     assert f"MISSED     {other.case}: 1.060x against <= 1.02" in out
     # BasicBlock's counts decide the realistic rows and are not listed again; MLP's decides none and stands alone
     assert "2 met, 0 explained, 2 missed (1 met by their instruction count)" in out
+
+
+def test_a_realistic_row_with_the_same_kernels_takes_the_explanation_of_the_count_it_is_decided_by(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    row = dataclasses.replace(_wall("blocks/ConvNormAct/realistic/fwd/vs torchvision", 1.15), same_kernels=True)
+    count = _count("blocks/ConvNormAct/small/fwd/vs torchvision", 1.005)
+    monkeypatch.setitem(_report.EXPLAINED, "callgrind/blocks/ConvNormAct/small/*/vs torchvision", "the input check")
+    _, js = _report_with(row, count).write(tmp_path / "r")
+    assert _suite.main(["--check", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert f"explained  {row.case}: same kernels as the reference, and 1.005x in instructions at the small shape" in out
+    assert out.rstrip().endswith("0 met, 1 explained, 0 missed")
+
+
+def test_a_report_written_before_same_kernels_reads_as_not_looked_at(tmp_path) -> None:
+    _, js = _report_with(MET).write(tmp_path / "r")
+    data = json.loads(js.read_text())
+    for row in data["records"]:
+        del row["same_kernels"]
+    js.write_text(json.dumps(data))
+    assert _report.read_report(js).records[0].same_kernels is None
 
 
 def test_the_same_kernels_mark_round_trips_and_shows_in_the_markdown(tmp_path) -> None:
@@ -255,6 +278,28 @@ def test_callgrind_counts_each_block_against_every_reference_forward_and_backwar
         (side, backward) for side in ["ours", *refs["BasicBlock"]] for backward in (False, True)
     }
     assert set(cases) >= {f"callgrind/blocks/{name}" for name, r in refs.items() if r}
+
+
+def test_callgrind_counts_compiled_blocks_against_compiled_hand_written_torch(monkeypatch) -> None:
+    monkeypatch.setattr(_callgrind, "available", lambda: True)
+    counted: list[tuple[str, str, bool, bool]] = []
+
+    def fake(block: str, side: str, *, backward: bool = False, compiled: bool = False) -> float:
+        counted.append((block, side, backward, compiled))
+        return 105.0 if side == "ours" else 100.0
+
+    monkeypatch.setattr(_callgrind, "block_instructions", fake)
+    cases = {c.name: c for c in _callgrind.cases(_suite.Settings(callgrind=True))}
+    from benchmarks.bench_blocks import COMPILED
+
+    assert {f"callgrind/blocks-compiled/{name}" for name in COMPILED} <= set(cases)
+    rows = cases["callgrind/blocks-compiled/MLP"].run()
+    assert [r.case for r in rows] == [
+        "callgrind/blocks/MLP/small/fwd/compiled vs torch",
+        "callgrind/blocks/MLP/small/fwd+bwd/compiled vs torch",
+    ]
+    assert all(isinstance(r, Record) and r.ratio == 1.05 and r.target == "<= 1.05" for r in rows)
+    assert counted == [("MLP", side, b, True) for b in (False, True) for side in ("ours", "torch")]
 
 
 def _fake_cases(ran: list[str]) -> list[_suite.Case]:

@@ -50,6 +50,23 @@ def test_drop_path_bad_arguments() -> None:
         DropPath(0.1)(torch.ones(2, dtype=torch.long))
 
 
+@pytest.mark.parametrize("dtype", [torch.long, torch.int8, torch.uint8, torch.bool, torch.complex64])
+@pytest.mark.parametrize("training", [True, False])
+def test_drop_path_refuses_non_float_input_in_training_and_eval(dtype: torch.dtype, training: bool) -> None:
+    drop = DropPath(0.3).train(training)
+    with pytest.raises(InputError, match=rf"received \[4, 3\] \({dtype}\)") as info:
+        drop(torch.ones(4, 3).to(dtype))
+    if training:  # found when the mask refuses the dtype: torch's own error stays attached
+        assert isinstance(info.value.__cause__, RuntimeError)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_drop_path_refuses_a_scalar(training: bool, p: float) -> None:
+    with pytest.raises(InputError, match=r"DropPath expected input of shape \[N, \*\], received \[\]"):
+        DropPath(p).train(training)(torch.tensor(1.0))
+
+
 def paper_gamma(p: float, block_size: int, feat_size: int, dims: int) -> float:
     """Ghiasi et al. 2018, eq. 1, on a square (cubic) map: gamma = p / bs^d * fs^d / (fs - bs + 1)^d."""
     return p / block_size**dims * feat_size**dims / (feat_size - block_size + 1) ** dims

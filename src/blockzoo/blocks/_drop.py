@@ -17,6 +17,7 @@ from blockzoo._checks import (
 from blockzoo._types import DeviceLike
 from blockzoo.blocks._base import Block
 from blockzoo.blocks._layout import layout, layout_error
+from blockzoo.errors import InputError
 
 __all__ = ["DropBlock", "DropPath", "drop_path_rates"]
 
@@ -82,16 +83,29 @@ class DropPath(Block):
         self.mode = check_choice("mode", mode, ("row", "batch"))
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() < 1 or not x.is_floating_point():
-            raise layout_error(
-                type(self).__name__, x.shape, x.dtype, expected="[N, *]", channels=0, rank=max(1, x.dim())
-            )
-        if not self.training or self.p == 0.0:
+        # Every residual block calls its drop path on every forward, so each check here is paid per block:
+        # tensor attributes (ndim, dtype) cost fewer instructions than the methods (dim(), is_floating_point()).
+        rank = x.ndim
+        p = self.p
+        if p == 0.0 or not self.training:
+            if rank < 1 or not x.dtype.is_floating_point:
+                raise self._input_error(x)
             return x
-        keep = 1.0 - self.p
-        shape = (x.shape[0],) + (1,) * (x.dim() - 1) if self.mode == "row" else (1,) * x.dim()
-        mask = x.new_empty(shape).bernoulli_(keep).div_(keep)
+        if rank < 1:
+            raise self._input_error(x)
+        keep = 1.0 - p
+        shape = (x.shape[0],) + (1,) * (rank - 1) if self.mode == "row" else (1,) * rank
+        try:
+            mask = x.new_empty(shape).bernoulli_(keep).div_(keep)
+        except RuntimeError as error:  # looked into only on failure: bernoulli_ or div_ refuse a non-float mask
+            # (an integer mask is drawn before div_ refuses it, so such a call advances the random generator)
+            if not x.dtype.is_floating_point:
+                raise self._input_error(x) from error
+            raise
         return x * mask
+
+    def _input_error(self, x: Tensor) -> InputError:
+        return layout_error(type(self).__name__, x.shape, x.dtype, expected="[N, *]", channels=0, rank=max(1, x.ndim))
 
     def output_shape(self, input_shape: Sequence[int]) -> torch.Size:
         return torch.Size(input_shape)
