@@ -93,7 +93,12 @@ def block_instructions(block: str, side: str, *, backward: bool = False, compile
     stmt = "m(x).sum().backward()" if backward else "m(x)"
     setup = _setup(block, side, backward)
     if compiled:
-        setup += f"\nm = torch.compile(m)\nfor _ in range(3):\n    {stmt}"
+        # valgrind runs no AVX-512 instruction, so inductor writes AVX2 kernels (for both sides, and in both runs:
+        # the vector width is part of the cache key); the eager rows' ATen kernels also run as AVX2 under valgrind
+        setup += (
+            "\nimport torch._inductor.config\ntorch._inductor.config.cpp.simdlen = 256"
+            f"\nm = torch.compile(m)\nfor _ in range(3):\n    {stmt}"
+        )
     with _environment() as env:
         if compiled:
             warm = subprocess.run([sys.executable, "-c", setup], env=env, capture_output=True, text=True)
