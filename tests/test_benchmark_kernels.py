@@ -82,6 +82,7 @@ def test_an_allocation_is_one_whichever_factory_makes_it() -> None:
 
 def test_only_the_realistic_eager_rows_say_whether_the_kernels_are_the_same(monkeypatch) -> None:
     monkeypatch.setattr(bench_blocks, "SHAPES", {"small": (1, 16, 8, 8), "realistic": (2, 16, 8, 8)})
+
     def once(fns: dict, **_: object) -> dict[str, list[float]]:
         for fn in fns.values():  # each side called once, as the warm-up does
             fn()
@@ -89,13 +90,13 @@ def test_only_the_realistic_eager_rows_say_whether_the_kernels_are_the_same(monk
 
     monkeypatch.setattr(bench_blocks, "alternate", once)
     block = {b.name: b for b in bench_blocks.blocks()}["MLP"]
-    rows = {shape: bench_blocks.measure(block, shape=shape, backward=True, rounds=1, min_run_time=0) for shape in SHAPES_}
+    rows = {
+        shape: bench_blocks.measure(block, shape=shape, backward=True, rounds=1, min_run_time=0)
+        for shape in ("small", "realistic")
+    }
     assert {r.same_kernels for r in rows["small"]} == {None}
     # MLP's training forward flattens the tokens before its ReLU: other shapes than the references'
     assert {r.case.rsplit(" ", 1)[-1]: r.same_kernels for r in rows["realistic"]} == dict.fromkeys(block.refs, False)
     convs = {b.name: b for b in bench_blocks.blocks()}["ConvNormAct"]
     realistic = bench_blocks.measure(convs, shape="realistic", backward=False, rounds=1, min_run_time=0)
     assert all(r.same_kernels is True for r in realistic)
-
-
-SHAPES_ = ("small", "realistic")
