@@ -86,7 +86,7 @@ def block_instructions(block: str, side: str, *, backward: bool = False, compile
     With ``compiled=True`` the setup compiles the module with ``torch.compile`` and calls it three times, so the
     count covers what a compiled call costs once compiled: dynamo's guards, the compiled graph and its kernels. The
     same setup runs natively first, so the compile under valgrind finds inductor's kernels in its on-disk cache
-    (compiling them under valgrind would take hours; with the cache, about five minutes). On a CPU with AVX-512
+    (compiling them under valgrind would take hours; with the cache, several minutes). On a CPU with AVX-512
     the kernels that inductor writes itself (rather than calling ATen's) may use AVX-512 encodings, which valgrind
     cannot run: the count then fails with SIGILL ("unhandled instruction bytes: 0x62 ..."). MLP's compiled graph
     (two matmuls and a ReLU) counts here; ConvNormAct's and InvertedResidual's do not.
