@@ -302,6 +302,26 @@ def test_callgrind_counts_compiled_blocks_against_compiled_hand_written_torch(mo
     assert counted == [("MLP", side, b, True) for b in (False, True) for side in ("ours", "torch")]
 
 
+def test_a_compiled_count_that_valgrind_cannot_run_is_skipped_saying_why(monkeypatch) -> None:
+    monkeypatch.setattr(_callgrind, "available", lambda: True)
+
+    def stopped(block: str, side: str, *, backward: bool = False, compiled: bool = False) -> float:
+        raise OSError(
+            "Failed to collect callgrind profile: ... Process terminating with default action of signal 4 (SIGILL)"
+        )
+
+    monkeypatch.setattr(_callgrind, "block_instructions", stopped)
+    with pytest.raises(_suite.Skipped, match=r"ConvNormAct use instructions valgrind cannot run \(SIGILL\)"):
+        _callgrind.measure_compiled("ConvNormAct")
+
+    def other(block: str, side: str, *, backward: bool = False, compiled: bool = False) -> float:
+        raise OSError("Failed to collect callgrind profile: no such file")
+
+    monkeypatch.setattr(_callgrind, "block_instructions", other)
+    with pytest.raises(OSError, match="no such file"):
+        _callgrind.measure_compiled("ConvNormAct")
+
+
 def _fake_cases(ran: list[str]) -> list[_suite.Case]:
     def case(name: str) -> _suite.Case:
         def run() -> list[Record | Skip]:
