@@ -302,6 +302,66 @@ def test_callgrind_counts_compiled_blocks_against_compiled_hand_written_torch(mo
     assert counted == [("MLP", side, b, True) for b in (False, True) for side in ("ours", "torch")]
 
 
+def _seen_by_compiled_count(monkeypatch, machine: str) -> dict[str, dict[str, str | None]]:
+    """What the native compile and the counted run of one compiled count find in their environments."""
+    import subprocess
+
+    import torch.utils.benchmark
+
+    for name in _callgrind.AVX2_ONLY:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(_callgrind.platform, "machine", lambda: machine)
+    seen: dict[str, dict[str, str | None]] = {}
+
+    def warm(cmd: list[str], *, env: dict[str, str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        assert "torch.compile(m)" in cmd[-1]
+        seen["native compile"] = {name: env.get(name) for name in _callgrind.AVX2_ONLY}
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    class Counted:
+        def __init__(self, stmt: str, setup: str) -> None:
+            assert "torch.compile(m)" in setup
+
+        def collect_callgrind(self, number: int) -> object:
+            import os
+
+            seen["count"] = {name: os.environ.get(name) for name in _callgrind.AVX2_ONLY}
+            return type("Stats", (), {"counts": lambda self, denoise: 1000.0 * number})()
+
+    monkeypatch.setattr(_callgrind.subprocess, "run", warm)
+    monkeypatch.setattr(torch.utils.benchmark, "Timer", Counted)
+    assert _callgrind.block_instructions("ConvNormAct", "ours", compiled=True) == 1000.0
+    import os
+
+    seen["after"] = {name: os.environ.get(name) for name in _callgrind.AVX2_ONLY}
+    return seen
+
+
+def test_compiled_counts_build_inductors_kernels_for_avx2_natively_and_under_valgrind(monkeypatch) -> None:
+    # valgrind cannot run AVX-512; the native compile must use the same flags, or its cached kernels are not found
+    seen = _seen_by_compiled_count(monkeypatch, "x86_64")
+    assert (
+        seen["native compile"]
+        == seen["count"]
+        == {"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CPP_MARCH": "x86-64-v3"}
+    )
+    assert seen["after"] == dict.fromkeys(_callgrind.AVX2_ONLY)  # the caller's environment is given back as it was
+
+
+def test_compiled_counts_leave_other_architectures_flags_alone(monkeypatch) -> None:
+    seen = _seen_by_compiled_count(monkeypatch, "aarch64")
+    assert seen["native compile"] == seen["count"] == dict.fromkeys(_callgrind.AVX2_ONLY)
+
+
+def test_eager_counts_do_not_change_the_cpu_capability(monkeypatch) -> None:
+    monkeypatch.setattr(_callgrind.platform, "machine", lambda: "x86_64")
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    with _callgrind._environment() as env:
+        assert "ATEN_CPU_CAPABILITY" not in env
+    with _callgrind._environment(compiled=True) as env:
+        assert env["ATEN_CPU_CAPABILITY"] == "avx2"
+
+
 def test_a_compiled_count_that_valgrind_cannot_run_is_skipped_saying_why(monkeypatch) -> None:
     monkeypatch.setattr(_callgrind, "available", lambda: True)
 
