@@ -50,22 +50,38 @@ def available() -> bool:
 
 
 # What valgrind can run (3.19 here): no AVX-512. Inductor picks its vector ISA from ATEN_CPU_CAPABILITY and builds
-# its kernels with -march=native unless TORCHINDUCTOR_CPP_MARCH names another target; on an AVX-512 CPU either puts
-# EVEX-encoded instructions in the kernels, and valgrind stops on them with SIGILL. x86-64-v3 is AVX2 and FMA.
+# its kernels with -march=native unless TORCHINDUCTOR_CPP_MARCH names another target (torch 2.14 reads it); on an
+# AVX-512 CPU either puts EVEX-encoded instructions in the kernels, and valgrind stops on them with SIGILL.
+# x86-64-v3 is AVX2, FMA, BMI1/2, F16C and the like, all of which valgrind runs.
 AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CPP_MARCH": "x86-64-v3"}
 
 
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty where ``/proc/cpuinfo`` is missing)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.partition(":")[2].split())
+    return set()
+
+
 def _compile_environment() -> dict[str, str]:
-    """What the compiled counts add to the environment: :data:`AVX2_ONLY` on x86-64, nothing elsewhere."""
-    return dict(AVX2_ONLY) if platform.machine().lower() in ("x86_64", "amd64") else {}
+    """What the compiled counts add to the environment: :data:`AVX2_ONLY` on an x86-64 CPU with AVX-512, else nothing.
+
+    A CPU without AVX-512 needs nothing (its native kernels run under valgrind), and one without AVX2 could not run
+    x86-64-v3 code at all.
+    """
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    return dict(AVX2_ONLY) if x86 and "avx512f" in _cpu_flags() else {}
 
 
 @contextlib.contextmanager
 def _environment(compiled: bool = False) -> Iterator[dict[str, str]]:
     """``PATH`` with this interpreter's directory first, ``PYTHONPATH`` with the repository and ``src/``.
 
-    With ``compiled=True`` also :data:`AVX2_ONLY` on x86-64, for the native compile and the counted one alike (the
-    flags are part of the key of inductor's on-disk cache).
+    With ``compiled=True`` also :data:`AVX2_ONLY` on an x86-64 CPU with AVX-512, for the native compile and the
+    counted one alike (the flags are part of the key of inductor's on-disk cache). Values the caller set for these
+    two variables are replaced there, and given back afterwards.
     """
     saved = dict(os.environ)
     bin_dir = str(Path(sys.executable).parent)
@@ -105,9 +121,9 @@ def block_instructions(block: str, side: str, *, backward: bool = False, compile
     count covers what a compiled call costs once compiled: dynamo's guards, the compiled graph and its kernels. The
     same setup runs natively first, so the compile under valgrind finds inductor's kernels in its on-disk cache
     (compiling them under valgrind would take hours; with the cache, several minutes). Valgrind cannot run
-    AVX-512, so on x86-64 both compiles build inductor's kernels for AVX2 (:data:`AVX2_ONLY`): the count compares
-    the two sides on the same AVX2 kernels, which is what the row asks (the cost around the kernels), not the
-    kernels a native AVX-512 run would use. Should a count still stop on an instruction valgrind cannot run
+    AVX-512, so on a CPU that has it both compiles build inductor's kernels for AVX2 (:data:`AVX2_ONLY`): the two
+    sides are compiled with the same instruction set and flags, and the count asks what a compiled call costs with
+    those kernels, not with the ones a native AVX-512 run would use. Should a count still stop on an instruction valgrind cannot run
     (SIGILL), :func:`measure_compiled` skips the block, saying so.
     """
     from torch.utils.benchmark import Timer
@@ -120,7 +136,9 @@ def block_instructions(block: str, side: str, *, backward: bool = False, compile
         if compiled:
             warm = subprocess.run([sys.executable, "-c", setup], env=env, capture_output=True, text=True)
             if warm.returncode:
-                raise RuntimeError(f"compiling {block} ({side}) natively failed:\n{warm.stderr}")
+                raise RuntimeError(
+                    f"compiling {block} ({side}) natively failed (exit status {warm.returncode}):\n{warm.stderr}"
+                )
         stats = Timer(stmt=stmt, setup=setup).collect_callgrind(number=NUMBER)
     return float(stats.counts(denoise=True)) / NUMBER
 

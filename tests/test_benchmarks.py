@@ -302,8 +302,11 @@ def test_callgrind_counts_compiled_blocks_against_compiled_hand_written_torch(mo
     assert counted == [("MLP", side, b, True) for b in (False, True) for side in ("ours", "torch")]
 
 
-def _seen_by_compiled_count(monkeypatch, machine: str) -> dict[str, dict[str, str | None]]:
-    """What the native compile and the counted run of one compiled count find in their environments."""
+def _seen_by_count(
+    monkeypatch, machine: str, flags: set[str], *, compiled: bool = True
+) -> dict[str, dict[str, str | None]]:
+    """What the native compile and the counted run of one count find in their environments, and what is left after."""
+    import os
     import subprocess
 
     import torch.utils.benchmark
@@ -311,6 +314,7 @@ def _seen_by_compiled_count(monkeypatch, machine: str) -> dict[str, dict[str, st
     for name in _callgrind.AVX2_ONLY:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(_callgrind.platform, "machine", lambda: machine)
+    monkeypatch.setattr(_callgrind, "_cpu_flags", lambda: flags)
     seen: dict[str, dict[str, str | None]] = {}
 
     def warm(cmd: list[str], *, env: dict[str, str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -320,46 +324,57 @@ def _seen_by_compiled_count(monkeypatch, machine: str) -> dict[str, dict[str, st
 
     class Counted:
         def __init__(self, stmt: str, setup: str) -> None:
-            assert "torch.compile(m)" in setup
+            assert ("torch.compile(m)" in setup) == compiled
 
         def collect_callgrind(self, number: int) -> object:
-            import os
-
             seen["count"] = {name: os.environ.get(name) for name in _callgrind.AVX2_ONLY}
             return type("Stats", (), {"counts": lambda self, denoise: 1000.0 * number})()
 
     monkeypatch.setattr(_callgrind.subprocess, "run", warm)
     monkeypatch.setattr(torch.utils.benchmark, "Timer", Counted)
-    assert _callgrind.block_instructions("ConvNormAct", "ours", compiled=True) == 1000.0
-    import os
-
+    assert _callgrind.block_instructions("ConvNormAct", "ours", compiled=compiled) == 1000.0
     seen["after"] = {name: os.environ.get(name) for name in _callgrind.AVX2_ONLY}
     return seen
 
 
-def test_compiled_counts_build_inductors_kernels_for_avx2_natively_and_under_valgrind(monkeypatch) -> None:
+NOTHING = dict.fromkeys(_callgrind.AVX2_ONLY)
+
+
+@pytest.mark.parametrize("machine", ["x86_64", "AMD64"])
+def test_compiled_counts_build_inductors_kernels_for_avx2_natively_and_under_valgrind(monkeypatch, machine) -> None:
     # valgrind cannot run AVX-512; the native compile must use the same flags, or its cached kernels are not found
-    seen = _seen_by_compiled_count(monkeypatch, "x86_64")
-    assert (
-        seen["native compile"]
-        == seen["count"]
-        == {"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CPP_MARCH": "x86-64-v3"}
-    )
-    assert seen["after"] == dict.fromkeys(_callgrind.AVX2_ONLY)  # the caller's environment is given back as it was
+    seen = _seen_by_count(monkeypatch, machine, {"avx2", "fma", "avx512f"})
+    avx2 = {"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CPP_MARCH": "x86-64-v3"}
+    assert seen["native compile"] == seen["count"] == avx2
+    assert seen["after"] == NOTHING  # the caller's environment is given back as it was
 
 
-def test_compiled_counts_leave_other_architectures_flags_alone(monkeypatch) -> None:
-    seen = _seen_by_compiled_count(monkeypatch, "aarch64")
-    assert seen["native compile"] == seen["count"] == dict.fromkeys(_callgrind.AVX2_ONLY)
+@pytest.mark.parametrize(
+    ("machine", "flags"),
+    [("aarch64", {"asimd", "sve"}), ("x86_64", {"avx2", "fma"}), ("x86_64", {"sse4_2"}), ("x86_64", set())],
+)
+def test_compiled_counts_leave_the_flags_alone_where_valgrind_runs_the_native_kernels(
+    monkeypatch, machine, flags
+) -> None:
+    # no AVX-512 to avoid; and a CPU without AVX2 could not run x86-64-v3 code
+    seen = _seen_by_count(monkeypatch, machine, flags)
+    assert seen["native compile"] == seen["count"] == seen["after"] == NOTHING
 
 
 def test_eager_counts_do_not_change_the_cpu_capability(monkeypatch) -> None:
-    monkeypatch.setattr(_callgrind.platform, "machine", lambda: "x86_64")
-    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
-    with _callgrind._environment() as env:
-        assert "ATEN_CPU_CAPABILITY" not in env
-    with _callgrind._environment(compiled=True) as env:
-        assert env["ATEN_CPU_CAPABILITY"] == "avx2"
+    seen = _seen_by_count(monkeypatch, "x86_64", {"avx2", "fma", "avx512f"}, compiled=False)
+    assert "native compile" not in seen  # nothing to compile first
+    assert seen["count"] == seen["after"] == NOTHING
+
+
+def test_cpu_flags_are_read_from_linux(monkeypatch, tmp_path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 fma avx512f\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    real = _callgrind.Path
+    monkeypatch.setattr(_callgrind, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real(p))
+    assert _callgrind._cpu_flags() == {"fpu", "avx2", "fma", "avx512f"}
+    cpuinfo.unlink()
+    assert _callgrind._cpu_flags() == set()
 
 
 def test_a_compiled_count_that_valgrind_cannot_run_is_skipped_saying_why(monkeypatch) -> None:
